@@ -1,0 +1,11 @@
+"""rae_edge: the edge node.
+
+Modules:
+- ``config``: the node's settings tree (file + ``RAE_*`` environment, unknown keys rejected);
+- ``errors``: the exception hierarchy the tablet API maps to HTTP statuses;
+- ``store``: DuckDB (relational, outbox, audit) and LanceDB (text + vectors) stores;
+- ``node``: :class:`EdgeNode`, the service object that owns the stores and services;
+- ``cli``: the ``rae-edge`` commands other than ``serve`` (which lives in the tablet API).
+
+It imports ``rae_sync`` (domain, wire) and ``rae_models`` (packaged models) only.
+"""

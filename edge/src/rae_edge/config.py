@@ -1,0 +1,124 @@
+"""The edge node's one settings tree: defaults < YAML/TOML file < ``RAE_*`` environment.
+
+Unknown keys are an error that names the key (``extra="forbid"`` everywhere).
+Nested keys come from the environment with ``__``: ``RAE_API__PORT=8080``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ApiSettings(_Section):
+    host: str = Field(default="127.0.0.1", description="address the tablet API binds to")
+    port: int = Field(default=8470, ge=0, le=65535, description="TCP port of the tablet API")
+    max_upload_mb: int = Field(default=50, ge=1, description="largest accepted upload")
+
+
+class EmbeddingSettings(_Section):
+    batch_size: int = Field(default=32, ge=1, le=1024, description="sentences per ONNX call")
+    max_tokens: int = Field(default=256, ge=16, le=512, description="truncation length")
+    threads: int = Field(default=0, ge=0, description="onnxruntime intra-op threads (0 = auto)")
+
+
+class QrSettings(_Section):
+    label_pattern: str | None = Field(
+        default=None,
+        description="regex with a named group 'id' for a plant's own QR label format",
+    )
+
+
+class VoiceSettings(_Section):
+    model: Literal["tiny.en", "base"] = Field(default="tiny.en", description="Whisper model")
+    auto_confirm: bool = Field(default=False, description="confirm transcripts without review")
+    max_seconds: float = Field(default=120.0, gt=0, description="longest accepted note")
+    max_mb: int = Field(default=20, ge=1, description="largest accepted audio upload")
+    queue_size: int = Field(default=32, ge=1, description="bounded transcription queue")
+
+
+class SyncSettings(_Section):
+    mqtt_url: str | None = Field(default=None, description="mqtt[s]://host:port; None = off")
+    enroll_file: Path | None = Field(default=None, description="identity issued by central")
+    outbox_limit: int = Field(default=1_000_000, ge=1, description="alert above this depth")
+    batch_size: int = Field(default=200, ge=1, description="messages per publish batch")
+
+
+class NodeSettings(_Section):
+    tenant_id: str = Field(default="demo", description="tenant of this node")
+    site_id: str = Field(default="plant-1", description="site (plant) of this node")
+    node_id: str = Field(default="node-1", description="this node's id within the site")
+
+
+class EdgeSettings(BaseSettings):
+    """Everything an edge node can be configured with."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAE_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    data_dir: Path = Field(default=Path("data/edge"), description="node's data folder")
+    abbreviations: list[Path] = Field(
+        default_factory=list, description="extra abbreviation CSVs (abbr,expansion)"
+    )
+    node: NodeSettings = Field(default_factory=NodeSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    qr: QrSettings = Field(default_factory=QrSettings)
+    voice: VoiceSettings = Field(default_factory=VoiceSettings)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Explicit arguments (CLI flags) win over the environment, which wins over the file
+        # (the file arrives through init_settings too, merged under the flags by ``load``).
+        return (init_settings, env_settings, file_secret_settings)
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Reads a YAML or TOML config file into a dict (validation happens in ``load``)."""
+    text = path.read_text(encoding="utf-8")
+    data: Any = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: the config file must hold a mapping at its top level")
+    return data
+
+
+def load(config_file: Path | None = None, **overrides: Any) -> EdgeSettings:
+    """Builds the settings: file, then environment, then explicit ``overrides``.
+
+    ``overrides`` take nested dicts (``api={"port": 0}``); ``None`` values are ignored so
+    CLI flags that were not given do not mask the file or the environment.
+    """
+    file_data: dict[str, Any] = read_config_file(config_file) if config_file else {}
+    env_data = EdgeSettings().model_dump(exclude_unset=True)  # what RAE_* variables set
+    flags = {k: v for k, v in overrides.items() if v is not None}
+    return EdgeSettings(**_deep_merge(_deep_merge(file_data, env_data), flags))

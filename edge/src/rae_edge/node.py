@@ -1,0 +1,34 @@
+"""``EdgeNode``: the one service object that owns an edge node's stores and services.
+
+Everything else (CLI commands, the tablet API, workers) is handed an ``EdgeNode`` and
+goes through it, so a data folder is opened once per process.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rae_edge.config import EdgeSettings
+from rae_edge.store import DuckStore, LanceStore
+
+# Models load from packaged files only: a hub download must never be attempted.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+class EdgeNode:
+    """Opens (and migrates) the node's data folder."""
+
+    def __init__(self, settings: EdgeSettings) -> None:
+        self.settings = settings
+        self.data_dir: Path = settings.data_dir
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.duck = DuckStore(self.data_dir / "node.duckdb")
+        self.lance = LanceStore(self.data_dir / "lance")
+
+    @property
+    def tenant_id(self) -> str:
+        return self.settings.node.tenant_id
+
+    def close(self) -> None:
+        self.duck.close()

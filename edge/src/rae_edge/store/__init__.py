@@ -1,0 +1,11 @@
+"""The edge node's two stores.
+
+- ``migrations``: numbered DuckDB schema steps and the current schema version;
+- ``duck``: :class:`DuckStore`, machines, incidents, corrections, audit log, outbox, tokens;
+- ``lance``: :class:`LanceStore`, searchable text + vectors with scalar and full-text indexes.
+"""
+
+from rae_edge.store.duck import DuckStore
+from rae_edge.store.lance import LanceStore, sql_literal
+
+__all__ = ["DuckStore", "LanceStore", "sql_literal"]

@@ -1,0 +1,269 @@
+"""DuckDB store: machines, incidents, corrections, documents, audit log, sync outbox, tokens.
+
+One connection per process (DuckDB lets one process write a file); a lock serialises
+writers, and every write commits before it returns, so an acknowledged write is on disk.
+All SQL takes parameters; nothing is pasted into a query string.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from rae_edge.errors import SchemaTooNewError
+from rae_edge.store.migrations import MIGRATIONS, SCHEMA_VERSION
+from rae_sync.domain import Correction, CorrectionMethod, Incident, Machine
+
+
+class DuckStore:
+    """The node's relational store (one file, ``node.duckdb``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._con = duckdb.connect(str(path))
+        self._migrate()
+
+    # -- plumbing ---------------------------------------------------------------
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One atomic step: commits on success, rolls back on any error."""
+        with self._lock:
+            cur = self._con.cursor()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            else:
+                cur.execute("COMMIT")
+            finally:
+                cur.close()
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            cur = self._con.cursor()
+            try:
+                return cur.execute(sql, list(params)).fetchall()
+            finally:
+                cur.close()
+
+    def query_dicts(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            cur = self._con.cursor()
+            try:
+                cur.execute(sql, list(params))
+                cols = [d[0] for d in cur.description or []]
+                return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+            finally:
+                cur.close()
+
+    def schema_version(self) -> int:
+        rows = self.query("SELECT value FROM meta WHERE key = 'schema_version'")
+        return int(rows[0][0]) if rows else 0
+
+    def _migrate(self) -> None:
+        with self._lock:
+            self._con.execute(
+                "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)"
+            )
+            current = self.schema_version()
+            if current > SCHEMA_VERSION:
+                raise SchemaTooNewError(
+                    f"{self.path} holds schema version {current}, but this release only knows "
+                    f"up to {SCHEMA_VERSION}: install the newer release that wrote it"
+                )
+            for version, sql in MIGRATIONS:
+                if version <= current:
+                    continue
+                with self.transaction() as cur:
+                    cur.execute(sql)
+                    cur.execute(
+                        "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(version)]
+                    )
+            self._con.execute("CHECKPOINT")
+
+    # -- machines -----------------------------------------------------------------
+    def upsert_machines(self, machines: Sequence[Machine]) -> None:
+        with self.transaction() as cur:
+            for m in machines:
+                cur.execute(
+                    """INSERT INTO machines (tenant_id, id, name, qr_code, site, line)
+                       VALUES (?, ?, ?, ?, ?, ?)
+                       ON CONFLICT (tenant_id, id) DO UPDATE SET name = excluded.name,
+                         qr_code = excluded.qr_code, site = excluded.site, line = excluded.line""",
+                    [m.tenant_id, m.id, m.name, m.qr_code, m.site, m.line],
+                )
+
+    def get_machine(self, tenant_id: str, machine_id: str) -> Machine | None:
+        rows = self.query_dicts(
+            "SELECT tenant_id, id, name, qr_code, site, line FROM machines "
+            "WHERE tenant_id = ? AND id = ?",
+            [tenant_id, machine_id],
+        )
+        return Machine(**rows[0]) if rows else None
+
+    def find_machine_by_qr(self, tenant_id: str, payload: str) -> Machine | None:
+        rows = self.query_dicts(
+            "SELECT tenant_id, id, name, qr_code, site, line FROM machines "
+            "WHERE tenant_id = ? AND (qr_code = ? OR id = ?) ORDER BY qr_code = ? DESC LIMIT 1",
+            [tenant_id, payload, payload, payload],
+        )
+        return Machine(**rows[0]) if rows else None
+
+    def list_machines(self, tenant_id: str) -> list[Machine]:
+        rows = self.query_dicts(
+            "SELECT tenant_id, id, name, qr_code, site, line FROM machines "
+            "WHERE tenant_id = ? ORDER BY id",
+            [tenant_id],
+        )
+        return [Machine(**r) for r in rows]
+
+    # -- incidents ----------------------------------------------------------------
+    def insert_incidents(
+        self, incidents: Sequence[Incident], outbox: bool = False
+    ) -> list[Incident]:
+        """Stores the incidents not already stored (by content hash); returns the new ones.
+
+        With ``outbox`` each new incident is queued for sync in the same transaction.
+        """
+        added: list[Incident] = []
+        with self.transaction() as cur:
+            for inc in incidents:
+                exists = cur.execute(
+                    "SELECT 1 FROM incidents WHERE tenant_id = ? AND id = ?",
+                    [inc.tenant_id, inc.id],
+                ).fetchone()
+                if exists:
+                    continue
+                cur.execute(
+                    """INSERT INTO incidents (tenant_id, id, machine_id, occurred_at, error_code,
+                       symptom, action, source, content_hash) VALUES (?,?,?,?,?,?,?,?,?)""",
+                    [inc.tenant_id, inc.id, inc.machine_id, inc.occurred_at, inc.error_code,
+                     inc.symptom, inc.action, inc.source, inc.content_hash],
+                )
+                if outbox:
+                    self._enqueue(cur, inc.tenant_id, "incident", inc.model_dump(mode="json"))
+                added.append(inc)
+        return added
+
+    def incidents_for_machine(
+        self, tenant_id: str, machine_id: str, as_of: datetime | None = None, limit: int = 200
+    ) -> list[Incident]:
+        sql = (
+            "SELECT tenant_id, id, machine_id, occurred_at, error_code, symptom, action, source, "
+            "content_hash FROM incidents WHERE tenant_id = ? AND machine_id = ?"
+        )
+        params: list[Any] = [tenant_id, machine_id]
+        if as_of is not None:
+            sql += " AND occurred_at <= ?"
+            params.append(as_of)
+        sql += " ORDER BY occurred_at DESC LIMIT ?"
+        params.append(limit)
+        return [Incident(**r) for r in self.query_dicts(sql, params)]
+
+    def get_incident(self, tenant_id: str, incident_id: str) -> Incident | None:
+        rows = self.query_dicts(
+            "SELECT tenant_id, id, machine_id, occurred_at, error_code, symptom, action, source, "
+            "content_hash FROM incidents WHERE tenant_id = ? AND id = ?",
+            [tenant_id, incident_id],
+        )
+        return Incident(**rows[0]) if rows else None
+
+    # -- corrections ----------------------------------------------------------------
+    def insert_correction(self, c: Correction, outbox: bool = True) -> bool:
+        """Stores a correction (idempotent on id); queues it for sync in the same
+        transaction. Returns False when it was already stored."""
+        with self.transaction() as cur:
+            if cur.execute(
+                "SELECT 1 FROM corrections WHERE tenant_id = ? AND id = ?", [c.tenant_id, c.id]
+            ).fetchone():
+                return False
+            cur.execute(
+                """INSERT INTO corrections (tenant_id, id, machine_id, text, author, target_id,
+                   method, valid_from, valid_to, origin_node, audio_sha256, hlc)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?)""",
+                [c.tenant_id, c.id, c.machine_id, c.text, c.author, c.target_id, c.method.value,
+                 c.valid_from, c.valid_to, c.origin_node, c.audio_sha256, c.hlc],
+            )
+            if outbox:
+                self._enqueue(cur, c.tenant_id, "correction", c.model_dump(mode="json"))
+        return True
+
+    def corrections_for_machine(
+        self, tenant_id: str, machine_id: str, as_of: datetime | None = None
+    ) -> list[Correction]:
+        sql = (
+            "SELECT tenant_id, id, machine_id, text, author, target_id, method, valid_from, "
+            "valid_to, origin_node, audio_sha256, hlc FROM corrections "
+            "WHERE tenant_id = ? AND machine_id = ?"
+        )
+        params: list[Any] = [tenant_id, machine_id]
+        if as_of is not None:
+            sql += " AND valid_from <= ?"
+            params.append(as_of)
+        sql += " ORDER BY valid_from, hlc, id"
+        return [
+            Correction(**{**r, "method": CorrectionMethod(r["method"])})
+            for r in self.query_dicts(sql, params)
+        ]
+
+    def corrections_for_targets(
+        self, tenant_id: str, target_ids: Sequence[str], as_of: datetime | None = None
+    ) -> dict[str, list[Correction]]:
+        """Corrections in force at ``as_of`` per amended memory id, oldest first."""
+        if not target_ids:
+            return {}
+        sql = (
+            "SELECT tenant_id, id, machine_id, text, author, target_id, method, valid_from, "
+            "valid_to, origin_node, audio_sha256, hlc FROM corrections "
+            "WHERE tenant_id = ? AND list_contains(?, target_id)"
+        )
+        params: list[Any] = [tenant_id, list(target_ids)]
+        if as_of is not None:
+            sql += " AND valid_from <= ?"
+            params.append(as_of)
+        sql += " ORDER BY valid_from, hlc, id"
+        out: dict[str, list[Correction]] = {}
+        for r in self.query_dicts(sql, params):
+            c = Correction(**{**r, "method": CorrectionMethod(r["method"])})
+            out.setdefault(str(c.target_id), []).append(c)
+        return out
+
+    # -- outbox -----------------------------------------------------------------------
+    @staticmethod
+    def _enqueue(
+        cur: duckdb.DuckDBPyConnection, tenant_id: str, kind: str, payload: dict[str, Any]
+    ) -> None:
+        cur.execute(
+            "INSERT INTO outbox (tenant_id, kind, payload) VALUES (?, ?, ?)",
+            [tenant_id, kind, json.dumps(payload)],
+        )
+
+    def outbox_depth(self) -> int:
+        return int(self.query("SELECT count(*) FROM outbox")[0][0])
+
+    def outbox_peek(self, limit: int) -> list[tuple[int, str, str, dict[str, Any]]]:
+        rows = self.query(
+            "SELECT seq, tenant_id, kind, payload FROM outbox ORDER BY seq LIMIT ?", [limit]
+        )
+        return [(int(s), str(t), str(k), json.loads(p)) for s, t, k, p in rows]
+
+    def outbox_remove(self, seqs: Sequence[int]) -> None:
+        if not seqs:
+            return
+        with self.transaction() as cur:
+            cur.execute("DELETE FROM outbox WHERE list_contains(?, seq)", [list(seqs)])

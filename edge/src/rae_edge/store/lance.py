@@ -1,0 +1,153 @@
+"""LanceDB store: every searchable memory (incidents, manual sections, shift entries, work
+orders, corrections) as text + vector in one table, ``memories``.
+
+Indexes: BITMAP on ``machine_id``, ``kind`` and ``tenant_id`` (prefilters), the native
+full-text index on ``search_text`` (the abbreviation-expanded text; ``text`` keeps the
+original), and an ANN index once the table is large enough for it to pay.
+LanceDB has no bound parameters, so every value in a ``where`` goes through
+:func:`sql_literal`, which quotes it; ids are also checked against a strict pattern.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import lancedb
+import pyarrow as pa
+from lancedb.query import LanceVectorQueryBuilder
+
+from rae_edge.errors import InvalidInputError
+
+TABLE = "memories"
+DIM = 384
+ANN_MIN_ROWS = 50_000  # below this, exact (flat) search with prefilters is fast enough
+
+SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("tenant_id", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("machine_id", pa.string()),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("search_text", pa.string(), nullable=False),
+        pa.field("vector", pa.list_(pa.float32(), DIM)),
+        pa.field("occurred_at", pa.timestamp("us", tz="UTC")),
+        pa.field("error_codes", pa.list_(pa.string())),
+        pa.field("target_id", pa.string()),
+        pa.field("document_id", pa.string()),
+        pa.field("page", pa.int32()),
+        pa.field("section", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("model_id", pa.string()),
+    ]
+)
+
+
+def sql_literal(value: str | int | float | datetime) -> str:
+    """A value quoted for a LanceDB (DataFusion) filter; strings have quotes doubled."""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, datetime):
+        return f"TIMESTAMP '{value.isoformat()}'"
+    if "\x00" in value:
+        raise InvalidInputError("NUL byte in a filter value")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def in_list(column: str, values: Sequence[str]) -> str:
+    return f"{column} IN ({', '.join(sql_literal(v) for v in values)})"
+
+
+class LanceStore:
+    """The node's vector + full-text store (folder ``lance/``)."""
+
+    def __init__(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = lancedb.connect(str(path))
+        self._lock = threading.RLock()
+        self._fts_dirty = False
+        if TABLE in self._db.list_tables().tables:
+            self.table = self._db.open_table(TABLE)
+        else:
+            self.table = self._db.create_table(TABLE, schema=SCHEMA)
+            self._create_scalar_indexes()
+
+    def _create_scalar_indexes(self) -> None:
+        # The sync table's create_index(config=Bitmap()) mis-routes the column name in
+        # lancedb 0.40; create_scalar_index is deprecated but correct.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for col in ("tenant_id", "machine_id", "kind"):
+                self.table.create_scalar_index(col, index_type="BITMAP", replace=True)
+
+    def count(self, where: str | None = None) -> int:
+        return int(self.table.count_rows(where))
+
+    def add(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Appends rows (one Lance version per call: batch them) and keeps indexes fresh."""
+        if not rows:
+            return
+        with self._lock:
+            self.table.add(pa.Table.from_pylist(list(rows), schema=SCHEMA))
+            self._fts_dirty = True
+
+    def refresh_indexes(self) -> None:
+        """After a batch of writes: rebuild the full-text index, fold new rows into the
+        scalar indexes and compact (each ``add`` makes a version; ``optimize`` merges them)."""
+        with self._lock:
+            if self._fts_dirty:
+                self.table.create_fts_index("search_text", replace=True, with_position=False)
+                self._fts_dirty = False
+            self.table.optimize()
+            n = self.count()
+            if n >= ANN_MIN_ROWS and not self._has_vector_index():
+                self.table.create_index(
+                    metric="cosine", vector_column_name="vector", index_type="IVF_HNSW_SQ"
+                )
+
+    def _has_vector_index(self) -> bool:
+        return any(ix.index_type.startswith("IVF") for ix in self.table.list_indices())
+
+    def existing_ids(self, tenant_id: str, ids: Sequence[str]) -> set[str]:
+        if not ids:
+            return set()
+        where = f"tenant_id = {sql_literal(tenant_id)} AND {in_list('id', ids)}"
+        got = self.table.search().where(where).select(["id"]).limit(len(ids)).to_list()
+        return {str(r["id"]) for r in got}
+
+    def vector_search(
+        self, vector: Sequence[float], where: str, k: int, columns: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        base = self.table.search(list(vector), vector_column_name="vector", query_type="vector")
+        assert isinstance(base, LanceVectorQueryBuilder)
+        q = (
+            base.distance_type("cosine")
+            .where(where, prefilter=True)
+            .select([*columns, "_distance"])
+            .limit(k)
+        )
+        return list(q.to_list())
+
+    def text_search(
+        self, query: str, where: str, k: int, columns: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        if self._fts_dirty:
+            self.refresh_indexes()
+        q = (
+            self.table.search(query, query_type="fts", fts_columns="search_text")
+            .where(where, prefilter=True)
+            .select([*columns, "_score"])
+            .limit(k)
+        )
+        return list(q.to_list())
+
+    def rows(self, where: str, columns: Sequence[str], limit: int) -> list[dict[str, Any]]:
+        return list(self.table.search().where(where).select(list(columns)).limit(limit).to_list())

@@ -1,0 +1,96 @@
+"""Numbered DuckDB schema migrations. Append only: never edit a released step.
+
+The stored ``schema_version`` lets a node refuse a database written by a newer release
+(a downgrade would silently misread it) and migrate an older one forward.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE machines (
+            tenant_id VARCHAR NOT NULL,
+            id VARCHAR NOT NULL,
+            name VARCHAR NOT NULL,
+            qr_code VARCHAR NOT NULL,
+            site VARCHAR NOT NULL DEFAULT '',
+            line VARCHAR,
+            created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            PRIMARY KEY (tenant_id, id)
+        );
+        CREATE TABLE incidents (
+            tenant_id VARCHAR NOT NULL,
+            id VARCHAR NOT NULL,
+            machine_id VARCHAR NOT NULL,
+            occurred_at TIMESTAMPTZ NOT NULL,
+            error_code VARCHAR,
+            symptom VARCHAR NOT NULL,
+            action VARCHAR,
+            source VARCHAR NOT NULL,
+            content_hash VARCHAR NOT NULL,
+            ingested_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            PRIMARY KEY (tenant_id, id)
+        );
+        CREATE INDEX incidents_machine ON incidents (tenant_id, machine_id, occurred_at);
+        CREATE TABLE corrections (
+            tenant_id VARCHAR NOT NULL,
+            id VARCHAR NOT NULL,
+            machine_id VARCHAR NOT NULL,
+            text VARCHAR NOT NULL,
+            author VARCHAR NOT NULL,
+            target_id VARCHAR,
+            method VARCHAR NOT NULL,
+            valid_from TIMESTAMPTZ NOT NULL,
+            valid_to TIMESTAMPTZ,
+            origin_node VARCHAR NOT NULL DEFAULT '',
+            audio_sha256 VARCHAR,
+            hlc VARCHAR NOT NULL DEFAULT '',
+            created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            PRIMARY KEY (tenant_id, id)
+        );
+        CREATE INDEX corrections_machine ON corrections (tenant_id, machine_id);
+        CREATE INDEX corrections_target ON corrections (tenant_id, target_id);
+        CREATE TABLE documents (
+            tenant_id VARCHAR NOT NULL,
+            id VARCHAR NOT NULL,
+            title VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,
+            sha256 VARCHAR NOT NULL,
+            chunks INTEGER NOT NULL,
+            ingested_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            PRIMARY KEY (tenant_id, id)
+        );
+        CREATE TABLE audit_log (
+            seq BIGINT PRIMARY KEY,
+            tenant_id VARCHAR NOT NULL,
+            "at" TIMESTAMPTZ NOT NULL,
+            actor VARCHAR NOT NULL,
+            action VARCHAR NOT NULL,
+            resource VARCHAR NOT NULL,
+            memory_ids VARCHAR[] NOT NULL,
+            prev_hash VARCHAR NOT NULL,
+            hash VARCHAR NOT NULL
+        );
+        CREATE SEQUENCE outbox_seq START 1;
+        CREATE TABLE outbox (
+            seq BIGINT PRIMARY KEY DEFAULT nextval('outbox_seq'),
+            tenant_id VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,
+            payload JSON NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        );
+        CREATE TABLE tokens (
+            hash VARCHAR PRIMARY KEY,
+            tenant_id VARCHAR NOT NULL,
+            role VARCHAR NOT NULL,
+            name VARCHAR NOT NULL DEFAULT '',
+            created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            revoked_at TIMESTAMPTZ
+        );
+        """,
+    ),
+]
+
+SCHEMA_VERSION = MIGRATIONS[-1][0]

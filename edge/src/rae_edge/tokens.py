@@ -1,0 +1,61 @@
+"""API tokens: random secrets shown once; only their sha256 is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from rae_edge.store.duck import DuckStore
+from rae_sync.domain import Role
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the token's tenant, role and name (never the token itself)."""
+
+    tenant_id: str
+    role: Role
+    name: str
+    token_hash: str
+
+    def can(self, needed: Role) -> bool:
+        order = [Role.TECHNICIAN, Role.SUPERVISOR, Role.ADMIN]
+        return order.index(self.role) >= order.index(needed)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_token(duck: DuckStore, tenant_id: str, role: Role, name: str = "") -> str:
+    """Stores the hash of a new token and returns the token (the only time it is seen)."""
+    token = "rae_" + secrets.token_urlsafe(32)
+    with duck.transaction() as cur:
+        cur.execute(
+            "INSERT INTO tokens (hash, tenant_id, role, name) VALUES (?, ?, ?, ?)",
+            [hash_token(token), tenant_id, role.value, name],
+        )
+    return token
+
+
+def authenticate(duck: DuckStore, token: str) -> Principal | None:
+    """The principal of a live token, or None (unknown or revoked)."""
+    h = hash_token(token)
+    rows = duck.query(
+        "SELECT tenant_id, role, name FROM tokens WHERE hash = ? AND revoked_at IS NULL", [h]
+    )
+    if not rows:
+        return None
+    tenant_id, role, name = rows[0]
+    return Principal(str(tenant_id), Role(role), str(name), h)
+
+
+def revoke_token(duck: DuckStore, token_hash: str) -> bool:
+    """Revokes a token at once; False when no live token has that hash."""
+    with duck.transaction() as cur:
+        live = cur.execute(
+            "SELECT 1 FROM tokens WHERE hash = ? AND revoked_at IS NULL", [token_hash]
+        ).fetchone()
+        cur.execute("UPDATE tokens SET revoked_at = now() WHERE hash = ?", [token_hash])
+    return live is not None

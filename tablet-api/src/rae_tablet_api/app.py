@@ -1,0 +1,67 @@
+"""The Litestar application: routes under ``/api/v1``, errors in the INTERFACE shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Litestar, Request, Response, get
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+
+from rae_edge.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+    RaeError,
+)
+from rae_edge.node import EdgeNode
+from rae_edge.store.migrations import SCHEMA_VERSION
+
+_STATUS = {
+    NotFoundError: 404,
+    InvalidInputError: 422,
+    ConflictError: 409,
+    PermissionDeniedError: 403,
+}
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    err: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        err["details"] = details
+    return {"error": err}
+
+
+def _rae_error(_: Request[Any, Any, Any], exc: RaeError) -> Response[Any]:
+    status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 500)
+    return Response(error_body(exc.code, str(exc)), status_code=status)
+
+
+def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    code = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+            405: "method_not_allowed", 413: "too_large", 429: "rate_limited"}.get(
+        exc.status_code, "error")
+    details = getattr(exc, "extra", None) or None
+    return Response(error_body(code, str(exc.detail), details), status_code=exc.status_code,
+                    headers=getattr(exc, "headers", None))
+
+
+@get("/api/v1/health", sync_to_thread=False)
+def health(state: State) -> dict[str, Any]:
+    node: EdgeNode = state.node
+    return {"status": "ok", "tenant": node.tenant_id, "node": node.settings.node.node_id,
+            "schema_version": SCHEMA_VERSION}
+
+
+def create_app(node: EdgeNode) -> Litestar:
+    """The app for one node; route modules add their handlers to ``route_handlers``."""
+    return Litestar(
+        route_handlers=[health],
+        state=State({"node": node}),
+        exception_handlers={RaeError: _rae_error, HTTPException: _http_error},
+        openapi_config=OpenAPIConfig(title="RAE Edge tablet API", version="1.0.0",
+                                     path="/api/v1/schema"),
+        on_shutdown=[lambda: node.close()],
+    )
