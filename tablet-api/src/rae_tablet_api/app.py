@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Any
 
-from litestar import Litestar, Request, Response, get
+from litestar import Litestar, Request, Response
 from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 
@@ -17,7 +20,7 @@ from rae_edge.errors import (
     RaeError,
 )
 from rae_edge.node import EdgeNode
-from rae_edge.store.migrations import SCHEMA_VERSION
+from rae_tablet_api.auth import provide_principal
 
 _STATUS = {
     NotFoundError: 404,
@@ -48,17 +51,22 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
                     headers=getattr(exc, "headers", None))
 
 
-@get("/api/v1/health", sync_to_thread=False)
-def health(state: State) -> dict[str, Any]:
-    node: EdgeNode = state.node
-    return {"status": "ok", "tenant": node.tenant_id, "node": node.settings.node.node_id,
-            "schema_version": SCHEMA_VERSION}
+def _collect_routes() -> list[Any]:
+    import rae_tablet_api.routes as pkg
+
+    handlers: list[Any] = []
+    for mod in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+        handlers.extend(getattr(importlib.import_module(f"{pkg.__name__}.{mod.name}"),
+                                "ROUTES", []))
+    return handlers
 
 
 def create_app(node: EdgeNode) -> Litestar:
-    """The app for one node; route modules add their handlers to ``route_handlers``."""
+    """The app for one node: every ``routes`` module's ``ROUTES``, the ``principal``
+    dependency (bearer token), errors in the INTERFACE shape, OpenAPI at /api/v1/schema."""
     return Litestar(
-        route_handlers=[health],
+        route_handlers=_collect_routes(),
+        dependencies={"principal": Provide(provide_principal)},
         state=State({"node": node}),
         exception_handlers={RaeError: _rae_error, HTTPException: _http_error},
         openapi_config=OpenAPIConfig(title="RAE Edge tablet API", version="1.0.0",
