@@ -20,6 +20,7 @@ from rae_edge.errors import (
     RaeError,
 )
 from rae_edge.node import EdgeNode
+from rae_tablet_api.audit_hook import AuditMiddleware
 from rae_tablet_api.auth import provide_principal
 
 _STATUS = {
@@ -72,4 +73,7 @@ def create_app(node: EdgeNode) -> Litestar:
         openapi_config=OpenAPIConfig(title="RAE Edge tablet API", version="1.0.0",
                                      path="/api/v1/schema"),
         on_shutdown=[lambda: node.close()],
+        # Every authenticated call is put on record; bodies are capped (uploads included).
+        middleware=[AuditMiddleware(node)],
+        request_max_body_size=node.settings.api.max_upload_mb * 1024 * 1024,
     )

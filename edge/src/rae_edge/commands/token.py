@@ -1,29 +1,106 @@
-"""``rae-edge token create``: prints a new API token (alone on its last line)."""
+"""``rae-edge token create|list|revoke``: API tokens (only their sha256 is ever stored).
+
+- ``create --role R [--tenant T] [--name N]`` prints the new token alone on its last line;
+- ``list`` shows each token's hash prefix, tenant, role, name and state (never a token);
+- ``revoke HASH_PREFIX`` or ``revoke --all-for NAME`` revokes at once: the next request
+  with that token is refused (authentication reads the table on every request).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from rae_edge.cli import command, settings_from_args
+from rae_edge.errors import InvalidInputError, NotFoundError
 from rae_edge.node import EdgeNode
-from rae_edge.tokens import create_token
+from rae_edge.store.duck import DuckStore
+from rae_edge.tokens import create_token, revoke_token
 from rae_sync.domain import Role
+
+MIN_PREFIX = 8  # shorter prefixes are too easy to mistype into the wrong token
+SHOWN_PREFIX = 12
 
 
 def _setup(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["create"])
-    p.add_argument("--role", required=True, choices=[r.value for r in Role])
+    p.add_argument("action", choices=["create", "list", "revoke"])
+    p.add_argument("hash_prefix", nargs="?", default=None,
+                   help=f"revoke: the token's hash prefix from 'token list' (>= {MIN_PREFIX})")
+    p.add_argument("--role", default=None, choices=[r.value for r in Role],
+                   help="create: the token's role")
     p.add_argument("--tenant", default=None, help="tenant (default: the node's)")
-    p.add_argument("--name", default="", help="who or what the token is for")
+    p.add_argument("--name", default="", help="create: who or what the token is for")
+    p.add_argument("--all-for", default=None, metavar="NAME",
+                   help="revoke: every live token with this name")
 
 
-@command("token", "manage API tokens", _setup)
+def list_tokens(duck: DuckStore, tenant: str | None = None) -> list[dict[str, str]]:
+    sql = ("SELECT hash, tenant_id, role, name, created_at, revoked_at FROM tokens"
+           + (" WHERE tenant_id = ?" if tenant else "") + " ORDER BY created_at, hash")
+    out = []
+    for h, t, role, name, created, revoked in duck.query(sql, [tenant] if tenant else []):
+        out.append({"hash_prefix": str(h)[:SHOWN_PREFIX], "tenant": str(t), "role": str(role),
+                    "name": str(name), "created_at": created.isoformat(timespec="seconds"),
+                    "state": "revoked" if revoked else "live"})
+    return out
+
+
+def revoke(duck: DuckStore, hash_prefix: str | None = None, all_for: str | None = None,
+           tenant: str | None = None) -> list[str]:
+    """Revokes by hash prefix (exactly one live token must match) or every live token of
+    a name; returns the revoked hash prefixes. Raises when nothing or too much matches."""
+    if (hash_prefix is None) == (all_for is None):
+        raise InvalidInputError("revoke needs either a HASH_PREFIX or --all-for NAME")
+    where = "revoked_at IS NULL"
+    params: list[str] = []
+    if tenant:
+        where += " AND tenant_id = ?"
+        params.append(tenant)
+    if hash_prefix is not None:
+        prefix = hash_prefix.strip().lower()
+        if len(prefix) < MIN_PREFIX or any(c not in "0123456789abcdef" for c in prefix):
+            raise InvalidInputError(
+                f"hash prefix {hash_prefix!r}: give at least {MIN_PREFIX} hex digits "
+                "as shown by 'rae-edge token list'")
+        hashes = [str(r[0]) for r in duck.query(
+            f"SELECT hash FROM tokens WHERE {where} AND starts_with(hash, ?)", [*params, prefix])]
+        if len(hashes) > 1:
+            raise InvalidInputError(
+                f"hash prefix {prefix!r} matches {len(hashes)} live tokens: give more digits")
+        if not hashes:
+            raise NotFoundError(f"no live token has a hash starting with {prefix!r}")
+    else:
+        hashes = [str(r[0]) for r in duck.query(
+            f"SELECT hash FROM tokens WHERE {where} AND name = ?", [*params, str(all_for)])]
+        if not hashes:
+            raise NotFoundError(f"no live token is named {all_for!r}")
+    return [h[:SHOWN_PREFIX] for h in hashes if revoke_token(duck, h)]
+
+
+@command("token", "create, list or revoke API tokens", _setup)
 def token(args: argparse.Namespace) -> int:
     node = EdgeNode(settings_from_args(args))
     try:
-        tok = create_token(node.duck, args.tenant or node.tenant_id, Role(args.role), args.name)
+        if args.action == "create":
+            if args.role is None:
+                raise InvalidInputError("token create needs --role "
+                                        + "|".join(r.value for r in Role))
+            tenant = args.tenant or node.tenant_id
+            tok = create_token(node.duck, tenant, Role(args.role), args.name)
+            print(f"created a {args.role} token for tenant {tenant}:")
+            print(tok)
+        elif args.action == "list":
+            rows = list_tokens(node.duck, args.tenant)
+            print(f"{'HASH':<{SHOWN_PREFIX}}  {'TENANT':<16} {'ROLE':<10} {'STATE':<7} "
+                  f"{'CREATED':<25} NAME")
+            for r in rows:
+                print(f"{r['hash_prefix']:<{SHOWN_PREFIX}}  {r['tenant']:<16} {r['role']:<10} "
+                      f"{r['state']:<7} {r['created_at']:<25} {r['name']}")
+        else:
+            done = revoke(node.duck, args.hash_prefix, args.all_for, args.tenant)
+            for h in done:
+                print(f"revoked {h}")
+            print(f"{len(done)} token(s) revoked", file=sys.stderr)
     finally:
         node.close()
-    print(f"created a {args.role} token for tenant {args.tenant or node.tenant_id}:")
-    print(tok)
     return 0

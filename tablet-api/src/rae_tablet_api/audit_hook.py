@@ -1,0 +1,156 @@
+"""Audit middleware: every authenticated API call lands in the node's audit log.
+
+For each HTTP request under ``/api/`` that carries a valid token it records who (the
+token's name and hash prefix, never the token), what (method and path), the answer's
+status with the query string (any ``token`` parameter dropped) and which memory ids the
+answer held (every ``"id"`` value and ``"ids"`` list item in a JSON body).
+
+A JSON answer is held back until its entry is committed: a read that could not be put on
+record is answered 500 instead of being served. Other answers (audio, files) stream and are
+recorded when they end. Health and the OpenAPI document carry no data and are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import anyio.to_thread
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from rae_edge.audit import AuditLog
+from rae_edge.node import EdgeNode
+from rae_edge.tokens import Principal, authenticate
+
+log = logging.getLogger(__name__)
+
+MAX_HELD_BYTES = 32 * 1024 * 1024  # a JSON answer larger than this streams unparsed
+_SECRET_PARAMS = {"token", "access_token"}
+
+
+def actor_of(principal: Principal) -> str:
+    """How a caller appears in the log: ``name#hashprefix`` (the token is never stored)."""
+    return f"{principal.name or principal.role.value}#{principal.token_hash[:12]}"
+
+
+def memory_ids(body: Any, _depth: int = 0) -> Iterator[str]:
+    """Every ``"id"`` string and every string in an ``"ids"`` list, in document order."""
+    if _depth > 32:  # no answer of ours nests deeper; a hostile one must not recurse forever
+        return
+    if isinstance(body, dict):
+        for key, value in body.items():
+            if key == "id" and isinstance(value, str):
+                yield value
+            elif key == "ids" and isinstance(value, list):
+                yield from (v for v in value if isinstance(v, str))
+            else:
+                yield from memory_ids(value, _depth + 1)
+    elif isinstance(body, list):
+        for item in body:
+            yield from memory_ids(item, _depth + 1)
+
+
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            text = value.decode("latin-1")
+            if text.lower().startswith("bearer "):
+                return text[7:].strip() or None
+    return None
+
+
+def _query(scope: Scope) -> str:
+    raw = scope.get("query_string", b"").decode("latin-1")
+    pairs = [(k, v) for k, v in parse_qsl(raw, keep_blank_values=True)
+             if k.lower() not in _SECRET_PARAMS]
+    return urlencode(pairs)
+
+
+class AuditMiddleware(ASGIMiddleware):
+    """Records authenticated API calls in the node's :class:`~rae_edge.audit.AuditLog`."""
+
+    scopes = (ScopeType.HTTP,)
+    exclude_path_pattern = ("^/api/v1/health$", "^/api/v1/schema")
+
+    def __init__(self, node: EdgeNode, outbox: bool = False) -> None:
+        self.node = node
+        self.audit = AuditLog(node.duck, outbox=outbox)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        token = _bearer(scope) if scope["path"].startswith("/api/") else None
+        principal = (await anyio.to_thread.run_sync(authenticate, self.node.duck, token)
+                     if token else None)
+        if principal is None:  # unauthenticated: the handler refuses it, nothing is read
+            await next_app(scope, receive, send)
+            return
+        action = f"{scope.get('method', 'WS')} {scope['path']}"
+        query = _query(scope)
+        held: list[Message] = []
+        body = bytearray()
+        state: dict[str, Any] = {"status": 0, "hold": False}
+
+        async def record(ids: list[str]) -> None:
+            resource = f"{state['status']} {query}".strip()
+            await anyio.to_thread.run_sync(
+                lambda: self.audit.record(principal.tenant_id, actor_of(principal), action,
+                                          resource, ids))
+
+        async def audited_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state["status"] = message["status"]
+                ctype = dict(message.get("headers", [])).get(b"content-type", b"")
+                state["hold"] = b"json" in ctype
+                if state["hold"]:
+                    held.append(message)
+                else:
+                    await send(message)
+                return
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            more = message.get("more_body", False)
+            if state["hold"]:
+                body.extend(message.get("body", b""))
+                held.append(message)
+                if more and len(body) > MAX_HELD_BYTES:  # too big to hold: stream, ids unknown
+                    state["hold"] = False
+                    for m in held:
+                        await send(m)
+                    held.clear()
+                    return
+                if more:
+                    return
+                try:
+                    ids = list(memory_ids(json.loads(bytes(body))))
+                except ValueError:
+                    ids = []
+                try:
+                    await record(ids)
+                except Exception:
+                    log.exception("audit: could not record %s", action)
+                    await _send_error(send)  # nothing sent yet: refuse rather than serve
+                    return
+                for m in held:
+                    await send(m)
+                return
+            if not more:
+                try:
+                    await record([])
+                except Exception:
+                    log.exception("audit: could not record %s", action)
+            await send(message)
+
+        await next_app(scope, receive, audited_send)
+
+
+async def _send_error(send: Send) -> None:
+    payload = json.dumps({"error": {"code": "audit_unavailable",
+                                    "message": "the audit log could not record this call"}})
+    await send({"type": "http.response.start", "status": 500,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": payload.encode(), "more_body": False})
