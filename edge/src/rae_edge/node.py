@@ -7,10 +7,16 @@ goes through it, so a data folder is opened once per process.
 from __future__ import annotations
 
 import os
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rae_edge.config import EdgeSettings
 from rae_edge.store import DuckStore, LanceStore
+
+if TYPE_CHECKING:
+    from rae_edge.embedding import EmbeddingService
+    from rae_edge.indexer import Indexer
 
 # Models load from packaged files only: a hub download must never be attempted.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -29,6 +35,20 @@ class EdgeNode:
     @property
     def tenant_id(self) -> str:
         return self.settings.node.tenant_id
+
+    @cached_property
+    def embedder(self) -> EmbeddingService:
+        """The embedding service, loaded on first use (the model is shared per process)."""
+        from rae_edge.embedding import EmbeddingService
+
+        return EmbeddingService(self.settings.embedding)
+
+    @cached_property
+    def indexer(self) -> Indexer:
+        """Turns incidents, chunks and corrections into searchable rows (embeds them)."""
+        from rae_edge.indexer import Indexer
+
+        return Indexer(self)
 
     def close(self) -> None:
         self.duck.close()

@@ -1,0 +1,150 @@
+"""``Indexer``: turns incidents, document chunks and corrections into searchable LanceDB
+rows (text, abbreviation-expanded ``search_text``, vector, model id) in batches.
+
+Rows whose id is already in the store are skipped (ids derive from content hashes, so the
+same content is never embedded or stored twice). Each ``index_*`` call embeds in batches,
+appends, and refreshes the indexes once at its end (or not, with ``refresh=False``, when
+the caller indexes many batches and calls :meth:`Indexer.refresh` itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from rae_edge.abbreviations import abbreviations_for
+from rae_edge.ingest.codes import find_codes
+from rae_sync.domain import Correction, DocumentChunk, Incident, MemoryKind
+
+if TYPE_CHECKING:
+    from rae_edge.node import EdgeNode
+
+Row = dict[str, Any]
+ADD_BATCH = 2048  # rows per LanceDB append (each append is a table version)
+_ID_QUERY_BATCH = 500  # ids per existence query
+
+
+def incident_text(inc: Incident) -> str:
+    """An incident as one searchable line: code, symptom, then what was done."""
+    parts = [f"{inc.error_code}:" if inc.error_code else "", inc.symptom]
+    if inc.action:
+        parts.append(f"— {inc.action}")
+    return " ".join(p for p in parts if p)
+
+
+class Indexer:
+    """Indexes memories of one node; thread-safe as far as its stores are."""
+
+    def __init__(self, node: EdgeNode) -> None:
+        self.node = node
+        self.abbreviations = abbreviations_for(node.settings.abbreviations)
+
+    # -- rows per kind --------------------------------------------------------------
+    def incident_row(self, inc: Incident) -> Row:
+        return self._row(
+            id=inc.id, tenant_id=inc.tenant_id, kind=MemoryKind.INCIDENT.value,
+            machine_id=inc.machine_id, text=incident_text(inc), occurred_at=inc.occurred_at,
+            error_codes=[inc.error_code] if inc.error_code else list(find_codes(inc.symptom)),
+            source=inc.source,
+        )
+
+    def chunk_rows(self, chunk: DocumentChunk) -> list[Row]:
+        """One row, or one per named machine when a chunk (a shift entry) names several,
+        so the machine prefilter finds it for each (ids ``<chunk id>~<machine id>``)."""
+        machines: Sequence[str | None] = chunk.machine_ids or (None,)
+        rows = []
+        for m in machines:
+            rows.append(self._row(
+                id=chunk.id if len(machines) == 1 else f"{chunk.id}~{m}",
+                tenant_id=chunk.tenant_id, kind=chunk.kind.value, machine_id=m,
+                text=chunk.text, occurred_at=chunk.occurred_at,
+                error_codes=list(chunk.error_codes), document_id=chunk.document_id,
+                page=chunk.page, section=chunk.section or None,
+                source=chunk.document_title or chunk.document_id,
+                heading=chunk.section,
+            ))
+        return rows
+
+    def correction_row(self, c: Correction) -> Row:
+        return self._row(
+            id=c.id, tenant_id=c.tenant_id, kind=MemoryKind.CORRECTION.value,
+            machine_id=c.machine_id, text=c.text, occurred_at=c.valid_from,
+            error_codes=list(find_codes(c.text)), target_id=c.target_id,
+            source=f"{c.method.value}:{c.author}",
+        )
+
+    def _row(self, *, id: str, tenant_id: str, kind: str, machine_id: str | None, text: str,
+             occurred_at: datetime | None, error_codes: list[str], source: str,
+             target_id: str | None = None, document_id: str | None = None,
+             page: int | None = None, section: str | None = None, heading: str = "") -> Row:
+        # The heading is embedded and full-text indexed with the text (it often names the
+        # part or code), but ``text`` stays what the document says.
+        searchable = f"{heading}\n{text}" if heading and heading not in text else text
+        return {
+            "id": id, "tenant_id": tenant_id, "kind": kind, "machine_id": machine_id,
+            "text": text, "search_text": self.abbreviations.expand(searchable),
+            "vector": None, "occurred_at": occurred_at, "error_codes": error_codes,
+            "target_id": target_id, "document_id": document_id, "page": page,
+            "section": section, "source": source, "model_id": None,
+        }
+
+    # -- indexing -------------------------------------------------------------------
+    def index_incidents(self, incidents: Sequence[Incident], *, refresh: bool = True,
+                        progress: Callable[[int], None] | None = None) -> int:
+        """Indexes incidents not yet indexed; returns how many rows were added."""
+        return self.index_rows([self.incident_row(i) for i in incidents], refresh=refresh,
+                               progress=progress)
+
+    def index_chunks(self, chunks: Sequence[DocumentChunk], *, refresh: bool = True,
+                     progress: Callable[[int], None] | None = None) -> int:
+        """Indexes document chunks (manual sections, shift entries, work orders)."""
+        return self.index_rows([r for c in chunks for r in self.chunk_rows(c)],
+                               refresh=refresh, progress=progress)
+
+    def index_corrections(self, corrections: Sequence[Correction], *,
+                          refresh: bool = True) -> int:
+        """Indexes corrections (reflective memory); call after they are in DuckDB."""
+        return self.index_rows([self.correction_row(c) for c in corrections], refresh=refresh)
+
+    def index_rows(self, rows: Sequence[Row], *, refresh: bool = True,
+                   progress: Callable[[int], None] | None = None) -> int:
+        """Embeds ``search_text`` of the rows not stored yet and appends them.
+
+        ``progress`` is called with the number of rows handled after each batch.
+        """
+        new = self._new_rows(rows)
+        if progress and len(rows) > len(new):
+            progress(len(rows) - len(new))
+        embedder = self.node.embedder
+        lance = self.node.lance
+        for start in range(0, len(new), ADD_BATCH):
+            batch = new[start : start + ADD_BATCH]
+            vectors = embedder.embed([r["search_text"] for r in batch])
+            for r, v in zip(batch, vectors, strict=True):
+                r["vector"] = v
+                r["model_id"] = embedder.model_id
+            lance.add(batch)
+            if progress:
+                progress(len(batch))
+        if new and refresh:
+            lance.refresh_indexes()
+        return len(new)
+
+    def refresh(self) -> None:
+        """Rebuilds the full-text index and compacts (after ``refresh=False`` calls)."""
+        self.node.lance.refresh_indexes()
+
+    def _new_rows(self, rows: Sequence[Row]) -> list[Row]:
+        unique: dict[tuple[str, str], Row] = {}
+        for r in rows:
+            unique.setdefault((r["tenant_id"], r["id"]), r)
+        by_tenant: dict[str, list[str]] = {}
+        for tenant, rid in unique:
+            by_tenant.setdefault(tenant, []).append(rid)
+        present: set[tuple[str, str]] = set()
+        for tenant, ids in by_tenant.items():
+            for start in range(0, len(ids), _ID_QUERY_BATCH):
+                found = self.node.lance.existing_ids(tenant, ids[start : start + _ID_QUERY_BATCH])
+                present.update((tenant, i) for i in found)
+        return [r for key, r in unique.items() if key not in present]
