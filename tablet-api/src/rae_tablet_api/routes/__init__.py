@@ -2,5 +2,7 @@
 :func:`rae_tablet_api.app.create_app` in name order.
 
 Modules:
-- ``health``: ``GET /api/v1/health``.
+- ``health``: ``GET /api/v1/health``;
+- ``web``: the tablet web page at ``/`` and its assets at ``/static/...`` (no token; the
+  files live in ``rae_tablet_api/web``, the QR decoder vendored, no CDN).
 """

@@ -1,0 +1,704 @@
+/* RAE Edge tablet page. Plain browser JavaScript, no build step, no CDN: everything it
+   needs is served by the node (the QR decoder is /static/vendor/jsQR.js).
+   Data from the node is put on the page with textContent only (never innerHTML). */
+"use strict";
+
+(() => {
+  const API = "/api/v1";
+  const $ = (id) => document.getElementById(id);
+  const store = {
+    get: (k) => { try { return localStorage.getItem("rae." + k); } catch { return null; } },
+    set: (k, v) => { try { v == null ? localStorage.removeItem("rae." + k) : localStorage.setItem("rae." + k, v); } catch { /* private mode */ } },
+  };
+
+  const state = {
+    token: store.get("token"),
+    view: "scan",
+    machine: null,        // {id, name, ...} of the machine in hand
+    briefing: null,
+    ws: null,
+    wsMachine: null,
+    cursor: null,         // last push cursor seen, for resume without duplicates
+    seen: new Set(),      // push message keys already shown
+    retry: 0,
+    voice: null,          // {id, poll}
+  };
+  window.raeState = state; // for debugging on the floor (and the browser test)
+
+  // ---------- small DOM helper ----------
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v == null || v === false) continue;
+      if (k === "class") el.className = v;
+      else if (k === "text") el.textContent = v;
+      else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+      else el.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (const c of children.flat()) {
+      if (c == null || c === false) continue;
+      el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return el;
+  }
+  const first = (o, ...keys) => { for (const k of keys) if (o && o[k] != null && o[k] !== "") return o[k]; return undefined; };
+  const asList = (v) => Array.isArray(v) ? v : (v == null ? [] : [v]);
+
+  function fmtDate(v) {
+    if (!v) return "";
+    const d = new Date(v);
+    if (isNaN(d)) return String(v);
+    return d.toLocaleDateString(undefined, { day: "numeric", month: "short", year: "numeric" }) +
+      " " + d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+  }
+  function fmtDay(v) {
+    const d = new Date(v);
+    return isNaN(d) ? String(v || "") : d.toLocaleDateString(undefined, { day: "numeric", month: "short", year: "numeric" });
+  }
+
+  // ---------- API ----------
+  class ApiError extends Error {
+    constructor(message, status, code) { super(message); this.status = status; this.code = code; }
+  }
+  async function api(path, { method = "GET", json, form, query } = {}) {
+    if (!state.token) { showToken(); throw new ApiError("no access token on this tablet", 401, "unauthorized"); }
+    const headers = { Accept: "application/json", Authorization: "Bearer " + state.token };
+    let body;
+    if (json !== undefined) { headers["Content-Type"] = "application/json"; body = JSON.stringify(json); }
+    if (form) body = form;
+    let url = API + path;
+    if (query) {
+      const q = new URLSearchParams();
+      for (const [k, v] of Object.entries(query)) if (v != null && v !== "") q.append(k, v);
+      const s = q.toString();
+      if (s) url += "?" + s;
+    }
+    let r;
+    try { r = await fetch(url, { method, headers, body }); }
+    catch { throw new ApiError("The node cannot be reached. Check the tablet's network.", 0, "network"); }
+    let data = null;
+    const text = await r.text();
+    if (text) { try { data = JSON.parse(text); } catch { data = { raw: text }; } }
+    if (r.status === 401) {
+      showToken("The node did not accept the token: enter it again.");
+      throw new ApiError("the node did not accept the token", 401, "unauthorized");
+    }
+    if (!r.ok) {
+      const err = (data && data.error) || {};
+      throw new ApiError(err.message || r.statusText || ("HTTP " + r.status), r.status, err.code);
+    }
+    return data;
+  }
+
+  // ---------- views ----------
+  const VIEWS = ["token", "scan", "briefing", "search", "note"];
+  function show(view) {
+    if (view !== "scan") stopCamera();
+    state.view = view;
+    for (const v of VIEWS) $("view-" + v).hidden = v !== view;
+    for (const b of document.querySelectorAll(".tabbar button")) {
+      if (b.dataset.view === view) b.setAttribute("aria-current", "page");
+      else b.removeAttribute("aria-current");
+    }
+    document.body.dataset.view = view;
+    if (view === "note") prepareNote();
+    window.scrollTo(0, 0);
+  }
+  function showToken(message) {
+    const err = $("token-error");
+    err.hidden = !message;
+    err.textContent = message || "";
+    show("token");
+    $("token-input").focus();
+  }
+
+  // ---------- token ----------
+  $("form-token").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const tok = $("token-input").value.trim();
+    if (!tok) return;
+    state.token = tok;
+    store.set("token", tok);
+    $("token-input").value = "";
+    // Check it at once so a typo is caught here, not on the first scan.
+    try {
+      await api("/search", { query: { q: "check", k: 1 } });
+    } catch (err) {
+      if (err.status === 401) return; // showToken already said so
+      // Any other answer (e.g. search not ready) still proves the token was accepted.
+    }
+    $("token-error").hidden = true;
+    connectPush();
+    show(state.briefing ? "briefing" : "scan");
+  });
+  $("btn-settings").addEventListener("click", () => showToken());
+
+  // ---------- scanning ----------
+  let stream = null, scanTimer = null, detector = null;
+  const video = $("video"), canvas = $("canvas");
+
+  function scanError(msg) { const el = $("scan-error"); el.hidden = !msg; el.textContent = msg || ""; }
+
+  async function makeDetector() {
+    // BarcodeDetector where the browser has it (Android Chrome, ChromeOS, Safari 17+);
+    // the bundled jsQR everywhere else.
+    if ("BarcodeDetector" in window) {
+      try {
+        const formats = await window.BarcodeDetector.getSupportedFormats();
+        if (formats.includes("qr_code")) return new window.BarcodeDetector({ formats: ["qr_code"] });
+      } catch { /* fall through */ }
+    }
+    return null;
+  }
+
+  function decodeFrame(source, w, h) {
+    const scale = Math.min(1, 800 / Math.max(w, h));
+    const cw = Math.max(1, Math.round(w * scale)), ch = Math.max(1, Math.round(h * scale));
+    canvas.width = cw; canvas.height = ch;
+    const ctx = canvas.getContext("2d", { willReadFrequently: true });
+    ctx.drawImage(source, 0, 0, cw, ch);
+    const img = ctx.getImageData(0, 0, cw, ch);
+    const hit = window.jsQR ? window.jsQR(img.data, cw, ch, { inversionAttempts: "attemptBoth" }) : null;
+    return hit && hit.data ? hit.data : null;
+  }
+
+  async function scanOnce() {
+    if (!stream || video.readyState < 2) return null;
+    if (detector) {
+      try {
+        const codes = await detector.detect(video);
+        if (codes.length) return codes[0].rawValue;
+      } catch { detector = null; }
+    }
+    return decodeFrame(video, video.videoWidth, video.videoHeight);
+  }
+
+  async function startCamera() {
+    scanError("");
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      scanError(window.isSecureContext
+        ? "This browser gives no camera access: use “Photo of label” or type the code."
+        : "The live camera needs a secure (https) address: use “Photo of label” or type the code.");
+      return;
+    }
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({
+        video: { facingMode: { ideal: "environment" }, width: { ideal: 1280 }, height: { ideal: 720 } },
+        audio: false,
+      });
+    } catch (err) {
+      scanError("The camera could not be opened (" + (err.name || err) + "): use “Photo of label” or type the code.");
+      return;
+    }
+    video.srcObject = stream;
+    await video.play().catch(() => {});
+    detector = await makeDetector();
+    state.decoder = detector ? "BarcodeDetector" : "jsQR";
+    $("btn-camera").textContent = "Stop camera";
+    $("scan-hint").textContent = "Looking for a QR code…";
+    $("scan-box").dataset.scanning = "1";
+    const tick = async () => {
+      if (!stream) return;
+      let code = null;
+      try { code = await scanOnce(); } catch { code = null; }
+      if (code) { onScanned(code); return; }
+      scanTimer = setTimeout(tick, 120);
+    };
+    tick();
+  }
+
+  function stopCamera() {
+    clearTimeout(scanTimer);
+    scanTimer = null;
+    if (stream) for (const t of stream.getTracks()) t.stop();
+    stream = null;
+    video.srcObject = null;
+    delete $("scan-box").dataset.scanning;
+    $("btn-camera").textContent = "Start camera";
+  }
+
+  function onScanned(code) {
+    $("scan-box").classList.add("found");
+    $("scan-hint").textContent = "Found: " + code;
+    if (navigator.vibrate) navigator.vibrate(80);
+    stopCamera();
+    setTimeout(() => $("scan-box").classList.remove("found"), 800);
+    openMachine(code);
+  }
+
+  $("btn-camera").addEventListener("click", () => (stream ? stopCamera() : startCamera()));
+  $("photo-input").addEventListener("change", async (e) => {
+    // A photo from the tablet's own camera app works even without https.
+    const file = e.target.files && e.target.files[0];
+    e.target.value = "";
+    if (!file) return;
+    scanError("");
+    try {
+      const bmp = await createImageBitmap(file);
+      let code = null;
+      const det = await makeDetector();
+      if (det) { const found = await det.detect(bmp).catch(() => []); if (found.length) code = found[0].rawValue; }
+      if (!code) code = decodeFrame(bmp, bmp.width, bmp.height);
+      if (code) onScanned(code);
+      else scanError("No QR code found in that photo: hold the tablet closer and try again, or type the code.");
+    } catch (err) {
+      scanError("That photo could not be read (" + (err.message || err) + ").");
+    }
+  });
+  $("form-code").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const code = $("code-input").value.trim();
+    if (code) openMachine(code);
+  });
+
+  // ---------- briefing ----------
+  async function openMachine(code) {
+    scanError("");
+    try {
+      const b = await api("/machines/" + encodeURIComponent(code) + "/briefing");
+      state.briefing = b;
+      state.machine = b.machine || { id: code, name: code };
+      store.set("machine", state.machine.id);
+      renderBriefing(b);
+      connectPush();
+      show("briefing");
+    } catch (err) {
+      if (err.status === 401) return;
+      const msg = err.status === 404
+        ? "No machine with the code “" + code + "” on this node. " + err.message
+        : "Could not load the briefing: " + err.message;
+      scanError(msg);
+      show("scan");
+    }
+  }
+  async function refreshBriefing() {
+    if (!state.machine) return;
+    try {
+      const b = await api("/machines/" + encodeURIComponent(state.machine.id) + "/briefing");
+      state.briefing = b;
+      renderBriefing(b);
+    } catch { /* keep what is shown */ }
+  }
+  let refreshTimer = null;
+  function refreshSoon() { clearTimeout(refreshTimer); refreshTimer = setTimeout(refreshBriefing, 300); }
+
+  function fixOf(inc) { return first(inc, "action", "fix", "resolution"); }
+
+  function renderCorrection(c) {
+    return h("div", { class: "correction", "data-correction-id": c.id },
+      h("span", { class: "what" }, c.method === "voice" ? "Correction (voice)" : "Correction"),
+      h("span", { class: "meta" }, " · " + [fmtDay(first(c, "valid_from", "created_at")), c.author].filter(Boolean).join(" · ")),
+      h("div", { class: "text" }, c.text));
+  }
+
+  function renderIncident(inc) {
+    const corrections = asList(first(inc, "corrections", "amended_by"));
+    const fix = fixOf(inc);
+    const superseded = corrections.length > 0 || !!inc.superseded || !!inc.superseded_by;
+    const code = first(inc, "error_code", "code");
+    return h("article", { class: "incident", "data-incident-id": inc.id },
+      h("div", { class: "incident-head" },
+        h("span", { class: "date" }, fmtDate(first(inc, "occurred_at", "at"))),
+        code ? h("span", { class: "badge code" }, code) : null,
+        inc.source ? h("span", { class: "meta" }, inc.source) : null),
+      h("div", { class: "symptom" }, first(inc, "symptom", "text") || ""),
+      fix ? h("div", { class: "fix" + (superseded ? " superseded" : "") },
+        h("span", { class: "what" }, "Fixed by:"),
+        h("span", { class: "text" }, fix),
+        superseded ? h("span", { class: "badge superseded" }, " superseded ") : null) : null,
+      corrections.map(renderCorrection),
+      h("div", { class: "incident-actions" },
+        h("button", { class: "btn secondary small", type: "button", "data-action": "correct",
+          onclick: () => { show("note"); $("note-target").value = inc.id; } }, "Correct this")));
+  }
+
+  function renderRecurring(list) {
+    if (!list.length) return null;
+    return h("div", { class: "recurring" },
+      h("h3", {}, "Recurring problems"),
+      h("ul", {}, list.map((r) => {
+        const label = first(r, "label", "error_code", "code", "symptom", "text") || "problem";
+        const n = first(r, "count", "occurrences", "n");
+        const last = first(r, "last_at", "last_seen", "last");
+        return h("li", {}, h("span", { class: "badge count" }, (n != null ? n + "×" : "again")), " ",
+          h("strong", {}, label),
+          r.symptom && r.symptom !== label ? " – " + r.symptom : "",
+          last ? h("span", { class: "meta" }, " · last " + fmtDay(last)) : "");
+      })));
+  }
+
+  function renderAlert(a) {
+    const text = first(a, "message", "text", "summary", "description") || JSON.stringify(a);
+    return h("div", { class: "alert", role: "alert" },
+      h("span", { class: "what" }, "Drift alert" + (a.metric ? ": " + a.metric : "") + " "),
+      h("span", {}, text),
+      first(a, "since", "opened_at", "at") ? h("div", { class: "meta" }, "since " + fmtDate(first(a, "since", "opened_at", "at"))) : null);
+  }
+
+  function renderSection(s) {
+    const title = [first(s, "document_title", "title", "document"), s.section].filter(Boolean).join(" – ");
+    const text = h("div", { class: "text clamp" }, first(s, "text", "snippet") || "");
+    const more = h("button", { class: "btn ghost small", type: "button",
+      onclick: () => { text.classList.toggle("clamp"); more.textContent = text.classList.contains("clamp") ? "Show more" : "Show less"; } },
+      "Show more");
+    return h("article", { class: "section", "data-section-id": s.id },
+      h("h3", {}, title || "Manual"),
+      s.page ? h("div", { class: "meta" }, "page " + s.page) : null,
+      asList(s.error_codes).length ? h("div", {}, asList(s.error_codes).map((c) => h("span", { class: "badge code" }, c))) : null,
+      text, more);
+  }
+
+  function renderBriefing(b) {
+    const m = b.machine || state.machine || {};
+    $("briefing-empty").hidden = true;
+    $("briefing").hidden = false;
+    $("b-name").textContent = m.name || m.id;
+    $("b-meta").textContent = [m.id, m.line ? "line " + m.line : null, m.site].filter(Boolean).join(" · ");
+    const chip = $("machine-chip");
+    chip.hidden = false;
+    chip.textContent = (m.name || m.id) + (m.name && m.name !== m.id ? " · " + m.id : "");
+    const summary = first(b, "summary", "summary_text") || "";
+    $("b-summary").textContent = summary;
+    $("b-summary").hidden = !summary;
+    const drift = asList(first(b, "drift_alerts", "alerts"));
+    $("b-drift").replaceChildren(...drift.map(renderAlert));
+    const rec = renderRecurring(asList(first(b, "recurring", "recurring_problems")));
+    $("b-recurring").replaceChildren(...(rec ? [rec] : []));
+    const incidents = asList(first(b, "incidents", "history"));
+    $("b-incidents-h").textContent = "Past incidents (" + incidents.length + ")";
+    $("b-incidents").replaceChildren(...(incidents.length ? incidents.map(renderIncident)
+      : [h("p", { class: "meta" }, "No incidents recorded for this machine yet.")]));
+    const sections = asList(first(b, "manual_sections", "manuals", "sections"));
+    $("b-manual-h").hidden = !sections.length;
+    $("b-manual").replaceChildren(...sections.map(renderSection));
+    $("note-machine").textContent = "Machine: " + (m.name || m.id);
+  }
+  $("btn-b-refresh").addEventListener("click", refreshBriefing);
+  $("btn-b-note").addEventListener("click", () => show("note"));
+  $("machine-chip").addEventListener("click", () => show("briefing"));
+
+  // ---------- live push ----------
+  function setLive(kind, text) { const el = $("live"); el.className = "live " + kind; el.textContent = text; }
+
+  function connectPush() {
+    if (!state.token || !state.machine) return;
+    const mid = state.machine.id;
+    if (state.ws && state.wsMachine === mid && state.ws.readyState <= 1) return;
+    if (state.ws) { state.ws.onclose = null; state.ws.close(); }
+    // Resume from the last cursor only for the same machine: a new machine starts now.
+    if (state.wsMachine !== mid) { state.cursor = null; }
+    state.wsMachine = mid;
+    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    const q = new URLSearchParams({ machine_id: mid, token: state.token });
+    if (state.cursor != null) q.set("cursor", state.cursor);
+    const ws = new WebSocket(proto + "//" + location.host + API + "/push?" + q.toString());
+    state.ws = ws;
+    setLive("wait", "Connecting…");
+    ws.onopen = () => { state.retry = 0; setLive("on", "Live"); };
+    ws.onmessage = (ev) => {
+      let msg;
+      try { msg = JSON.parse(ev.data); } catch { return; }
+      onPush(msg);
+    };
+    ws.onclose = (ev) => {
+      if (state.ws !== ws) return;
+      setLive("off", "Offline");
+      if (ev.code === 4401 || ev.code === 1008) { showToken("The node did not accept the token for live updates."); return; }
+      const wait = Math.min(15000, 500 * 2 ** state.retry++);
+      setTimeout(() => { if (state.ws === ws) { state.ws = null; connectPush(); } }, wait);
+    };
+  }
+
+  function pushKey(msg) {
+    const c = first(msg, "cursor", "seq");
+    return c != null ? "c:" + c : "i:" + first(msg, "id", "message_id");
+  }
+
+  function onPush(msg) {
+    const cursor = first(msg, "cursor", "seq");
+    if (cursor != null) state.cursor = cursor;
+    const key = pushKey(msg);
+    if (state.seen.has(key)) return;       // resumed: already shown
+    state.seen.add(key);
+    const type = String(first(msg, "type", "kind", "event") || "message");
+    if (type === "ping" || type === "hello" || type === "welcome") return;
+    const data = msg.data || msg.payload || msg;
+    if (type.startsWith("voice")) onVoicePush(data);
+    if (state.machine && (first(data, "machine_id") || state.machine.id) === state.machine.id &&
+        /incident|correction|alarm|error|voice/.test(type)) refreshSoon();
+    showBanner(type, data, msg);
+  }
+
+  const TITLES = {
+    briefing: "Briefing", scan: "Machine scanned", incident: "New incident", alarm: "Alarm",
+    correction: "New correction", voice_note: "Voice note", error_log: "New error-log entry",
+  };
+  function bannerText(type, d) {
+    const parts = [];
+    const main = first(d, "message", "summary", "text");
+    if (main) parts.push(main);
+    const inc = d.incident;
+    if (!main && inc) parts.push([inc.error_code, first(inc, "symptom")].filter(Boolean).join(": "));
+    if (!main && d.correction) parts.push(d.correction.text);
+    const sim = first(d, "similar", "similar_incident", "most_similar");
+    if (sim) {
+      const fix = fixOf(sim);
+      parts.push("Seen before " + fmtDay(first(sim, "occurred_at")) + ": " + (first(sim, "symptom") || "") + (fix ? " — fixed by: " + fix : ""));
+    }
+    if (!parts.length && type.startsWith("voice")) parts.push(first(d, "status") ? "Transcript " + d.status : "Update");
+    return parts.join("  ");
+  }
+  function showBanner(type, data, msg) {
+    const box = $("banners");
+    const base = type.split(/[.:/]/)[0];
+    const title = first(msg, "title") || TITLES[type] || TITLES[base] || type.replace(/_/g, " ");
+    const banner = h("div", { class: "banner type-" + base, role: "status", "data-type": type },
+      h("div", { class: "body" },
+        h("div", { class: "title" }, title + (data.machine_id ? " · " + data.machine_id : "")),
+        h("div", { class: "text" }, bannerText(type, data))),
+      h("button", { class: "btn ghost small", type: "button", onclick: () => { banner.remove(); } }, "Dismiss"));
+    box.prepend(banner);
+    while (box.children.length > 3) box.lastElementChild.remove();
+  }
+
+  // ---------- search ----------
+  $("form-search").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const q = $("search-input").value.trim();
+    if (!q) return;
+    const status = $("search-status");
+    status.textContent = "Searching…";
+    const machine_id = $("search-this").checked && state.machine ? state.machine.id : null;
+    try {
+      const res = await api("/search", { query: { q, machine_id, k: 10 } });
+      const hits = asList(Array.isArray(res) ? res : first(res, "hits", "results", "items"));
+      status.textContent = hits.length + " result" + (hits.length === 1 ? "" : "s") + " for “" + q + "”" + (machine_id ? " on " + machine_id : "");
+      $("search-results").replaceChildren(...hits.map(renderHit));
+    } catch (err) {
+      status.textContent = "";
+      $("search-results").replaceChildren(h("p", { class: "error" }, "Search failed: " + err.message));
+    }
+  });
+  function renderHit(hit) {
+    const kind = hit.kind || "memory";
+    const sup = hit.superseded_by;
+    return h("article", { class: "hit" + (sup ? " is-superseded" : ""), "data-hit-id": hit.id, "data-kind": kind },
+      h("div", { class: "incident-head" },
+        h("span", { class: "badge kind-" + kind }, kind),
+        hit.machine_id ? h("span", { class: "meta" }, hit.machine_id) : null,
+        first(hit, "occurred_at") ? h("span", { class: "meta" }, fmtDay(hit.occurred_at)) : null,
+        sup ? h("span", { class: "badge superseded" }, "superseded by " + (Array.isArray(sup) ? sup.join(", ") : sup)) : null,
+        typeof hit.score === "number" ? h("span", { class: "meta" }, "score " + hit.score.toFixed(3)) : null),
+      h("div", { class: "text" }, hit.text || ""));
+  }
+
+  // ---------- typed correction ----------
+  function prepareNote() {
+    const sel = $("note-target");
+    const keep = sel.value;
+    const opts = [h("option", { value: "" }, "Nothing specific: a general note on this machine")];
+    const incidents = asList(state.briefing && first(state.briefing, "incidents", "history"));
+    for (const inc of incidents) {
+      const label = fmtDay(inc.occurred_at) + " · " + [inc.error_code, inc.symptom].filter(Boolean).join(": ") +
+        (fixOf(inc) ? " → " + fixOf(inc) : "");
+      opts.push(h("option", { value: inc.id }, label.length > 110 ? label.slice(0, 107) + "…" : label));
+    }
+    sel.replaceChildren(...opts);
+    if (keep && [...sel.options].some((o) => o.value === keep)) sel.value = keep;
+    const have = !!state.machine;
+    for (const id of ["correction-text", "btn-record", "audio-input"]) $(id).disabled = !have;
+    $("form-correction").querySelector("button").disabled = !have;
+    if (!have) $("note-machine").textContent = "Scan a machine first: a note belongs to one machine.";
+  }
+  $("form-correction").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const text = $("correction-text").value.trim();
+    if (!text || !state.machine) return;
+    const status = $("correction-status");
+    status.textContent = "Saving…";
+    try {
+      const c = await api("/corrections", { method: "POST", json: {
+        machine_id: state.machine.id, text, target_id: $("note-target").value || undefined } });
+      $("correction-text").value = "";
+      status.textContent = "Saved" + (c && c.id ? " (" + c.id + ")" : "") + ". Everyone scanning this machine now sees it.";
+      status.dataset.savedId = (c && c.id) || "";
+      refreshSoon();
+    } catch (err) {
+      status.textContent = "Not saved: " + err.message;
+    }
+  });
+
+  // ---------- voice note ----------
+  const MAX_SECONDS = 120;
+  let recorder = null, recStream = null, recChunks = [], recStart = 0, recTimer = null;
+  function voiceStatus(t) { $("voice-status").textContent = t; }
+
+  async function startRecording() {
+    if (!navigator.mediaDevices || !window.MediaRecorder) {
+      voiceStatus(window.isSecureContext ? "This browser cannot record: use “Use recorder app”."
+        : "Recording needs a secure (https) address: use “Use recorder app”.");
+      return;
+    }
+    try {
+      recStream = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: true, noiseSuppression: true } });
+    } catch (err) {
+      voiceStatus("The microphone could not be opened (" + (err.name || err) + ").");
+      return;
+    }
+    const mime = ["audio/webm;codecs=opus", "audio/ogg;codecs=opus", "audio/webm", "audio/mp4"]
+      .find((t) => window.MediaRecorder.isTypeSupported && MediaRecorder.isTypeSupported(t));
+    recorder = new MediaRecorder(recStream, mime ? { mimeType: mime } : undefined);
+    recChunks = [];
+    recorder.ondataavailable = (ev) => { if (ev.data && ev.data.size) recChunks.push(ev.data); };
+    recorder.onstop = () => {
+      for (const t of recStream.getTracks()) t.stop();
+      const type = recorder.mimeType || mime || "audio/webm";
+      uploadVoice(new Blob(recChunks, { type }), type);
+      recorder = null;
+    };
+    recorder.start(250);
+    recStart = Date.now();
+    const btn = $("btn-record");
+    btn.classList.add("recording");
+    btn.textContent = "■ Stop and send";
+    recTimer = setInterval(() => {
+      const s = Math.round((Date.now() - recStart) / 1000);
+      voiceStatus("Recording… " + s + " s (tap again to stop)");
+      if (s >= MAX_SECONDS) stopRecording();
+    }, 250);
+    voiceStatus("Recording… speak now");
+  }
+  function stopRecording() {
+    clearInterval(recTimer);
+    const btn = $("btn-record");
+    btn.classList.remove("recording");
+    btn.textContent = "● Record voice note";
+    if (recorder && recorder.state !== "inactive") recorder.stop();
+  }
+  $("btn-record").addEventListener("click", () => (recorder ? stopRecording() : startRecording()));
+  $("audio-input").addEventListener("change", (e) => {
+    const f = e.target.files && e.target.files[0];
+    e.target.value = "";
+    if (f) uploadVoice(f, f.type, f.name);
+  });
+
+  function extFor(type) {
+    if (/webm/.test(type)) return "webm";
+    if (/ogg/.test(type)) return "ogg";
+    if (/mp4|m4a|aac/.test(type)) return "m4a";
+    if (/wav/.test(type)) return "wav";
+    if (/mpeg|mp3/.test(type)) return "mp3";
+    return "bin";
+  }
+
+  async function uploadVoice(blob, type, name) {
+    if (!state.machine) return;
+    if (!blob.size) { voiceStatus("Nothing was recorded."); return; }
+    const form = new FormData();
+    form.append("machine_id", state.machine.id);
+    const target = $("note-target").value;
+    if (target) form.append("target_id", target);
+    form.append("audio", blob, name || ("voice-note." + extFor(type || "")));
+    voiceStatus("Sending " + Math.round(blob.size / 1024) + " KB…");
+    $("voice-draft").hidden = true;
+    try {
+      const res = await api("/voice-notes", { method: "POST", form });
+      const id = first(res, "id", "voice_note_id");
+      state.voice = { id, done: false };
+      $("voice-card").dataset.voiceId = id || "";
+      voiceStatus("Sent. Transcribing on the node…");
+      pollVoice();
+    } catch (err) {
+      voiceStatus("Not sent: " + err.message);
+    }
+  }
+
+  async function pollVoice() {
+    const v = state.voice;
+    if (!v || !v.id || v.done) return;
+    clearTimeout(v.timer);
+    let note;
+    try { note = await api("/voice-notes/" + encodeURIComponent(v.id)); }
+    catch (err) { voiceStatus("Waiting for the node: " + err.message); v.timer = setTimeout(pollVoice, 2000); return; }
+    showVoice(note);
+    if (!v.done) v.timer = setTimeout(pollVoice, 1000);
+  }
+  function onVoicePush(d) {
+    const v = state.voice;
+    if (v && !v.done && (first(d, "voice_note_id", "id") === v.id || !first(d, "voice_note_id", "id"))) pollVoice();
+  }
+
+  function draftText(note) {
+    const d = first(note, "draft", "draft_correction");
+    return first(d || {}, "text") || first(note, "draft_text", "transcript") || "";
+  }
+  function showVoice(note) {
+    const v = state.voice;
+    const status = String(note.status || "").toLowerCase();
+    const correction = note.correction || (note.correction_id ? { id: note.correction_id } : null);
+    if (status === "failed" || status === "rejected" || status === "error") {
+      v.done = true;
+      voiceStatus("The node could not transcribe it: " + (first(note, "error", "reason", "message") || status) + ". Try again or type it.");
+      return;
+    }
+    if (correction && (status === "confirmed" || status === "done" || status === "completed" || !draftText(note))) {
+      v.done = true;
+      $("voice-draft").hidden = true;
+      voiceStatus("Saved as a correction" + (correction.id ? " (" + correction.id + ")" : "") + ": “" + (correction.text || draftText(note)) + "”");
+      refreshSoon();
+      return;
+    }
+    const text = draftText(note);
+    if (text && /draft|transcribed|ready|done|review|pending_confirm/.test(status || "draft")) {
+      v.done = true;
+      $("voice-draft").hidden = false;
+      $("voice-text").value = text;
+      voiceStatus("Transcript ready: check it below.");
+      return;
+    }
+    voiceStatus(status === "queued" || status === "accepted" ? "Waiting to be transcribed…" : "Transcribing on the node…");
+  }
+
+  $("btn-voice-confirm").addEventListener("click", async () => {
+    const v = state.voice;
+    if (!v || !v.id) return;
+    const text = $("voice-text").value.trim();
+    if (!text) { voiceStatus("The transcript is empty: type what you said or discard it."); return; }
+    voiceStatus("Saving…");
+    try {
+      const res = await api("/voice-notes/" + encodeURIComponent(v.id) + "/confirm", { method: "POST", json: { text } });
+      const c = (res && (res.correction || res)) || {};
+      $("voice-draft").hidden = true;
+      voiceStatus("Saved as a correction" + (c.id ? " (" + c.id + ")" : "") + ": “" + (c.text || text) + "”");
+      $("voice-card").dataset.correctionId = c.id || "";
+      refreshSoon();
+    } catch (err) {
+      voiceStatus("Not saved: " + err.message);
+    }
+  });
+  $("btn-voice-discard").addEventListener("click", () => {
+    $("voice-draft").hidden = true;
+    state.voice = null;
+    voiceStatus("Discarded. Nothing was saved.");
+  });
+
+  // ---------- navigation ----------
+  for (const b of document.querySelectorAll(".tabbar button")) {
+    b.addEventListener("click", () => show(b.dataset.view));
+  }
+  window.addEventListener("online", () => connectPush());
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "hidden") stopCamera();
+    else connectPush();
+  });
+
+  // ---------- start ----------
+  if (!state.token) showToken();
+  else {
+    const last = store.get("machine");
+    show("scan");
+    if (last && new URLSearchParams(location.search).get("resume") !== "0") openMachine(last);
+  }
+  const deep = new URLSearchParams(location.search).get("m");
+  if (deep && state.token) openMachine(deep);
+})();
