@@ -91,6 +91,27 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        2,
+        # drift alerts (rae_edge.drift): field corrections contradicting a manual's fix
+        """
+        CREATE TABLE drift_alerts (
+            tenant_id VARCHAR NOT NULL,
+            id VARCHAR NOT NULL,
+            error_code VARCHAR NOT NULL,
+            status VARCHAR NOT NULL,
+            summary VARCHAR NOT NULL,
+            machine_ids VARCHAR[] NOT NULL,
+            correction_ids VARCHAR[] NOT NULL,
+            manual_section_ids VARCHAR[] NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            acknowledged_at TIMESTAMPTZ,
+            acknowledged_by VARCHAR,
+            PRIMARY KEY (tenant_id, id)
+        );
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
