@@ -330,9 +330,10 @@
   function renderAlert(a) {
     const text = first(a, "message", "text", "summary", "description") || JSON.stringify(a);
     return h("div", { class: "alert", role: "alert" },
-      h("span", { class: "what" }, "Drift alert" + (a.metric ? ": " + a.metric : "") + " "),
+      h("span", { class: "what" }, "Drift alert" + (first(a, "error_code", "metric") ? ": " + first(a, "error_code", "metric") : "") + " "),
       h("span", {}, text),
-      first(a, "since", "opened_at", "at") ? h("div", { class: "meta" }, "since " + fmtDate(first(a, "since", "opened_at", "at"))) : null);
+      first(a, "since", "created_at", "opened_at", "at")
+        ? h("div", { class: "meta" }, "open since " + fmtDate(first(a, "since", "created_at", "opened_at", "at"))) : null);
   }
 
   function renderSection(s) {
@@ -368,6 +369,12 @@
     $("b-incidents-h").textContent = "Past incidents (" + incidents.length + ")";
     $("b-incidents").replaceChildren(...(incidents.length ? incidents.map(renderIncident)
       : [h("p", { class: "meta" }, "No incidents recorded for this machine yet.")]));
+    // Corrections not attached to an incident shown above: general notes on the machine.
+    const shown = new Set(incidents.map((i) => i.id));
+    const notes = asList(first(b, "corrections", "field_notes", "notes"))
+      .filter((c) => c && (!c.target_id || !shown.has(c.target_id)));
+    $("b-notes-h").hidden = !notes.length;
+    $("b-notes").replaceChildren(...notes.map(renderCorrection));
     const sections = asList(first(b, "manual_sections", "manuals", "sections"));
     $("b-manual-h").hidden = !sections.length;
     $("b-manual").replaceChildren(...sections.map(renderSection));
