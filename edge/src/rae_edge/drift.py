@@ -1,0 +1,237 @@
+"""Drift alerts: the field keeps correcting what the manual prescribes for an error code.
+
+An alert opens for ``(tenant, error code)`` when corrections on at least
+:data:`MIN_MACHINES` different machines amend memories about that code (incidents with the
+code, or the manual's own section for it) while the manual has a section for the code
+that prescribes a step. Its evidence is the correction ids, the machines and the manual
+section ids, so a supervisor can read what the field said against what the manual says.
+
+Alerts live in DuckDB (``drift_alerts``); their id derives from tenant and code, so the
+same drift is one alert whose evidence grows. An acknowledged alert reopens when new
+corrections arrive. :func:`open_alerts` refreshes a tenant's alerts when its corrections
+changed since the last look, so callers need no hook; :meth:`DriftMonitor.refresh` can also
+be called right after a correction is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import weakref
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from rae_edge.store.lance import in_list, sql_literal
+
+if TYPE_CHECKING:
+    from rae_edge.node import EdgeNode
+
+MIN_MACHINES = 2
+_STAMP_KEY = "drift_stamp:"  # meta key per tenant: corrections seen at the last refresh
+# A manual section "prescribes a step" when it reads like a procedure: a numbered step or
+# an imperative maintenance verb.
+_STEP = re.compile(
+    r"(^|\n)\s*(step\s*\d+|\d+[.)])\s|\b(replace|check|tighten|reset|clean|adjust|inspect|"
+    r"lubricate|grease|calibrate|remove|install|verify|set|turn|restart|reseat|refill|"
+    r"drain|bleed|realign|align|torque|test)\b",
+    re.IGNORECASE,
+)
+_SECTION_COLUMNS = ["id", "text", "section", "document_id", "error_codes", "kind"]
+
+
+def prescribes_step(text: str) -> bool:
+    return bool(_STEP.search(text or ""))
+
+
+@dataclass(frozen=True)
+class DriftAlert:
+    """One open (or acknowledged) drift alert with its evidence."""
+
+    tenant_id: str
+    id: str
+    error_code: str
+    status: str
+    summary: str
+    machine_ids: tuple[str, ...]
+    correction_ids: tuple[str, ...]
+    manual_section_ids: tuple[str, ...]
+    created_at: datetime
+    updated_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "kind": "drift_alert", "error_code": self.error_code,
+            "status": self.status, "summary": self.summary,
+            "machine_ids": list(self.machine_ids), "correction_ids": list(self.correction_ids),
+            "manual_section_ids": list(self.manual_section_ids),
+            "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat(),
+        }
+
+
+def alert_id(tenant_id: str, error_code: str) -> str:
+    return "drift_" + hashlib.sha256(f"{tenant_id}\x1f{error_code}".encode()).hexdigest()[:20]
+
+
+class DriftMonitor:
+    """Finds drift in one node's memories and keeps ``drift_alerts`` up to date."""
+
+    def __init__(self, node: EdgeNode, min_machines: int = MIN_MACHINES) -> None:
+        self.node = node
+        self.min_machines = min_machines
+        self._lock = threading.Lock()
+
+    # -- evidence -----------------------------------------------------------------------
+    def _corrections_by_code(self, tenant: str) -> dict[str, list[tuple[str, str]]]:
+        """error code -> [(correction id, machine id)] for corrections that amend an
+        incident with that code or a manual section about it."""
+        out: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        rows = self.node.duck.query(
+            """SELECT c.id, c.machine_id, c.target_id, i.error_code
+               FROM corrections c LEFT JOIN incidents i
+                 ON i.tenant_id = c.tenant_id AND i.id = c.target_id
+               WHERE c.tenant_id = ? AND c.target_id IS NOT NULL
+               ORDER BY c.valid_from, c.id""",
+            [tenant],
+        )
+        other_targets: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for cid, machine, target, code in rows:
+            if code:
+                out[str(code)].append((str(cid), str(machine)))
+            else:
+                other_targets[str(target)].append((str(cid), str(machine)))
+        if other_targets:  # corrections of a manual section itself
+            where = (f"tenant_id = {sql_literal(tenant)} AND kind = 'manual' AND "
+                     f"{in_list('id', list(other_targets))}")
+            for row in self.node.lance.rows(where, ["id", "error_codes"], len(other_targets)):
+                for code in row.get("error_codes") or []:
+                    out[str(code)].extend(other_targets[str(row["id"])])
+        return out
+
+    def _manual_sections(self, tenant: str, code: str) -> list[dict[str, Any]]:
+        where = (f"tenant_id = {sql_literal(tenant)} AND kind = 'manual' AND "
+                 f"array_has(error_codes, {sql_literal(code)})")
+        rows = self.node.lance.rows(where, _SECTION_COLUMNS, 50)
+        return [r for r in rows if prescribes_step(str(r.get("text") or ""))]
+
+    # -- upkeep -----------------------------------------------------------------------
+    def _stamp(self, tenant: str) -> str:
+        row = self.node.duck.query(
+            "SELECT count(*), coalesce(max(created_at)::VARCHAR, '') FROM corrections "
+            "WHERE tenant_id = ?", [tenant])[0]
+        return f"{row[0]}|{row[1]}|{self.node.lance.count(f'tenant_id = {sql_literal(tenant)}')}"
+
+    def refresh(self, tenant: str) -> list[DriftAlert]:
+        """Re-evaluates every error code of the tenant; opens, grows or reopens alerts.
+        Returns the alerts that were opened or changed."""
+        with self._lock:
+            stamp = self._stamp(tenant)
+            changed: list[DriftAlert] = []
+            for code, evidence in sorted(self._corrections_by_code(tenant).items()):
+                machines = tuple(sorted({m for _, m in evidence}))
+                if len(machines) < self.min_machines:
+                    continue
+                sections = self._manual_sections(tenant, code)
+                if not sections:
+                    continue
+                alert = self._upsert(tenant, code, machines,
+                                     tuple(dict.fromkeys(c for c, _ in evidence)),
+                                     tuple(str(s["id"]) for s in sections))
+                if alert is not None:
+                    changed.append(alert)
+            with self.node.duck.transaction() as cur:
+                cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                            [_STAMP_KEY + tenant, stamp])
+        return changed
+
+    def _upsert(self, tenant: str, code: str, machines: tuple[str, ...],
+                corrections: tuple[str, ...], sections: tuple[str, ...]) -> DriftAlert | None:
+        aid = alert_id(tenant, code)
+        now = datetime.now(UTC)
+        summary = (f"{len(corrections)} field corrections on {len(machines)} machines "
+                   f"({', '.join(machines)}) amend the documented fix for {code} "
+                   f"(manual sections {', '.join(sections)})")
+        with self.node.duck.transaction() as cur:
+            old = cur.execute(
+                "SELECT status, correction_ids, manual_section_ids FROM drift_alerts "
+                "WHERE tenant_id = ? AND id = ?", [tenant, aid]).fetchone()
+            if old is not None and set(corrections) <= set(old[1]) and \
+                    set(sections) == set(old[2]):
+                return None  # nothing new: an acknowledged alert stays acknowledged
+            if old is None:
+                cur.execute(
+                    """INSERT INTO drift_alerts (tenant_id, id, error_code, status, summary,
+                       machine_ids, correction_ids, manual_section_ids, created_at, updated_at)
+                       VALUES (?, ?, ?, 'open', ?, ?, ?, ?, ?, ?)""",
+                    [tenant, aid, code, summary, list(machines), list(corrections),
+                     list(sections), now, now])
+            else:
+                cur.execute(
+                    """UPDATE drift_alerts SET status = 'open', summary = ?, machine_ids = ?,
+                       correction_ids = ?, manual_section_ids = ?, updated_at = ?,
+                       acknowledged_at = NULL, acknowledged_by = NULL
+                       WHERE tenant_id = ? AND id = ?""",
+                    [summary, list(machines), list(corrections), list(sections), now, tenant,
+                     aid])
+        return self.get(tenant, aid)
+
+    def acknowledge(self, tenant: str, alert: str, by: str) -> bool:
+        """Marks an alert seen by a supervisor; it reopens on new evidence."""
+        with self.node.duck.transaction() as cur:
+            found = cur.execute(
+                "SELECT 1 FROM drift_alerts WHERE tenant_id = ? AND id = ?", [tenant, alert]
+            ).fetchone()
+            cur.execute(
+                "UPDATE drift_alerts SET status = 'acknowledged', acknowledged_at = now(), "
+                "acknowledged_by = ? WHERE tenant_id = ? AND id = ?", [by, tenant, alert])
+        return found is not None
+
+    # -- reading ------------------------------------------------------------------------
+    def get(self, tenant: str, alert: str) -> DriftAlert | None:
+        got = self._select("tenant_id = ? AND id = ?", [tenant, alert])
+        return got[0] if got else None
+
+    def open_alerts(self, tenant: str, machine_id: str | None = None) -> list[DriftAlert]:
+        """The tenant's open alerts, refreshed first when its corrections changed; with
+        ``machine_id`` only those that concern the machine (its corrections are evidence,
+        or it has incidents with the alert's error code)."""
+        stored = self.node.duck.query("SELECT value FROM meta WHERE key = ?",
+                                      [_STAMP_KEY + tenant])
+        if not stored or stored[0][0] != self._stamp(tenant):
+            self.refresh(tenant)
+        if machine_id is None:
+            return self._select("tenant_id = ? AND status = 'open'", [tenant])
+        return self._select(
+            """tenant_id = ? AND status = 'open' AND (list_contains(machine_ids, ?) OR
+               error_code IN (SELECT error_code FROM incidents WHERE tenant_id = ? AND
+                              machine_id = ? AND error_code IS NOT NULL))""",
+            [tenant, machine_id, tenant, machine_id])
+
+    def _select(self, where: str, params: list[Any]) -> list[DriftAlert]:
+        rows = self.node.duck.query_dicts(
+            "SELECT tenant_id, id, error_code, status, summary, machine_ids, correction_ids, "
+            f"manual_section_ids, created_at, updated_at FROM drift_alerts WHERE {where} "
+            "ORDER BY updated_at DESC, id", params)
+        return [DriftAlert(**{**r, **{k: tuple(r[k] or ()) for k in (
+            "machine_ids", "correction_ids", "manual_section_ids")}}) for r in rows]
+
+
+_monitors: weakref.WeakKeyDictionary[EdgeNode, DriftMonitor] = weakref.WeakKeyDictionary()
+_monitors_lock = threading.Lock()
+
+
+def monitor(node: EdgeNode) -> DriftMonitor:
+    """The node's one monitor (kept per node object, so its lock is shared)."""
+    with _monitors_lock:
+        found = _monitors.get(node)
+        if found is None:
+            found = _monitors[node] = DriftMonitor(node)
+        return found
+
+
+def open_alerts(node: EdgeNode, tenant: str, machine_id: str | None = None) -> list[DriftAlert]:
+    """Open drift alerts of ``tenant`` (for one machine, or all); see
+    :meth:`DriftMonitor.open_alerts`."""
+    return monitor(node).open_alerts(tenant, machine_id)

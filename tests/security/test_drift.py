@@ -1,0 +1,86 @@
+"""Drift alerts: corrections on two machines amending incidents with an error code whose
+manual section prescribes a step open one alert with the evidence; one machine does not."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from rae_edge.drift import monitor, open_alerts, prescribes_step
+from rae_edge.node import EdgeNode
+from rae_sync.domain import Correction, DocumentChunk, Incident, Machine, MemoryKind
+
+T = "acme"
+
+
+def _plant(node: EdgeNode) -> tuple[list[Incident], DocumentChunk]:
+    node.duck.upsert_machines([Machine(tenant_id=T, id=m, name=m, qr_code=f"QR-{m}")
+                               for m in ("P1", "P2", "P3")])
+    incs = [Incident(tenant_id=T, machine_id=m, occurred_at=datetime(2024, 5, d, tzinfo=UTC),
+                     error_code="E404", symptom="hydraulic pressure low, alarm E404",
+                     action="replaced the pressure relief valve as the manual says")
+            for m, d in (("P1", 1), ("P2", 2), ("P3", 3))]
+    other = Incident(tenant_id=T, machine_id="P1", occurred_at=datetime(2024, 5, 4, tzinfo=UTC),
+                     error_code="E7", symptom="belt slips", action="tightened belt")
+    node.duck.insert_incidents([*incs, other])
+    section = DocumentChunk(
+        tenant_id=T, id="man_press_e404", document_id="doc_press", document_title="Press manual",
+        section="7.3 Alarm E404", text="E404 low hydraulic pressure: 1. Replace the pressure "
+        "relief valve. 2. Restart the pump.", error_codes=("E404",))
+    node.indexer.index_incidents([*incs, other])
+    node.indexer.index_chunks([section])
+    return incs, section
+
+
+def _correct(node: EdgeNode, inc: Incident, text: str) -> Correction:
+    c = Correction(tenant_id=T, machine_id=inc.machine_id, text=text, author="tech",
+                   target_id=inc.id)
+    node.duck.insert_correction(c)
+    return c
+
+
+def test_prescribes_step() -> None:
+    assert prescribes_step("1. Replace the valve")
+    assert prescribes_step("Check the belt tension")
+    assert not prescribes_step("E404 means the hydraulic pressure is low.")
+
+
+def test_two_machines_contradicting_the_manual_open_one_alert(node: EdgeNode) -> None:
+    incs, section = _plant(node)
+    first = _correct(node, incs[0], "valve was fine: the pressure sensor connector was loose")
+    assert open_alerts(node, T) == []  # one machine is an anecdote, not drift
+    second = _correct(node, incs[1], "not the valve, reseated the loose sensor plug")
+    alerts = open_alerts(node, T)
+    assert len(alerts) == 1
+    a = alerts[0]
+    assert a.error_code == "E404" and a.status == "open"
+    assert a.correction_ids == (first.id, second.id)
+    assert a.machine_ids == ("P1", "P2")
+    assert a.manual_section_ids == (section.id,)
+    assert "E404" in a.summary and section.id in a.summary
+    # The briefing of a third machine with the same code shows it; other tenants never do.
+    assert [x.id for x in open_alerts(node, T, "P3")] == [a.id]
+    assert open_alerts(node, "globex") == []
+    assert open_alerts(node, "globex", "P1") == []
+    # Acknowledged: gone from the open list until new evidence arrives.
+    assert monitor(node).acknowledge(T, a.id, "supervisor#abc")
+    assert open_alerts(node, T) == []
+    third = _correct(node, incs[2], "sensor plug again, valve untouched")
+    reopened = open_alerts(node, T, "P1")
+    assert [x.id for x in reopened] == [a.id]
+    assert reopened[0].correction_ids == (first.id, second.id, third.id)
+    assert reopened[0].to_json()["kind"] == "drift_alert"
+
+
+def test_no_manual_step_no_alert(node: EdgeNode) -> None:
+    node.duck.upsert_machines([Machine(tenant_id=T, id=m, name=m, qr_code=m)
+                               for m in ("P1", "P2")])
+    incs = [Incident(tenant_id=T, machine_id=m, occurred_at=datetime(2024, 5, 1, tzinfo=UTC),
+                     error_code="E9", symptom="odd noise") for m in ("P1", "P2")]
+    node.duck.insert_incidents(incs)
+    for inc in incs:
+        _correct(node, inc, "it was the fan")
+    assert open_alerts(node, T) == []  # nothing documented to contradict
+    node.indexer.index_chunks([DocumentChunk(
+        tenant_id=T, id="man_e9", document_id="d", kind=MemoryKind.MANUAL,
+        text="E9 is a noise warning.", error_codes=("E9",))])
+    assert open_alerts(node, T) == []  # documented, but no step prescribed
