@@ -189,6 +189,23 @@ def test_camera_scan_decodes_the_label(browser: Any, live: LiveNode) -> None:
     page.context.close()
 
 
+def test_photo_of_label_decodes(browser: Any, live: LiveNode, tmp_path: Path) -> None:
+    """Without a live camera (plain http on a plant network), a photo of the label works."""
+    photo = tmp_path / "label.png"
+    segno.make_qr(OTHER["qr_code"], error="q").save(str(photo), scale=9, border=6)
+    errors: list[str] = []
+    page = _open_page(browser, live, errors)
+    page.set_input_files("#photo-input", str(photo))
+    expect(page.locator("#scan-hint")).to_have_text("Found: " + OTHER["qr_code"],
+                                                    timeout=15_000)
+    # A photo with no code in it says so.
+    blank = tmp_path / "blank.png"
+    segno.make_qr("x").save(str(blank), scale=1, border=0, dark="#fff")
+    page.set_input_files("#photo-input", str(blank))
+    expect(page.locator("#scan-error")).to_contain_text("No QR code found", timeout=15_000)
+    page.context.close()
+
+
 def test_scan_briefing_push_correction_search(browser: Any, live: LiveNode,
                                               seeded: dict[str, Any],
                                               artifacts_dir: Path) -> None:

@@ -3,7 +3,9 @@
 Modules:
 - ``app``: builds the Litestar application around one :class:`rae_edge.node.EdgeNode`;
 - ``cli``: the ``rae-edge`` entry point, adding ``serve`` to the edge's own commands;
-- ``demo``: the README's demo command (sample plant, admin token, URL printed).
+- ``demo``: the README's demo command (sample plant, admin token, URL printed);
+- ``web/`` (a folder, not a module): the tablet page's HTML, CSS, JS and vendored QR
+  decoder, served at ``/`` and ``/static`` by ``routes.web``.
 
 It imports ``rae_edge`` only; nothing imports it.
 """
