@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -154,3 +155,35 @@ async def _send_error(send: Send) -> None:
     await send({"type": "http.response.start", "status": 500,
                 "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": payload.encode(), "more_body": False})
+
+
+# Tokens look like ``rae_`` + 43 url-safe characters (rae_edge.tokens.create_token); a
+# token in a WebSocket URL would otherwise reach uvicorn's access log.
+_TOKEN_RE = re.compile(r"rae_[A-Za-z0-9_-]{20,}")
+_installed = False
+
+
+def redact(text: str) -> str:
+    return _TOKEN_RE.sub("rae_[redacted]", text)
+
+
+def install_token_redaction() -> None:
+    """Makes every log record of the process drop anything shaped like an API token, so
+    no token reaches a log line whichever library logs it (uvicorn's access log, httpx)."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    make = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        try:
+            text = record.getMessage()
+        except Exception:  # a broken format string is the logger's problem, not ours
+            return record
+        if "rae_" in text:
+            record.msg, record.args = redact(text), None
+        return record
+
+    logging.setLogRecordFactory(factory)

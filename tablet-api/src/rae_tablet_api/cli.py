@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import uvicorn
 
 from rae_edge import cli as edge_cli
-from rae_edge import config
+from rae_edge import config, tls
 from rae_edge.node import EdgeNode
 from rae_tablet_api.app import create_app
+from rae_tablet_api.audit_hook import install_token_redaction
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:
@@ -18,6 +20,9 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=None, help="TCP port (default 8470)")
     p.add_argument("--mqtt-url", default=None, help="mqtt[s]://host:port; none = sync off")
     p.add_argument("--enroll", default=None, help="identity file issued by rae-central enroll")
+    p.add_argument("--tls-cert", type=Path, default=None,
+                   help="HTTPS certificate (PEM); default DATA_DIR/tls/cert.pem when present")
+    p.add_argument("--tls-key", type=Path, default=None, help="private key of --tls-cert (PEM)")
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -26,9 +31,15 @@ def serve(args: argparse.Namespace) -> int:
             if v is not None}
     settings = config.load(args.config, data_dir=args.data_dir, api=api or None,
                                     sync=sync or None)
+    # Plain HTTP on loopback only; anywhere else HTTPS (refused before anything opens).
+    tls_files = tls.resolve_for_serving(settings.api.host, settings.data_dir,
+                                        args.tls_cert, args.tls_key)
+    install_token_redaction()
     node = EdgeNode(settings)
     app = create_app(node)
-    uvicorn.run(app, host=settings.api.host, port=settings.api.port, log_level="info")
+    uvicorn.run(app, host=settings.api.host, port=settings.api.port, log_level="info",
+                ssl_certfile=str(tls_files.cert) if tls_files else None,
+                ssl_keyfile=str(tls_files.key) if tls_files else None)
     return 0
 
 
