@@ -3,13 +3,7 @@ generated certificate, and no token reaches any log line of the running node."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import ssl
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -18,18 +12,7 @@ from cryptography import x509
 
 from rae_edge.errors import InvalidInputError
 from rae_edge.tls import create_self_signed, default_paths, is_loopback, resolve_for_serving
-
-RAE_EDGE = [sys.executable, "-m", "rae_tablet_api.cli"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*RAE_EDGE, *args], capture_output=True, text=True, timeout=120)
+from tests.security.serve import free_port, rae_edge, running_node
 
 
 def test_loopback_detection() -> None:
@@ -39,7 +22,7 @@ def test_loopback_detection() -> None:
 
 
 def test_plain_http_off_loopback_is_refused(tmp_path: Path) -> None:
-    r = _run("serve", "--host", "0.0.0.0", "--port", str(_free_port()),
+    r = rae_edge("serve", "--host", "0.0.0.0", "--port", str(free_port()),
              "--data-dir", str(tmp_path / "node"))
     assert r.returncode == 2
     assert "refusing to serve plain HTTP on 0.0.0.0" in r.stderr
@@ -50,7 +33,7 @@ def test_plain_http_off_loopback_is_refused(tmp_path: Path) -> None:
 
 def test_tls_create_writes_a_usable_certificate(tmp_path: Path) -> None:
     d = tmp_path / "node"
-    r = _run("tls", "create", "--host", "plant-node.local", "--host", "10.0.0.7",
+    r = rae_edge("tls", "create", "--host", "plant-node.local", "--host", "10.0.0.7",
              "--data-dir", str(d))
     assert r.returncode == 0, r.stderr
     files = default_paths(d)
@@ -59,7 +42,7 @@ def test_tls_create_writes_a_usable_certificate(tmp_path: Path) -> None:
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "plant-node.local" in san.get_values_for_type(x509.DNSName)
     assert "10.0.0.7" in [str(a) for a in san.get_values_for_type(x509.IPAddress)]
-    again = _run("tls", "create", "--data-dir", str(d))
+    again = rae_edge("tls", "create", "--data-dir", str(d))
     assert again.returncode == 2 and "already exists" in again.stderr
     # With the data folder's certificate present, a non-loopback host is allowed (HTTPS).
     assert resolve_for_serving("0.0.0.0", d, None, None) == files
@@ -68,34 +51,18 @@ def test_tls_create_writes_a_usable_certificate(tmp_path: Path) -> None:
 def test_https_serving_and_no_token_in_any_log_line(tmp_path: Path) -> None:
     d = tmp_path / "node"
     files = create_self_signed(default_paths(tmp_path / "certs"), ["127.0.0.1"])
-    made = _run("token", "create", "--role", "admin", "--name", "ops", "--data-dir", str(d))
+    made = rae_edge("token", "create", "--role", "admin", "--name", "ops", "--data-dir", str(d))
     token = made.stdout.strip().splitlines()[-1]
-    port = _free_port()
     log_path = tmp_path / "serve.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [*RAE_EDGE, "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir",
-             str(d), "--tls-cert", str(files.cert), "--tls-key", str(files.key)],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            start_new_session=True)
-    try:
-        ctx = ssl.create_default_context(cafile=str(files.cert))
-        base = f"https://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                r = httpx.get(f"{base}/api/v1/health", verify=ctx, timeout=2)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise AssertionError(log_path.read_text()) from None
-                time.sleep(0.3)
-        assert r.status_code == 200
+    ctx = ssl.create_default_context(cafile=str(files.cert))
+    calls = 0
+    with running_node(d, log_path, "--tls-cert", str(files.cert), "--tls-key", str(files.key),
+                      scheme="https", verify=ctx) as base:
+        port = base.rsplit(":", 1)[1]
         with pytest.raises(httpx.TransportError):  # plain HTTP on the TLS port gets nothing
             httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=3)
         h = {"Authorization": f"Bearer {token}"}
         spec = httpx.get(f"{base}/api/v1/schema/openapi.json", verify=ctx).json()
-        calls = 0
         for path in spec["paths"]:
             url = base + path.replace("{", "").replace("}", "")
             for params in ({}, {"token": token, "q": token}):
@@ -104,9 +71,6 @@ def test_https_serving_and_no_token_in_any_log_line(tmp_path: Path) -> None:
                 calls += 2
         httpx.get(f"{base}/api/v1/machines/{token}/briefing", headers=h, verify=ctx)
         httpx.get(f"{base}/api/v1/{token}", verify=ctx)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
     text = log_path.read_text()
     assert "GET /api/v1/health" in text  # the access log was on, so the check means something
     assert "rae_[redacted]" in text  # the token did reach the logger, and was redacted

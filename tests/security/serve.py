@@ -1,0 +1,62 @@
+"""Runs the real ``rae-edge serve`` in a subprocess on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+RAE_EDGE = [sys.executable, "-m", "rae_tablet_api.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rae_edge(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*RAE_EDGE, *args], capture_output=True, text=True, timeout=timeout)
+
+
+@contextmanager
+def running_node(data_dir: Path, log_path: Path, *extra: str, scheme: str = "http",
+                 verify: Any = True) -> Iterator[str]:
+    """Starts ``rae-edge serve`` and yields its base URL once /health answers; stops it
+    (SIGTERM to its process group) on exit. Its stdout and stderr go to ``log_path``."""
+    port = free_port()
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [*RAE_EDGE, "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir",
+             str(data_dir), *extra],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    base = f"{scheme}://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{base}/api/v1/health", verify=verify, timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise AssertionError(f"rae-edge serve did not start:\n{log_path.read_text()}")
+            time.sleep(0.3)
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
