@@ -103,6 +103,16 @@ def test_subset_grid_and_letter(data_dir: Path, tmp_path: Path,
     doc.close()
 
 
+def test_link_labels_open_the_tablet_page(data_dir: Path, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAE_NODE__TENANT_ID", "acme")
+    out = tmp_path / "links.pdf"
+    assert _run(data_dir, str(out), "--machine", "PRESS-03", "--link",
+                "https://rae-node.plant:8470/") == 0
+    assert _decoded(out) == [["https://rae-node.plant:8470/?m=PRESS-03"]]
+    assert _run(data_dir, str(out), "--link", "rae-node:8470") == 2
+
+
 def test_bad_requests_name_the_problem(data_dir: Path, tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch,
                                        capsys: pytest.CaptureFixture[str]) -> None:

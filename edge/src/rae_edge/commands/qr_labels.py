@@ -1,12 +1,12 @@
 """``rae-edge qr-labels OUT.pdf``: a printable sheet of QR labels, one per machine.
 
 Each label holds the machine's QR payload (what ``GET /machines/{code}/briefing``
-resolves), its name, id, site and line, in a grid of cut-out labels on A4 or US Letter.
-The QR codes come from segno at error level Q (readable with a quarter of the code
-dirty or torn) and are drawn as vector squares, so they stay sharp at any printer
-resolution. The PDF is written directly (PDF 1.4, base-14 Helvetica, Flate-compressed
-page streams): no PDF library is needed on the appliance, and the same machines give
-byte-identical output.
+resolves; with ``--link``, a URL of the node's tablet page that opens the machine), its
+name, id, site and line, in a grid of cut-out labels on A4 or US Letter. The QR codes
+come from segno at error level Q (readable with a quarter of the code dirty or torn) and
+are drawn as vector squares, so they stay sharp at any printer resolution. The PDF is
+written directly (PDF 1.4, base-14 Helvetica, Flate-compressed page streams): no PDF
+library is needed on the appliance, and the same machines give byte-identical output.
 
 Machines come from the data folder; when a live node holds its lock, pass ``--url`` (and
 ``--token`` or ``RAE_TOKEN``) to read them through that node's API instead.
@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 import zlib
 from collections.abc import Sequence
@@ -107,12 +108,14 @@ def _text(x: float, y: float, font: str, size: float, s: str) -> str:
     return f"BT /{font} {size:g} Tf {x:.2f} {y:.2f} Td {_pdf_text(s)} Tj ET"
 
 
-def _label_ops(m: Machine, x: float, y: float, w: float, h: float) -> list[str]:
+def _label_ops(m: Machine, x: float, y: float, w: float, h: float,
+               link: str | None = None) -> list[str]:
     pad = 4 * MM
+    payload = label_payload(m, link)
     ops = ["q 0.6 G 0.5 w [3 3] 0 d", f"{x:.2f} {y:.2f} {w:.2f} {h:.2f} re S", "Q"]
     side = min(h - 2 * pad, w * 0.55)
     qx, qy = x + pad, y + (h - side) / 2
-    ops += _qr_ops(m.qr_code, qx, qy, side)
+    ops += _qr_ops(payload, qx, qy, side)
     tx = qx + side + 3 * MM
     tw = x + w - pad - tx
     cy = y + h - pad - 14
@@ -130,14 +133,23 @@ def _label_ops(m: Machine, x: float, y: float, w: float, h: float) -> list[str]:
         cy -= 12
     ops.append("0.35 g")
     ops.append(_text(tx, y + pad, "F1", 7, "Scan for the machine's briefing"))
-    if m.qr_code != m.id:
-        for i, line in enumerate(reversed(_wrap(m.qr_code, 7, tw, 2))):
+    if payload != m.id:
+        for i, line in enumerate(reversed(_wrap(payload, 7, tw, 2))):
             ops.append(_text(tx, y + pad + 10 + 9 * i, "F1", 7, line))
     return ops
 
 
+def label_payload(m: Machine, link: str | None = None) -> str:
+    """What the QR code holds: the machine's registered payload, or with ``link`` a URL of
+    the node's tablet page that opens this machine (``https://node:8470/?m=ID``), so even
+    a phone's own camera app lands on the briefing. Both resolve to the machine."""
+    if not link:
+        return m.qr_code
+    return f"{link.rstrip('/')}/?m={urllib.parse.quote(m.id, safe='')}"
+
+
 def render_labels_pdf(machines: Sequence[Machine], layout: Layout | None = None,
-                      title: str = "RAE Edge machine labels") -> bytes:
+                      title: str = "RAE Edge machine labels", link: str | None = None) -> bytes:
     """The PDF bytes: ``layout.per_page`` labels per page, in the order given."""
     if not machines:
         raise InvalidInputError("no machines to print: register machines first "
@@ -152,7 +164,7 @@ def render_labels_pdf(machines: Sequence[Machine], layout: Layout | None = None,
             col, row = i % lay.cols, i // lay.cols
             x = lay.margin + col * cw
             y = ph - lay.margin - (row + 1) * ch
-            ops += _label_ops(m, x, y, cw, ch)
+            ops += _label_ops(m, x, y, cw, ch, link)
         pages.append("\n".join(ops).encode("latin-1"))
 
     objs: list[bytes] = []  # object n is objs[n - 1]
@@ -222,6 +234,9 @@ def _setup(p: argparse.ArgumentParser) -> None:
                    help="labels per page, e.g. 2x4 (default) or 3x7 for small labels")
     p.add_argument("--url", default=None,
                    help="read machines through this live node (http://host:port)")
+    p.add_argument("--link", default=None, metavar="BASE_URL",
+                   help="encode a link to the tablet page (BASE_URL/?m=ID) instead of the "
+                        "machine's own QR payload, e.g. https://rae-node:8470")
     p.add_argument("--token", default=None, help="API token for --url (default: $RAE_TOKEN)")
 
 
@@ -263,7 +278,10 @@ def qr_labels(args: argparse.Namespace) -> int:
         if missing:
             raise NotFoundError(f"no machine with id {', '.join(missing)} in tenant {tenant}")
         machines = [m for m in machines if m.id in wanted]
-    pdf = render_labels_pdf(machines, Layout(page=PAGES[args.page], cols=cols, rows=rows))
+    if args.link and not args.link.startswith(("http://", "https://")):
+        raise InvalidInputError(f"--link {args.link!r}: give the node's https:// address")
+    pdf = render_labels_pdf(machines, Layout(page=PAGES[args.page], cols=cols, rows=rows),
+                            link=args.link)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(args.out.name + ".part")
     tmp.write_bytes(pdf)

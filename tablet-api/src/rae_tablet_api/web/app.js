@@ -217,7 +217,18 @@
     $("btn-camera").textContent = "Start camera";
   }
 
-  function onScanned(code) {
+  // A label made with `rae-edge qr-labels --link` holds a link to this page (…/?m=ID).
+  function codeFrom(raw) {
+    try {
+      const u = new URL(raw);
+      const m = u.searchParams.get("m");
+      if (m && (u.protocol === "https:" || u.protocol === "http:")) return m;
+    } catch { /* not a URL: the payload itself */ }
+    return raw;
+  }
+
+  function onScanned(raw) {
+    const code = codeFrom(raw);
     $("scan-box").classList.add("found");
     $("scan-hint").textContent = "Found: " + code;
     if (navigator.vibrate) navigator.vibrate(80);
