@@ -26,6 +26,7 @@ from rae_edge.node import EdgeNode
 from rae_edge.tokens import create_token, hash_token, revoke_token
 from rae_sync.domain import Correction, Incident, Machine, Role
 from rae_tablet_api.app import create_app
+from rae_tablet_api.auth import limiter
 
 ACME, GLOBEX = "acme", "globex"
 ACME_MACHINE = "ACME-PRESS-1"
@@ -141,6 +142,14 @@ def secure_node_for(data_dir: Path, extra_routes: Sequence[Any] = ()) -> Iterato
             yield sn
     finally:
         node.close()
+        clear_auth_failures()
+
+
+def clear_auth_failures() -> None:
+    """The failed-auth limiter is per process and per client address, and every TestClient
+    is the same address: a suite that sends many bad tokens must not leave later tests
+    (or its own next calls) rate-limited."""
+    limiter._fails.clear()
 
 
 @pytest.fixture
@@ -151,3 +160,10 @@ def secure_node(tmp_path: Path) -> Iterator[SecureNode]:
 
 def dumps(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, default=str)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_auth_limiter() -> Iterator[None]:
+    clear_auth_failures()
+    yield
+    clear_auth_failures()

@@ -21,7 +21,14 @@ from litestar.datastructures import State
 from rae_edge.node import EdgeNode
 from rae_edge.tokens import Principal
 from rae_sync.domain import Role
-from tests.security.conftest import ACME, ACME_MACHINE, SecureNode, secure_node_for, silent_wav
+from tests.security.conftest import (
+    ACME,
+    ACME_MACHINE,
+    SecureNode,
+    clear_auth_failures,
+    secure_node_for,
+    silent_wav,
+)
 from tests.security.openapi_calls import Call, Filler, operations
 
 # (method, path regex) -> the least role that may call it. GET routes not listed are reads
@@ -79,6 +86,7 @@ def sweep(sn: SecureNode) -> tuple[int, dict[str, int], list[str]]:
     for c in calls:
         before = sn.acme_snapshot()
         for who, kind in (("nobody", "no_token"), ("revoked", "revoked")):
+            clear_auth_failures()  # so each answer is the token check's, not the limiter's
             r = send(sn, c, who)
             counts[kind] += 1
             if r.status_code != 401:

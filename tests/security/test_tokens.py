@@ -16,6 +16,8 @@ from rae_edge.errors import InvalidInputError, NotFoundError
 from rae_edge.node import EdgeNode
 from rae_edge.tokens import create_token, hash_token
 from rae_sync.domain import Role
+from rae_tablet_api.auth import MAX_FAILURES
+from tests.security.conftest import clear_auth_failures
 from tests.security.test_audit_hook import _app
 
 RAE_EDGE = [sys.executable, "-m", "rae_tablet_api.cli"]
@@ -67,6 +69,7 @@ def test_revocation_takes_effect_at_once(node: EdgeNode) -> None:
         assert client.get("/api/v1/probe", headers=h).status_code == 200
         assert revoke(node.duck, hash_token(token)[:8]) == [hash_token(token)[:12]]
         r = client.get("/api/v1/probe", headers=h)
+    clear_auth_failures()
     assert r.status_code == 401
 
 
@@ -75,3 +78,18 @@ def test_revoke_refuses_ambiguous_or_unknown(node: EdgeNode) -> None:
         revoke(node.duck)
     with pytest.raises(NotFoundError):
         revoke(node.duck, "deadbeefdead")
+
+
+def test_failed_attempts_are_rate_limited(node: EdgeNode) -> None:
+    token = create_token(node.duck, "acme", Role.TECHNICIAN, "t")
+    clear_auth_failures()
+    try:
+        with TestClient(_app(node)) as client:
+            codes = [client.get("/api/v1/probe", headers={"Authorization": f"Bearer bad{i}"})
+                     .status_code for i in range(MAX_FAILURES)]
+            assert codes == [401] * MAX_FAILURES
+            blocked = client.get("/api/v1/probe", headers={"Authorization": f"Bearer {token}"})
+            assert blocked.status_code == 429  # even a good token waits out the window
+            assert int(blocked.headers["retry-after"]) > 0
+    finally:
+        clear_auth_failures()
