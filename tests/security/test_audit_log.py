@@ -129,3 +129,28 @@ def test_audit_entries_can_be_queued_for_sync(tmp_path: Path) -> None:
     duck.close()
     assert (tenant, kind) == ("acme", "audit")
     assert payload["hash"] == entry.hash and payload["memory_ids"] == ["inc_1"]
+
+
+def test_central_verifies_the_synced_chain(tmp_path: Path) -> None:
+    """What the edge queues for sync verifies at central; a lost or edited entry does not."""
+    from rae_central.audit_chain import verify_chain
+    from rae_sync.domain import AuditEntry
+
+    duck = DuckStore(tmp_path / "node.duckdb")
+    log = AuditLog(duck, outbox=True)
+    for i in range(6):
+        log.record("acme" if i % 2 else "globex", "tok:1", "GET /api/v1/search", str(i),
+                   [f"inc_{i}"])
+    sent = [AuditEntry(**p) for _, _, kind, p in duck.outbox_peek(100) if kind == "audit"]
+    duck.close()
+    acme = [e for e in sent if e.tenant_id == "acme"]
+    assert len(acme) == 3
+    assert verify_chain(reversed(acme)).ok  # arrival order does not matter
+    assert verify_chain(acme[1:], start_hash=acme[0].hash).ok  # batch by batch
+    lost = verify_chain([acme[0], acme[2]])
+    assert not lost.ok and lost.first_broken_seq == acme[2].seq
+    edited = [acme[0], acme[1].model_copy(update={"resource": "999"}), acme[2]]
+    bad = verify_chain(edited)
+    assert not bad.ok and bad.first_broken_seq == acme[1].seq
+    mixed = verify_chain(sent)
+    assert not mixed.ok and "belongs to tenant" in mixed.reason
