@@ -5,6 +5,11 @@ Modules:
 - ``errors``: the exception hierarchy the tablet API maps to HTTP statuses;
 - ``store``: DuckDB (relational, outbox, audit) and LanceDB (text + vectors) stores;
 - ``node``: :class:`EdgeNode`, the service object that owns the stores and services;
+- ``embedding``: the embedding service (one packaged ONNX model per process, batched);
+- ``abbreviations``: maintenance shorthand expanded for search (L/H -> left hand);
+- ``indexer``: incidents, chunks and corrections to searchable LanceDB rows (+ reindex);
+- ``ingest``: manuals, error logs, shift reports and work orders in (``ingest_paths``);
+- ``sample_plant``: the demo's machines and files, and ``load_sample_plant``;
 - ``backup``: consistent snapshots of a live node's data (DuckDB, LanceDB, audio, keys)
   and their checked restore onto an empty data folder;
 - ``audit``: the append-only, hash-chained audit log and its verification;

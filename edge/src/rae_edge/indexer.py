@@ -13,8 +13,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+
 from rae_edge.abbreviations import abbreviations_for
 from rae_edge.ingest.codes import find_codes
+from rae_edge.store.lance import SCHEMA, sql_literal
 from rae_sync.domain import Correction, DocumentChunk, Incident, MemoryKind
 
 if TYPE_CHECKING:
@@ -23,6 +26,7 @@ if TYPE_CHECKING:
 Row = dict[str, Any]
 ADD_BATCH = 2048  # rows per LanceDB append (each append is a table version)
 _ID_QUERY_BATCH = 500  # ids per existence query
+EMBED_STEP = 256  # rows embedded between two progress reports
 
 
 def incident_text(inc: Incident) -> str:
@@ -113,29 +117,79 @@ class Indexer:
 
         ``progress`` is called with the number of rows handled after each batch.
         """
-        new = self._new_rows(rows)
+        new = self.new_rows(rows)
         if progress and len(rows) > len(new):
             progress(len(rows) - len(new))
-        embedder = self.node.embedder
         lance = self.node.lance
         for start in range(0, len(new), ADD_BATCH):
             batch = new[start : start + ADD_BATCH]
-            vectors = embedder.embed([r["search_text"] for r in batch])
-            for r, v in zip(batch, vectors, strict=True):
-                r["vector"] = v
-                r["model_id"] = embedder.model_id
+            for sub in range(0, len(batch), EMBED_STEP):
+                part = batch[sub : sub + EMBED_STEP]
+                self._embed_rows(part)
+                if progress:
+                    progress(len(part))
             lance.add(batch)
-            if progress:
-                progress(len(batch))
         if new and refresh:
             lance.refresh_indexes()
         return len(new)
+
+    def _embed_rows(self, rows: Sequence[Row]) -> None:
+        # Logs repeat themselves ("REPLACED FUEL SERVO"): each distinct text is embedded once.
+        embedder = self.node.embedder
+        texts = list(dict.fromkeys(str(r["search_text"]) for r in rows))
+        vectors = dict(zip(texts, embedder.embed(texts), strict=True))
+        for r in rows:
+            r["vector"] = vectors[str(r["search_text"])]
+            r["model_id"] = embedder.model_id
+
+    def reindex(self, *, progress: Callable[[int], None] | None = None,
+                batch: int = 1024) -> int:
+        """Re-embeds every row whose ``model_id`` is not the current model's (and redoes its
+        abbreviation expansion); returns how many rows were re-embedded.
+
+        Rows are rewritten in place with ``merge_insert`` on ``id`` (atomic per batch: a
+        stop halfway leaves each row with either its old or its new vector, never none).
+        """
+        lance = self.node.lance
+        current = self.node.embedder.model_id
+        where = f"model_id IS NULL OR model_id != {sql_literal(current)}"
+        columns = [f.name for f in SCHEMA if f.name != "vector"]
+        done = 0
+        seen: set[tuple[str, str]] = set()
+        while True:
+            rows = lance.rows(where, columns, batch)
+            if not rows:
+                break
+            keys = {(str(r["tenant_id"]), str(r["id"])) for r in rows}
+            if keys & seen:  # a row that was rewritten still looks stale: do not loop forever
+                raise RuntimeError("reindex: rewritten rows still carry the old model id")
+            seen |= keys
+            for r in rows:
+                searchable = (f"{r['section']}\n{r['text']}"
+                              if r.get("section") and r["section"] not in r["text"]
+                              else r["text"])
+                r["search_text"] = self.abbreviations.expand(searchable)
+            self._embed_rows(rows)
+            table = pa.Table.from_pylist(rows, schema=SCHEMA)
+            lance.table.merge_insert("id").when_matched_update_all().execute(table)
+            done += len(rows)
+            if progress:
+                progress(len(rows))
+        if done:
+            lance.refresh_indexes()
+        return done
+
+    def stale_count(self) -> int:
+        """Rows embedded by another model than the current one."""
+        current = self.node.embedder.model_id
+        return self.node.lance.count(f"model_id IS NULL OR model_id != {sql_literal(current)}")
 
     def refresh(self) -> None:
         """Rebuilds the full-text index and compacts (after ``refresh=False`` calls)."""
         self.node.lance.refresh_indexes()
 
-    def _new_rows(self, rows: Sequence[Row]) -> list[Row]:
+    def new_rows(self, rows: Sequence[Row]) -> list[Row]:
+        """The rows whose (tenant, id) is neither stored nor earlier in ``rows``."""
         unique: dict[tuple[str, str], Row] = {}
         for r in rows:
             unique.setdefault((r["tenant_id"], r["id"]), r)

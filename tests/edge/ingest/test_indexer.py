@@ -53,3 +53,20 @@ def test_incidents_chunks_and_corrections_are_indexed_once(node: EdgeNode) -> No
     hits = node.lance.text_search("left hand cylinder", f"machine_id = {sql_literal('press-1')}",
                                   5, ["id"])
     assert hits and hits[0]["id"] == inc.id
+
+
+def test_reindex_re_embeds_rows_of_another_model(node: EdgeNode) -> None:
+    incs = [_incident(f"hydraulic hose {n} leaking", "replaced hose") for n in range(3)]
+    node.indexer.index_incidents(incs)
+    assert node.indexer.stale_count() == 0
+    # Rows written by an older model: other id, other (here: zero) vectors.
+    node.lance.table.update(where=f"id = {sql_literal(incs[0].id)}",
+                            values={"model_id": "old-model@0", "vector": [0.0] * 384})
+    assert node.indexer.stale_count() == 1
+    assert node.indexer.reindex() == 1
+    assert node.indexer.stale_count() == 0
+    row = node.lance.rows(f"id = {sql_literal(incs[0].id)}", ["vector", "model_id", "text"], 1)[0]
+    assert row["model_id"] == node.embedder.model_id
+    assert np.allclose(row["vector"], node.embedder.embed(
+        [node.indexer.incident_row(incs[0])["search_text"]])[0], atol=1e-5)
+    assert node.lance.count() == 3  # rewritten in place, nothing added or lost
