@@ -112,6 +112,35 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        3,
+        # voice notes (rae_edge.voice): an uploaded recording, its transcript and the
+        # correction it became; one note per recording (tenant, audio_sha256)
+        """
+        CREATE TABLE voice_notes (
+            tenant_id VARCHAR NOT NULL,
+            id VARCHAR NOT NULL,
+            machine_id VARCHAR NOT NULL,
+            target_id VARCHAR,
+            audio_sha256 VARCHAR NOT NULL,
+            audio_ext VARCHAR NOT NULL,
+            audio_bytes BIGINT NOT NULL,
+            duration_s DOUBLE NOT NULL,
+            author VARCHAR NOT NULL,
+            author_token VARCHAR NOT NULL,
+            status VARCHAR NOT NULL,
+            reason VARCHAR,
+            transcript VARCHAR,
+            prompt VARCHAR,
+            correction_id VARCHAR,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            PRIMARY KEY (tenant_id, id),
+            UNIQUE (tenant_id, audio_sha256)
+        );
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
