@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rae_edge.config import EdgeSettings
+from rae_edge.push import PushBus
 from rae_edge.store import DuckStore, LanceStore
 
 if TYPE_CHECKING:
@@ -31,6 +32,8 @@ class EdgeNode:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.duck = DuckStore(self.data_dir / "node.duckdb")
         self.lance = LanceStore(self.data_dir / "lance")
+        # Made here, not lazily: every thread must publish to the one bus.
+        self.push = PushBus(self.duck)
 
     @property
     def tenant_id(self) -> str:

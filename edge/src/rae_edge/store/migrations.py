@@ -141,6 +141,36 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        3,
+        # push bus (rae_edge.push): messages kept for reconnecting tablets (resume from a
+        # cursor), trimmed by age/count; document ingest jobs (rae_edge.memory.jobs)
+        """
+        CREATE SEQUENCE push_seq START 1;
+        CREATE TABLE push_messages (
+            seq BIGINT PRIMARY KEY DEFAULT nextval('push_seq'),
+            tenant_id VARCHAR NOT NULL,
+            machine_id VARCHAR NOT NULL,
+            type VARCHAR NOT NULL,
+            payload JSON NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        );
+        CREATE INDEX push_messages_machine ON push_messages (tenant_id, machine_id, seq);
+        CREATE TABLE jobs (
+            tenant_id VARCHAR NOT NULL,
+            id VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,
+            status VARCHAR NOT NULL,
+            params JSON NOT NULL,
+            progress JSON,
+            result JSON,
+            error VARCHAR,
+            created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            PRIMARY KEY (tenant_id, id)
+        );
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -1,0 +1,248 @@
+"""The push bus: proactive messages for tablets watching machines.
+
+Any thread publishes (the API, the ingest job, the transcription worker, the sync agent):
+:meth:`PushBus.publish` stores the message in DuckDB (``push_messages``; its ``seq`` is the
+cursor) and hands it to every live subscription of that tenant and machine. A WebSocket
+subscribes with :meth:`PushBus.subscribe` from the event loop and iterates
+:meth:`Subscription.messages`: first what it missed since its cursor (read back from
+DuckDB), then live messages, each exactly once and in cursor order.
+
+Why it cannot lose or repeat a message: the insert and the hand-over to subscribers happen
+under one lock, so subscriber queues receive messages in cursor order; a subscription
+registers before it reads its backlog and skips anything at or below the last cursor it
+yielded. A subscriber that falls behind (its bounded queue fills) is not blocked on: it is
+marked lagging and re-reads the gap from DuckDB.
+
+Message types: ``briefing`` (a machine was scanned), ``incident`` (a new incident or
+error-log row, with the most similar past incident and its fix), ``correction`` (typed,
+voiced or from central), ``voice_note`` (a transcript is ready). The wire form is
+:meth:`PushMessage.to_json`: ``{"cursor", "type", "machine_id", "at", "data"}``.
+
+Retention: messages older than ``retention_days`` or beyond the newest ``retention_rows``
+are trimmed now and then; a tablet resuming from a trimmed cursor is told so (``gap``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import threading
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from rae_edge.errors import InvalidInputError
+from rae_edge.store.duck import DuckStore
+
+log = logging.getLogger(__name__)
+
+TYPES = ("briefing", "incident", "correction", "voice_note")
+_TYPE_RE = re.compile(r"^[a-z][a-z0-9_.]{0,39}$")
+TRIM_EVERY = 500  # publishes between two retention passes
+REPLAY_BATCH = 500
+
+
+@dataclass(frozen=True)
+class PushMessage:
+    """One stored message; ``cursor`` grows strictly across the node."""
+
+    cursor: int
+    tenant_id: str
+    machine_id: str
+    type: str
+    payload: dict[str, Any]
+    at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        """The wire form (the tenant is implied by the token and left out)."""
+        return {"cursor": self.cursor, "type": self.type, "machine_id": self.machine_id,
+                "at": self.at.isoformat(), "data": self.payload}
+
+
+@dataclass(eq=False)
+class Subscription:
+    """A live subscription, owned by one event loop (one WebSocket)."""
+
+    bus: PushBus
+    tenant_id: str
+    machine_ids: frozenset[str]  # empty: every machine of the tenant
+    last: int  # the cursor of the last message yielded (or the start cursor)
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[PushMessage]
+    gap: bool = False  # the start cursor was older than what retention kept
+    _lagging: bool = field(default=False, repr=False)
+    _closed: bool = field(default=False, repr=False)
+
+    def wants(self, tenant_id: str, machine_id: str) -> bool:
+        return tenant_id == self.tenant_id and (
+            not self.machine_ids or machine_id in self.machine_ids)
+
+    def _deliver(self, msg: PushMessage) -> None:  # runs on the subscription's loop
+        if self._closed:
+            return
+        try:
+            self.queue.put_nowait(msg)
+        except asyncio.QueueFull:
+            self._lagging = True  # re-read from DuckDB; the publisher never waits
+
+    async def messages(self) -> AsyncIterator[PushMessage]:
+        """Missed messages since the start cursor, then live ones; each once, in order."""
+        await asyncio.sleep(0)
+        self._lagging = True  # the backlog is read like a lag
+        while not self._closed:
+            if self._lagging:
+                self._lagging = False
+                while not self.queue.empty():  # everything queued is also in DuckDB
+                    self.queue.get_nowait()
+                while True:
+                    batch = await asyncio.to_thread(
+                        self.bus.since, self.tenant_id, self.machine_ids, self.last)
+                    for msg in batch:
+                        self.last = msg.cursor
+                        yield msg
+                    if len(batch) < REPLAY_BATCH:
+                        break
+                continue
+            msg = await self.queue.get()
+            if msg.cursor <= self.last:
+                continue  # already yielded from the backlog
+            self.last = msg.cursor
+            yield msg
+
+    def close(self) -> None:
+        self._closed = True
+        self.bus._unsubscribe(self)
+
+
+class PushBus:
+    """Persisted publish/subscribe of push messages per tenant and machine."""
+
+    def __init__(self, duck: DuckStore, *, retention_days: float = 7.0,
+                 retention_rows: int = 200_000, queue_size: int = 1000) -> None:
+        self.duck = duck
+        self.retention = timedelta(days=retention_days)
+        self.retention_rows = retention_rows
+        self.queue_size = queue_size
+        self._lock = threading.Lock()
+        self._subs: list[Subscription] = []
+        self._since_trim = 0
+
+    # -- publishing (any thread) ---------------------------------------------------------
+    def publish(self, tenant_id: str, machine_id: str, type: str,
+                payload: dict[str, Any]) -> int:
+        """Stores a message and hands it to live subscriptions; returns its cursor.
+
+        Returns once the message is on disk. Thread-safe; never blocks on a slow tablet.
+        """
+        if not _TYPE_RE.match(type):
+            raise InvalidInputError(f"invalid push message type {type!r}")
+        body = json.dumps(payload, default=_json_default)
+        at = datetime.now(UTC)
+        with self._lock:
+            with self.duck.transaction() as cur:
+                row = cur.execute(
+                    "INSERT INTO push_messages (tenant_id, machine_id, type, payload, created_at)"
+                    " VALUES (?, ?, ?, ?, ?) RETURNING seq",
+                    [tenant_id, machine_id, type, body, at]).fetchone()
+            assert row is not None
+            msg = PushMessage(int(row[0]), tenant_id, machine_id, type,
+                              json.loads(body), at)
+            for sub in list(self._subs):
+                if sub.wants(tenant_id, machine_id):
+                    try:
+                        sub.loop.call_soon_threadsafe(sub._deliver, msg)
+                    except RuntimeError:  # its loop is closed: the socket is gone
+                        self._subs.remove(sub)
+            self._since_trim += 1
+            trim = self._since_trim >= TRIM_EVERY
+            if trim:
+                self._since_trim = 0
+        if trim:
+            self.trim()
+        return msg.cursor
+
+    # -- reading ---------------------------------------------------------------------------
+    def head(self, tenant_id: str) -> int:
+        """The tenant's newest cursor (0 when it has none): where a new tablet starts."""
+        rows = self.duck.query(
+            "SELECT coalesce(max(seq), 0) FROM push_messages WHERE tenant_id = ?", [tenant_id])
+        return int(rows[0][0])
+
+    def since(self, tenant_id: str, machine_ids: Iterable[str], cursor: int,
+              limit: int = REPLAY_BATCH) -> list[PushMessage]:
+        """Stored messages after ``cursor`` for these machines (all when empty), oldest first."""
+        sql = ("SELECT seq, tenant_id, machine_id, type, payload, created_at FROM push_messages"
+               " WHERE tenant_id = ? AND seq > ?")
+        params: list[Any] = [tenant_id, cursor]
+        machines = sorted(machine_ids)
+        if machines:
+            sql += " AND list_contains(?, machine_id)"
+            params.append(machines)
+        sql += " ORDER BY seq LIMIT ?"
+        params.append(limit)
+        return [PushMessage(int(s), str(t), str(m), str(ty), json.loads(p), at)
+                for s, t, m, ty, p, at in self.duck.query(sql, params)]
+
+    def oldest(self) -> int:
+        rows = self.duck.query("SELECT coalesce(min(seq), 0) FROM push_messages")
+        return int(rows[0][0])
+
+    # -- subscribing (event loop) ------------------------------------------------------
+    async def subscribe(self, tenant_id: str, machine_ids: Sequence[str],
+                        since_cursor: int | None = None) -> Subscription:
+        """A subscription for the running event loop. With ``since_cursor`` it first
+        replays what was stored after it; without, it starts at the tenant's head."""
+        loop = asyncio.get_running_loop()
+        # Registration reads DuckDB under the publish lock: off the event loop.
+        return await asyncio.to_thread(self._register, loop, tenant_id,
+                                       frozenset(machine_ids), since_cursor)
+
+    def _register(self, loop: asyncio.AbstractEventLoop, tenant_id: str,
+                  machine_ids: frozenset[str], since_cursor: int | None) -> Subscription:
+        with self._lock:
+            # Under the publish lock: every message after ``start`` reaches the queue.
+            start = self.head(tenant_id) if since_cursor is None else max(0, since_cursor)
+            gap = since_cursor is not None and self.oldest() > start + 1
+            sub = Subscription(self, tenant_id, machine_ids, start, loop,
+                               asyncio.Queue(self.queue_size), gap=gap)
+            self._subs.append(sub)
+        return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            if sub in self._subs:
+                self._subs.remove(sub)
+
+    @property
+    def subscribers(self) -> int:
+        with self._lock:
+            return len(self._subs)
+
+    # -- retention -------------------------------------------------------------------------
+    def trim(self) -> int:
+        """Deletes messages past retention; returns how many."""
+        cutoff = datetime.now(UTC) - self.retention
+        with self.duck.transaction() as cur:
+            before = cur.execute("SELECT count(*) FROM push_messages").fetchone()
+            cur.execute(
+                "DELETE FROM push_messages WHERE created_at < ? OR seq <= "
+                "(SELECT coalesce(max(seq), 0) FROM push_messages) - ?",
+                [cutoff, self.retention_rows])
+            after = cur.execute("SELECT count(*) FROM push_messages").fetchone()
+        removed = int(before[0]) - int(after[0]) if before and after else 0
+        if removed:
+            log.info("push bus: trimmed %d messages past retention", removed)
+        return removed
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return str(value)
