@@ -440,9 +440,11 @@
     state.seen.add(key);
     const type = String(first(msg, "type", "kind", "event") || "message");
     if (type === "ping" || type === "hello" || type === "welcome") return;
-    const data = msg.data || msg.payload || msg;
+    const data = Object.assign({}, msg.data || msg.payload || msg);
+    if (!data.machine_id && msg.machine_id) data.machine_id = msg.machine_id;
+    if (type === "gap") { refreshSoon(); return; } // resumed past what the node kept
     if (type.startsWith("voice")) onVoicePush(data);
-    if (state.machine && (first(data, "machine_id") || state.machine.id) === state.machine.id &&
+    if (state.machine && (data.machine_id || state.machine.id) === state.machine.id &&
         /incident|correction|alarm|error|voice/.test(type)) refreshSoon();
     showBanner(type, data, msg);
   }
@@ -463,7 +465,11 @@
       const fix = fixOf(sim);
       parts.push("Seen before " + fmtDay(first(sim, "occurred_at")) + ": " + (first(sim, "symptom") || "") + (fix ? " — fixed by: " + fix : ""));
     }
-    if (!parts.length && type.startsWith("voice")) parts.push(first(d, "status") ? "Transcript " + d.status : "Update");
+    if (!parts.length && type.startsWith("voice")) {
+      if (d.status === "failed") parts.push("Could not be transcribed: " + (d.reason || "unknown reason"));
+      else if (d.transcript) parts.push("Transcript ready: “" + d.transcript + "”");
+      else parts.push("Status: " + (d.status || "updated"));
+    }
     return parts.join("  ");
   }
   function showBanner(type, data, msg) {
