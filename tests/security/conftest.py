@@ -22,9 +22,10 @@ import pytest
 from litestar.testing import TestClient
 
 from rae_edge import config
+from rae_edge.drift import open_alerts
 from rae_edge.node import EdgeNode
 from rae_edge.tokens import create_token, hash_token, revoke_token
-from rae_sync.domain import Correction, Incident, Machine, Role
+from rae_sync.domain import Correction, DocumentChunk, Incident, Machine, Role
 from rae_tablet_api.app import create_app
 from rae_tablet_api.auth import limiter
 
@@ -119,7 +120,21 @@ def _seed(sn: SecureNode) -> None:
         node.duck.insert_correction(c)
         got = {"id": c.id}
     sn.acme_ids["correction"] = str(got.get("id", ""))
-    sn.secrets = [*ACME_SECRETS, *(v for v in sn.acme_ids.values() if v)]
+    # A second machine's correction of the same code, and the manual's step for it: acme
+    # now has a drift alert too.
+    inc2 = node.duck.incidents_for_machine(ACME, ACME_MACHINE_2)[0]
+    c2 = Correction(tenant_id=ACME, machine_id=ACME_MACHINE_2, author="seed",
+                    text="the flux regulator was never the cause", target_id=inc2.id)
+    node.duck.insert_correction(c2)
+    node.indexer.index_chunks([DocumentChunk(
+        tenant_id=ACME, id="man_acme_e404", document_id="doc_acme_press",
+        section="9.1 E404", text="E404: 1. Replace the flux regulator cartridge.",
+        error_codes=("E404",))])
+    alerts = open_alerts(node, ACME)
+    assert len(alerts) == 1, alerts
+    sn.acme_ids["drift_alert"] = alerts[0].id
+    sn.secrets = [*ACME_SECRETS, "flux regulator", "man_acme_e404", c2.id,
+                  *(v for v in sn.acme_ids.values() if v)]
 
 
 @contextmanager

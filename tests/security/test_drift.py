@@ -84,3 +84,32 @@ def test_no_manual_step_no_alert(node: EdgeNode) -> None:
         tenant_id=T, id="man_e9", document_id="d", kind=MemoryKind.MANUAL,
         text="E9 is a noise warning.", error_codes=("E9",))])
     assert open_alerts(node, T) == []  # documented, but no step prescribed
+
+
+def test_drift_alert_endpoints(node: EdgeNode) -> None:
+    from litestar.testing import TestClient
+
+    from rae_edge.tokens import create_token
+    from rae_sync.domain import Role
+    from rae_tablet_api.app import create_app
+
+    incs, section = _plant(node)
+    a = _correct(node, incs[0], "sensor connector loose, not the valve")
+    b = _correct(node, incs[1], "sensor plug again")
+    tech = {"Authorization": f"Bearer {create_token(node.duck, T, Role.TECHNICIAN, 'tech')}"}
+    sup = {"Authorization": f"Bearer {create_token(node.duck, T, Role.SUPERVISOR, 'sup')}"}
+    with TestClient(create_app(node)) as client:
+        got = client.get("/api/v1/drift-alerts", params={"machine_id": "P3"}, headers=tech)
+        assert got.status_code == 200, got.text
+        (alert,) = got.json()["alerts"]
+        assert [c["id"] for c in alert["corrections"]] == [a.id, b.id]
+        assert alert["corrections"][0]["text"] == "sensor connector loose, not the valve"
+        assert alert["manual_sections"][0]["id"] == section.id
+        assert "Replace the pressure relief valve" in alert["manual_sections"][0]["text"]
+        url = f"/api/v1/drift-alerts/{alert['id']}/acknowledge"
+        assert client.post(url, headers=tech).status_code == 403
+        done = client.post(url, headers=sup)
+        assert done.status_code == 200 and done.json()["status"] == "acknowledged"
+        assert client.get("/api/v1/drift-alerts", headers=tech).json()["alerts"] == []
+        assert client.post("/api/v1/drift-alerts/drift_nope/acknowledge",
+                           headers=sup).status_code == 404

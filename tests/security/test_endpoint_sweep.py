@@ -70,7 +70,7 @@ def _calls(sn: SecureNode) -> list[Call]:
     spec = sn.client.get("/api/v1/schema/openapi.json").json()
     values = {"machine_id": ACME_MACHINE, "code": ACME_MACHINE, "_any_id": sn.acme_ids[
         "incident"], "target_id": sn.acme_ids["incident"], "q": "press valve coupling gauge",
-        "tenant_id": ACME, "tenant": ACME}
+        "tenant_id": ACME, "tenant": ACME, "alert_id": sn.acme_ids["drift_alert"]}
     filler = Filler(spec, values, silent_wav())
     return [filler.call(m, p, op) for m, p, op in operations(spec)]
 
@@ -110,6 +110,10 @@ def sweep(sn: SecureNode) -> tuple[int, dict[str, int], list[str]]:
                              f"(needs {need.value})")
         if sn.acme_snapshot() != before:
             leaks.append(f"{c.key}: a refused caller changed tenant acme's data")
+        if c.method == "GET":  # control: the owner does see its data where a read shows it
+            r = send(sn, c, "acme_admin")
+            if leaked_secrets(sn, c, r.text):
+                counts["owner_reads_showing_data"] = counts.get("owner_reads_showing_data", 0) + 1
     return len(calls), counts, leaks
 
 
@@ -119,6 +123,7 @@ def test_every_endpoint_refuses_whoever_must_not_get_through(secure_node: Secure
     if n == 0:
         pytest.skip("the app serves no /api/v1 operation besides health")
     assert leaks == []
+    assert counts.get("owner_reads_showing_data", 0) >= 1  # the markers are really served
 
 
 @get("/api/v1/leaky/{code:str}", sync_to_thread=False)

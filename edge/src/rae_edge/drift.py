@@ -189,6 +189,28 @@ class DriftMonitor:
         return found is not None
 
     # -- reading ------------------------------------------------------------------------
+    def evidence(self, alert: DriftAlert) -> dict[str, Any]:
+        """The alert with its evidence spelled out: each correction (who said what, on which
+        machine, when) and each manual section it contradicts (its text)."""
+        corrections = self.node.duck.query_dicts(
+            "SELECT id, machine_id, text, author, target_id, valid_from FROM corrections "
+            "WHERE tenant_id = ? AND list_contains(?, id) ORDER BY valid_from, id",
+            [alert.tenant_id, list(alert.correction_ids)])
+        sections: list[dict[str, Any]] = []
+        if alert.manual_section_ids:
+            where = (f"tenant_id = {sql_literal(alert.tenant_id)} AND "
+                     f"{in_list('id', list(alert.manual_section_ids))}")
+            sections = [
+                {"id": r["id"], "document_id": r.get("document_id"),
+                 "section": r.get("section"), "text": r.get("text")}
+                for r in self.node.lance.rows(where, _SECTION_COLUMNS,
+                                              len(alert.manual_section_ids))]
+        out = alert.to_json()
+        out["corrections"] = [{**c, "valid_from": c["valid_from"].isoformat()}
+                              for c in corrections]
+        out["manual_sections"] = sections
+        return out
+
     def get(self, tenant: str, alert: str) -> DriftAlert | None:
         got = self._select("tenant_id = ? AND id = ?", [tenant, alert])
         return got[0] if got else None
