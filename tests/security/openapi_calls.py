@@ -12,6 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SKIP_PATHS = re.compile(r"^/api/v1/(health|schema)(/|$)")
+# Uploads whose OpenAPI entry may not describe the multipart body: (file field, file name,
+# content type, form fields). "{audio}" content means the silent WAV.
+KNOWN_UPLOADS: dict[tuple[str, str], tuple[str, str, str, tuple[str, ...]]] = {
+    ("POST", "/api/v1/voice-notes"): ("audio", "note.wav", "audio/wav",
+                                      ("machine_id", "target_id")),
+    ("POST", "/api/v1/documents"): ("file", "manual.txt", "text/plain", ("kind", "machine_id")),
+}
 
 
 @dataclass
@@ -121,4 +128,9 @@ class Filler:
                     c.data[k] = v if isinstance(v, str) else str(v)
             if not c.files:
                 c.files["file"] = ("manual.txt", b"intruder manual E404", "text/plain")
+        elif (method, path) in KNOWN_UPLOADS:
+            fld, fname, ctype, form = KNOWN_UPLOADS[(method, path)]
+            content = self.audio if ctype.startswith("audio") else b"intruder manual E404: step 1"
+            c.files = {fld: (fname, content, ctype)}
+            c.data = {k: str(self.value(k, {"type": "string"})) for k in form}
         return c
