@@ -88,3 +88,32 @@ def test_real_app_has_the_middleware_and_a_body_limit(node: EdgeNode) -> None:
         r = client.post(posts[0], content=b"[" + b" " * (limit + 10) + b"]", headers=h)
     assert r.status_code == 413, r.text
     assert r.json()["error"]["code"] == "too_large"
+
+
+def test_real_reads_record_the_memory_ids_they_returned(secure_node: Any) -> None:
+    """Briefing, search and context of the real app: each read is on record with the ids
+    of the memories it answered with."""
+    from tests.security.conftest import ACME_MACHINE
+
+    sn = secure_node
+    h = sn.headers("acme_technician")
+    spec_paths = sn.client.get("/api/v1/schema/openapi.json").json()["paths"]
+    reads = [(p, params) for p, params in [
+        (f"/api/v1/machines/{ACME_MACHINE}/briefing", {}),
+        ("/api/v1/search", {"q": "quasar valve", "machine_id": ACME_MACHINE}),
+        ("/api/v1/context", {"q": "quasar valve", "machine_id": ACME_MACHINE}),
+    ] if p in spec_paths or (p.endswith("/briefing") and
+        "/api/v1/machines/{code}/briefing" in spec_paths)]
+    if not reads:
+        pytest.skip("no briefing/search/context routes yet")
+    log = AuditLog(sn.node.duck)
+    for path, params in reads:
+        before = log.entries("acme", limit=100000)[-1].seq
+        r = sn.client.get(path, params=params, headers=h)
+        assert r.status_code == 200, (path, r.text)
+        (entry,) = log.entries("acme", after_seq=before)
+        assert entry.action == f"GET {path}"
+        assert entry.actor.startswith("acme-technician#")
+        assert sn.acme_ids["incident"] in entry.memory_ids, (path, entry)
+        assert all(i in r.text for i in entry.memory_ids)
+    assert log.verify().ok
