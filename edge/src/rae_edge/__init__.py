@@ -14,6 +14,10 @@ Modules:
   and their checked restore onto an empty data folder;
 - ``audit``: the append-only, hash-chained audit log and its verification;
 - ``drift``: drift alerts when field corrections contradict a manual's documented fix;
+- ``push``: the push bus, proactive messages to watching tablets (persisted, cursor resume);
+- ``qr``: a scanned QR payload to a machine (id, URL ending in it, the plant's pattern);
+- ``memory``: the memory service: briefing, hybrid search, corrections, context packs,
+  document ingest jobs;
 - ``tls``: the tablet API's self-signed HTTPS certificate; plain HTTP on loopback only;
 - ``cli``: the ``rae-edge`` commands other than ``serve`` (which lives in the tablet API).
 

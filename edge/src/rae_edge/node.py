@@ -18,6 +18,7 @@ from rae_edge.store import DuckStore, LanceStore
 if TYPE_CHECKING:
     from rae_edge.embedding import EmbeddingService
     from rae_edge.indexer import Indexer
+    from rae_edge.memory import MemoryService
 
 # Models load from packaged files only: a hub download must never be attempted.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -52,6 +53,13 @@ class EdgeNode:
         from rae_edge.indexer import Indexer
 
         return Indexer(self)
+
+    @cached_property
+    def memory(self) -> MemoryService:
+        """Briefing, hybrid search, corrections, context packs, document jobs."""
+        from rae_edge.memory import MemoryService
+
+        return MemoryService(self)
 
     def close(self) -> None:
         self.duck.close()

@@ -5,5 +5,15 @@ Modules:
 - ``health``: ``GET /api/v1/health``;
 - ``drift``: ``GET /api/v1/drift-alerts``, ``POST /api/v1/drift-alerts/{id}/acknowledge``;
 - ``web``: the tablet web page at ``/`` and its assets at ``/static/...`` (no token; the
-  files live in ``rae_tablet_api/web``, the QR decoder vendored, no CDN).
+  files live in ``rae_tablet_api/web``, the QR decoder vendored, no CDN);
+- ``machines``: ``POST /api/v1/machines`` (admin), ``GET /api/v1/machines``;
+- ``briefing``: ``GET /api/v1/machines/{code}/briefing`` and ``GET /api/v1/briefing?code=``
+  (QR payload or id; also pushed to the machine's watchers);
+- ``incidents``: ``POST /api/v1/incidents`` (supervisor; pushed, then indexed);
+- ``documents``: ``POST /api/v1/documents`` (supervisor; streamed upload, 202 + job);
+- ``jobs``: ``GET /api/v1/jobs/{id}``, an ingest job's progress and result;
+- ``search``: ``GET /api/v1/search``, hybrid search;
+- ``corrections``: ``POST /api/v1/corrections`` (technician);
+- ``context``: ``GET /api/v1/context``, a context pack under a token budget;
+- ``push``: ``WS /api/v1/push`` (cursor resume) and ``GET /api/v1/push/messages``.
 """

@@ -1,0 +1,222 @@
+"""The briefing a technician gets on scanning a machine, built from stored records only.
+
+Sources: the machine's own incidents (DuckDB, by machine and time: never another
+machine's), the corrections in force at ``as_of`` (each shown with the incident it amends;
+the correction wins, the superseded fix stays visible), recurring problems (the same error
+code or the same symptom more than once), the manual sections for its error codes (LanceDB,
+prefiltered), open drift alerts, and a one-paragraph summary written from these records
+by :func:`summarize` (no language model).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from rae_edge.memory.models import (
+    BriefIncident,
+    Briefing,
+    CorrectionOut,
+    MachineOut,
+    ManualSection,
+    RecurringProblem,
+)
+from rae_edge.store.lance import sql_literal
+from rae_sync.domain import Correction, Incident, Machine
+
+if TYPE_CHECKING:
+    from rae_edge.node import EdgeNode
+
+MAX_INCIDENTS = 50  # shown; ``incident_count`` tells how many there are
+MAX_SECTIONS = 8
+MAX_CODES = 16
+SUMMARY_INCIDENTS = 3
+_SECTION_COLUMNS = ["id", "document_id", "section", "page", "error_codes", "text", "source"]
+
+
+def _symptom_key(s: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", s.casefold()))
+
+
+def recurring_problems(incidents: list[Incident]) -> list[RecurringProblem]:
+    """Error codes, then symptoms (codeless incidents), seen more than once."""
+    by_code: dict[str, list[Incident]] = defaultdict(list)
+    by_symptom: dict[str, list[Incident]] = defaultdict(list)
+    for inc in incidents:
+        if inc.error_code:
+            by_code[inc.error_code].append(inc)
+        else:
+            by_symptom[_symptom_key(inc.symptom)].append(inc)
+    out: list[RecurringProblem] = []
+    for code, group in by_code.items():
+        if len(group) > 1:
+            out.append(_problem(code, code, group[0].symptom, group))
+    for _, group in by_symptom.items():
+        if len(group) > 1:
+            out.append(_problem(group[0].symptom, None, group[0].symptom, group))
+    out.sort(key=lambda p: (-p.count, -p.last_at.timestamp(), p.label))
+    return out
+
+
+def _problem(label: str, code: str | None, symptom: str,
+             group: list[Incident]) -> RecurringProblem:
+    times = [i.occurred_at for i in group]
+    return RecurringProblem(label=label, error_code=code, symptom=symptom, count=len(group),
+                            first_at=min(times), last_at=max(times),
+                            incident_ids=[i.id for i in group])
+
+
+def _day(t: datetime) -> str:
+    return f"{t.day} {t:%b %Y}"
+
+
+def _later(start: datetime, end: datetime) -> str:
+    days = (end - start).days
+    if days <= 0:
+        hours = int((end - start).total_seconds() // 3600)
+        return "the same day" if hours < 1 else f"{hours} hours later"
+    if days == 1:
+        return "1 day later"
+    if days < 60:
+        return f"{days} days later"
+    return f"{days // 30} months later"
+
+
+def _sentence(text: str) -> str:
+    text = " ".join(text.split()).rstrip()
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def summarize(machine: Machine, incidents: list[BriefIncident],
+              recurring: list[RecurringProblem], sections: list[ManualSection],
+              drift: list[dict[str, Any]], general: list[CorrectionOut],
+              error_code: str | None = None) -> str:
+    """One paragraph from the records, e.g. "This machine had error E404 (...) on 12 Nov
+    2026. Fixed by: replaced sensor X. Correction (3 days later): sensor X was loose."""
+    parts: list[str] = []
+    if error_code:
+        seen = [i for i in incidents if i.error_code == error_code]
+        parts.append(f"Current error {error_code}: seen {len(seen)} time(s) before on this "
+                     "machine." if seen else
+                     f"Current error {error_code}: not seen before on this machine.")
+    if not incidents:
+        parts.append(f"No incidents are recorded for {machine.name} yet.")
+    for n, inc in enumerate(incidents[:SUMMARY_INCIDENTS]):
+        what = f"error {inc.error_code} ({inc.symptom})" if inc.error_code else inc.symptom
+        lead = "This machine had" if n == 0 else "Before that, it had"
+        parts.append(f"{lead} {_sentence(what)[:-1]} on {_day(inc.occurred_at)}.")
+        if inc.action:
+            parts.append(f"Fixed by: {_sentence(inc.action)}")
+        for c in inc.corrections:
+            parts.append(f"Correction ({_later(inc.occurred_at, c.valid_from)}): "
+                         f"{_sentence(c.text)}")
+    for p in recurring[:2]:
+        parts.append(f"Recurring: {p.label} {p.count} times, last on {_day(p.last_at)}.")
+    for c in general[-2:]:
+        parts.append(f"Field note ({_day(c.valid_from)}): {_sentence(c.text)}")
+    if sections:
+        codes = sorted({c for s in sections for c in s.error_codes})
+        parts.append(f"The manual covers {', '.join(codes[:6]) or 'this machine'} "
+                     f"({len(sections)} section(s) below).")
+    if drift:
+        parts.append(f"{len(drift)} open drift alert(s): the field contradicts the manual.")
+    return " ".join(parts)
+
+
+class BriefingBuilder:
+    """Builds briefings for one node."""
+
+    def __init__(self, node: EdgeNode) -> None:
+        self.node = node
+
+    def build(self, tenant_id: str, machine: Machine, *, as_of: datetime | None = None,
+              error_code: str | None = None) -> Briefing:
+        duck = self.node.duck
+        incidents = duck.incidents_for_machine(tenant_id, machine.id, as_of,
+                                               limit=10 * MAX_INCIDENTS)
+        count = self._count(tenant_id, machine.id, as_of)
+        corrections = duck.corrections_for_machine(tenant_id, machine.id, as_of)
+        by_target: dict[str, list[Correction]] = defaultdict(list)
+        for c in corrections:
+            if c.target_id:
+                by_target[c.target_id].append(c)
+        recurring = recurring_problems(incidents)
+        in_recurring = {i for p in recurring for i in p.incident_ids}
+        brief = [self._incident(i, by_target.get(i.id, []), error_code, in_recurring)
+                 for i in incidents]
+        if error_code:  # the current error's history first, each group newest first
+            brief.sort(key=lambda b: b.relevance != "error_code")
+        brief = brief[:MAX_INCIDENTS]
+        codes = list(dict.fromkeys(
+            ([error_code] if error_code else []) + [i.error_code for i in incidents
+                                                    if i.error_code]))[:MAX_CODES]
+        sections = self._sections(tenant_id, machine.id, codes, by_target, error_code)
+        incident_ids = {i.id for i in incidents}
+        section_ids = {s.id for s in sections}
+        general = [CorrectionOut.of(c) for c in corrections
+                   if not c.target_id or (c.target_id not in incident_ids
+                                          and c.target_id not in section_ids)]
+        drift = self._drift(tenant_id, machine.id)
+        summary = summarize(machine, brief, recurring, sections, drift, general, error_code)
+        return Briefing(machine=MachineOut.of(machine), as_of=as_of, error_code=error_code,
+                        summary=summary, incidents=brief, recurring=recurring,
+                        manual_sections=sections,
+                        corrections=[CorrectionOut.of(c) for c in corrections],
+                        drift_alerts=drift, incident_count=count)
+
+    def _count(self, tenant_id: str, machine_id: str, as_of: datetime | None) -> int:
+        sql = "SELECT count(*) FROM incidents WHERE tenant_id = ? AND machine_id = ?"
+        params: list[Any] = [tenant_id, machine_id]
+        if as_of is not None:
+            sql += " AND occurred_at <= ?"
+            params.append(as_of)
+        return int(self.node.duck.query(sql, params)[0][0])
+
+    @staticmethod
+    def _incident(inc: Incident, corrections: list[Correction], error_code: str | None,
+                  in_recurring: set[str]) -> BriefIncident:
+        relevance = ("error_code" if error_code and inc.error_code == error_code
+                     else "recurring" if inc.id in in_recurring else "recent")
+        outs = [CorrectionOut.of(c) for c in corrections]
+        return BriefIncident(
+            id=inc.id, machine_id=inc.machine_id, occurred_at=inc.occurred_at,
+            error_code=inc.error_code, symptom=inc.symptom, action=inc.action,
+            source=inc.source, corrections=outs, superseded=bool(outs),
+            superseded_by=[c.id for c in outs],
+            current_fix=outs[-1].text if outs else inc.action, relevance=relevance)
+
+    def _sections(self, tenant_id: str, machine_id: str, codes: list[str],
+                  by_target: dict[str, list[Correction]],
+                  error_code: str | None) -> list[ManualSection]:
+        if not codes:
+            return []
+        where = (f"tenant_id = {sql_literal(tenant_id)} AND kind = 'manual' AND "
+                 f"(machine_id IS NULL OR machine_id = {sql_literal(machine_id)}) AND ("
+                 + " OR ".join(f"array_has(error_codes, {sql_literal(c)})" for c in codes)
+                 + ")")
+        rows = self.node.lance.rows(where, _SECTION_COLUMNS, 4 * MAX_SECTIONS)
+        order = {c: n for n, c in enumerate(codes)}
+
+        def rank(r: dict[str, Any]) -> tuple[int, int, str]:
+            mine = [order[c] for c in (r.get("error_codes") or []) if c in order]
+            return (min(mine, default=len(order)), int(r.get("page") or 0), str(r["id"]))
+
+        rows.sort(key=rank)
+        missing = [r["id"] for r in rows if r["id"] not in by_target]
+        amended = self.node.duck.corrections_for_targets(tenant_id, missing) if missing else {}
+        out = []
+        for r in rows[:MAX_SECTIONS]:
+            sup = [c.id for c in by_target.get(r["id"], []) or amended.get(r["id"], [])]
+            out.append(ManualSection(
+                id=r["id"], document_id=r.get("document_id"), document_title=r.get("source"),
+                section=r.get("section"), page=r.get("page"),
+                error_codes=list(r.get("error_codes") or []), text=r["text"],
+                superseded_by=sup))
+        return out
+
+    def _drift(self, tenant_id: str, machine_id: str) -> list[dict[str, Any]]:
+        from rae_edge.drift import open_alerts
+
+        return [a.to_json() for a in open_alerts(self.node, tenant_id, machine_id)]

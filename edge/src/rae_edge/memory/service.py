@@ -1,0 +1,217 @@
+"""``MemoryService`` (``node.memory``): what the tablet API and the workers call.
+
+Reads: briefings, hybrid search, context packs. Writes: incidents (stored, pushed with the
+most similar past incident, indexed) and corrections (stored with their outbox row in one
+transaction, indexed at once, pushed). Tenants are always passed in by the caller (the
+API takes it from the token, never from the request).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from rae_edge import qr
+from rae_edge.errors import InvalidInputError, NotFoundError
+from rae_edge.memory.briefing import BriefingBuilder
+from rae_edge.memory.context import ContextPacker
+from rae_edge.memory.jobs import DocumentJobs
+from rae_edge.memory.models import (
+    Briefing,
+    ContextPack,
+    CorrectionOut,
+    SearchHit,
+    SearchResult,
+)
+from rae_edge.memory.search import Fusion, HybridSearch, Mode
+from rae_edge.store.lance import sql_literal
+from rae_sync.domain import Correction, CorrectionMethod, Incident, Machine, MemoryKind
+
+if TYPE_CHECKING:
+    from rae_edge.node import EdgeNode
+
+log = logging.getLogger(__name__)
+
+MAX_K = 100
+
+
+class MemoryService:
+    """The memory service of one node."""
+
+    def __init__(self, node: EdgeNode, fusion: Fusion | None = None) -> None:
+        self.node = node
+        self.searcher = HybridSearch(node, fusion)
+        self.briefings = BriefingBuilder(node)
+        self.packer = ContextPacker(node, self.searcher)
+
+    @cached_property
+    def jobs(self) -> DocumentJobs:
+        """Document ingest jobs; those a previous run left unfinished are queued again."""
+        jobs = DocumentJobs(self.node)
+        jobs.resume()
+        return jobs
+
+    # -- machines ------------------------------------------------------------------------
+    def machine(self, tenant_id: str, code: str) -> Machine:
+        """The machine a QR payload or id names (404 when unknown in this tenant)."""
+        return qr.resolve(self.node.duck, tenant_id, code, self.node.settings.qr)
+
+    def require_machine(self, tenant_id: str, machine_id: str) -> Machine:
+        m = self.node.duck.get_machine(tenant_id, machine_id)
+        if m is None:
+            raise NotFoundError(f"unknown machine {machine_id!r}: register it first "
+                                "(POST /api/v1/machines)")
+        return m
+
+    # -- briefing ------------------------------------------------------------------------
+    def briefing(self, tenant_id: str, code: str, *, as_of: datetime | None = None,
+                 error_code: str | None = None, publish: bool = True) -> Briefing:
+        """The briefing of the machine ``code`` names; also pushed to its watchers."""
+        machine = self.machine(tenant_id, code)
+        error_code = (error_code or "").strip() or None
+        b = self.briefings.build(tenant_id, machine, as_of=as_of, error_code=error_code)
+        if publish:
+            self.node.push.publish(tenant_id, machine.id, "briefing", {
+                "machine_id": machine.id, "machine_name": machine.name,
+                "summary": b.summary, "error_code": error_code,
+                "incident_count": b.incident_count,
+                "drift_alerts": len(b.drift_alerts)})
+        return b
+
+    # -- search --------------------------------------------------------------------------
+    def search(self, tenant_id: str, q: str, *, machine_id: str | None = None,
+               kind: str | None = None, k: int = 10, as_of: datetime | None = None,
+               mode: Mode = "hybrid") -> SearchResult:
+        if not 1 <= k <= MAX_K:
+            raise InvalidInputError(f"k must be between 1 and {MAX_K}")
+        kinds = [x.strip() for x in kind.split(",") if x.strip()] if kind else []
+        norm, cands = self.searcher.candidates(tenant_id, q, machine_id=machine_id,
+                                               kinds=kinds, k=k, as_of=as_of, mode=mode)
+        hits = []
+        for c in cands[:k]:
+            r = c.row
+            hits.append(SearchHit(
+                id=str(r["id"]), kind=str(r["kind"]), text=str(r["text"]),
+                machine_id=r.get("machine_id"), score=round(c.score, 6),
+                occurred_at=r.get("occurred_at"), source=r.get("source"),
+                target_id=r.get("target_id"), document_id=r.get("document_id"),
+                section=r.get("section"), page=r.get("page"),
+                error_codes=list(r.get("error_codes") or []),
+                superseded_by=c.superseded_by, ranks=c.ranks or {}))
+        return SearchResult(query=q, normalized_query=norm, hits=hits)
+
+    def context(self, tenant_id: str, q: str, *, machine_id: str | None = None,
+                budget_tokens: int = 4000, as_of: datetime | None = None) -> ContextPack:
+        return self.packer.pack(tenant_id, q, machine_id=machine_id,
+                                budget_tokens=budget_tokens, as_of=as_of)
+
+    # -- incidents -----------------------------------------------------------------------
+    def add_incidents(self, tenant_id: str, incidents: Sequence[Incident],
+                      ) -> tuple[list[str], list[Incident]]:
+        """Stores incidents (same content once), pushes each new one with the most similar
+        past incident of its machine, then indexes them. Returns (all ids, the new ones)."""
+        for machine_id in sorted({i.machine_id for i in incidents}):
+            self.require_machine(tenant_id, machine_id)
+        if any(i.tenant_id != tenant_id for i in incidents):
+            raise InvalidInputError("incidents of another tenant")
+        sync = self.node.settings.sync
+        outbox = sync.mqtt_url is not None or sync.enroll_file is not None
+        new = self.node.duck.insert_incidents(incidents, outbox=outbox)
+        # Push first (the tablet hears within milliseconds), then index (slower: it
+        # refreshes the full-text index).
+        for inc in new[:100]:
+            try:
+                self.announce_incident(inc)
+            except Exception:
+                log.exception("push of new incident %s failed", inc.id)
+        self.node.indexer.index_incidents(list(incidents))
+        return [i.id for i in incidents], new
+
+    def similar_incident(self, inc: Incident) -> dict[str, Any] | None:
+        """The most similar earlier incident of the same machine, with what fixed it (the
+        latest correction's text when one amends it)."""
+        text = self.node.indexer.incident_row(inc)["search_text"]
+        vec = self.node.embedder.embed_one(text)
+        where = (f"tenant_id = {sql_literal(inc.tenant_id)} AND kind = 'incident' AND "
+                 f"machine_id = {sql_literal(inc.machine_id)} AND id != {sql_literal(inc.id)}"
+                 f" AND occurred_at <= {sql_literal(inc.occurred_at)}")
+        rows = self.node.lance.vector_search(vec.tolist(), where, 1, ["id"])
+        if not rows:
+            return None
+        past = self.node.duck.get_incident(inc.tenant_id, str(rows[0]["id"]))
+        if past is None:
+            return None
+        cors = self.node.duck.corrections_for_targets(inc.tenant_id, [past.id]).get(past.id, [])
+        return {**_incident_json(past),
+                "similarity": round(1.0 - float(rows[0]["_distance"]), 4),
+                "corrections": [CorrectionOut.of(c).model_dump(mode="json") for c in cors],
+                "fix": cors[-1].text if cors else past.action,
+                "superseded_by": [c.id for c in cors]}
+
+    def announce_incident(self, inc: Incident, new_count: int = 1) -> int:
+        """Pushes a new incident (with the most similar past one) to its machine's
+        watchers; returns the push cursor."""
+        payload: dict[str, Any] = {"machine_id": inc.machine_id,
+                                   "incident": _incident_json(inc),
+                                   "similar": self.similar_incident(inc)}
+        if new_count > 1:
+            payload["new_count"] = new_count
+        return self.node.push.publish(inc.tenant_id, inc.machine_id, "incident", payload)
+
+    # -- corrections -----------------------------------------------------------------------
+    def add_correction(self, tenant_id: str, *, machine_id: str, text: str, author: str,
+                       target_id: str | None = None,
+                       method: CorrectionMethod = CorrectionMethod.TYPED,
+                       audio_sha256: str | None = None) -> Correction:
+        """A correction from this node (typed or voiced): checked, stored with its outbox
+        row, indexed, pushed."""
+        self.require_machine(tenant_id, machine_id)
+        text = " ".join(text.split())
+        if not text:
+            raise InvalidInputError("empty correction: text must say what was learnt")
+        if target_id:
+            self._check_target(tenant_id, machine_id, target_id)
+        c = Correction(tenant_id=tenant_id, machine_id=machine_id, text=text, author=author,
+                       target_id=target_id or None, method=method,
+                       origin_node=self.node.settings.node.node_id, audio_sha256=audio_sha256)
+        return self.record_correction(c)
+
+    def record_correction(self, c: Correction, *, outbox: bool = True,
+                          publish: bool = True) -> Correction:
+        """Stores (idempotent on id), indexes and pushes a correction. The sync agent calls
+        this with ``outbox=False`` for corrections that arrive from central."""
+        stored = self.node.duck.insert_correction(c, outbox=outbox)
+        self.node.indexer.index_corrections([c])
+        if stored and publish:
+            self.node.push.publish(c.tenant_id, c.machine_id, "correction", {
+                "machine_id": c.machine_id, "text": c.text,
+                "correction": CorrectionOut.of(c).model_dump(mode="json"),
+                "target_id": c.target_id})
+        return c
+
+    def _check_target(self, tenant_id: str, machine_id: str, target_id: str) -> None:
+        inc = self.node.duck.get_incident(tenant_id, target_id)
+        if inc is not None:
+            if inc.machine_id != machine_id:
+                raise InvalidInputError(
+                    f"target {target_id!r} is an incident of machine {inc.machine_id!r}, "
+                    f"not of {machine_id!r}")
+            return
+        rows = self.node.lance.rows(
+            f"tenant_id = {sql_literal(tenant_id)} AND id = {sql_literal(target_id)}",
+            ["id", "machine_id", "kind"], 1)
+        if not rows:
+            raise NotFoundError(f"unknown target {target_id!r}: no memory with that id")
+        other = rows[0].get("machine_id")
+        if other and other != machine_id and rows[0]["kind"] != MemoryKind.MANUAL.value:
+            raise InvalidInputError(
+                f"target {target_id!r} belongs to machine {other!r}, not to {machine_id!r}")
+
+
+def _incident_json(inc: Incident) -> dict[str, Any]:
+    return {"id": inc.id, "machine_id": inc.machine_id,
+            "occurred_at": inc.occurred_at.isoformat(), "error_code": inc.error_code,
+            "symptom": inc.symptom, "action": inc.action, "source": inc.source}
