@@ -250,25 +250,77 @@ def _snapshot_duck(node: EdgeNode, target: Path) -> dict[str, int]:
 
 def _snapshot_lance_table(lance_root: Path, out_root: Path, table: str,
                           version: int) -> dict[str, FileEntry]:
-    """Copies one table as of ``version``: every data/index/deletion file present (files are
-    never rewritten in place) and that version's manifest only, so the copy opens at it.
-    Files of later versions may come along unreferenced; they are harmless."""
+    """Copies one table as of ``version``: that version's manifest (and no other, so the
+    copy opens at it) and the files it references. Lance files are never rewritten in
+    place, so the files on disk are that version's exactly.
+
+    Which data files and indexes a manifest references is read from its bytes (data file
+    names and index UUIDs appear there verbatim), which leaves behind the files of older
+    versions that compaction replaced. The copy is then opened and scanned whole; if that
+    fails, it is redone with every file present (always correct, just larger)."""
     src_dir = lance_root / f"{table}.lance"
-    out: dict[str, FileEntry] = {}
-    found_manifest = False
-    for src in _files_under(src_dir):
-        rel = src.relative_to(src_dir)
-        if rel.parts[0] == "_versions":
-            v = _manifest_version(src)
-            if v != version:
-                continue  # older/newer manifests, and the latest-version hint
-            found_manifest = True
-        entry_rel = Path(LANCE_DIR) / f"{table}.lance" / rel
-        out[entry_rel.as_posix()] = _copy_hashed(src, out_root.parent / entry_rel)
-    if not found_manifest:
+    manifest_file = next((p for p in (src_dir / "_versions").glob("*.manifest")
+                          if _manifest_version(p) == version), None)
+    if manifest_file is None:
         raise BackupError(f"LanceDB table {table!r}: the manifest of version {version} "
                           "vanished during the backup (was the table cleaned up?)")
+    listing = list(_files_under(src_dir))
+    wanted = _referenced(src_dir, listing, manifest_file.read_bytes())
+    out = _copy_table(src_dir, out_root, table, version, listing, wanted)
+    if not _opens_whole(out_root, table, version):
+        shutil.rmtree(out_root / f"{table}.lance")
+        out = _copy_table(src_dir, out_root, table, version, listing, None)
     return out
+
+
+def _referenced(src_dir: Path, listing: list[Path], manifest: bytes) -> set[Path]:
+    keep: set[Path] = set()
+    for src in listing:
+        rel = src.relative_to(src_dir)
+        top = rel.parts[0]
+        if top in ("data", "_transactions"):
+            if rel.name.encode() in manifest:
+                keep.add(rel)
+        elif top == "_indices" and len(rel.parts) > 2:
+            try:
+                ident = uuid.UUID(rel.parts[1])
+            except ValueError:
+                keep.add(rel)
+                continue
+            if ident.bytes in manifest or rel.parts[1].encode() in manifest:
+                keep.add(rel)
+        else:
+            keep.add(rel)  # deletion files and anything unknown: always
+    return keep
+
+
+def _copy_table(src_dir: Path, out_root: Path, table: str, version: int, listing: list[Path],
+                wanted: set[Path] | None) -> dict[str, FileEntry]:
+    out: dict[str, FileEntry] = {}
+    for src in listing:
+        rel = src.relative_to(src_dir)
+        if rel.parts[0] == "_versions":
+            if _manifest_version(src) != version:
+                continue  # older/newer manifests, and the latest-version hint
+        elif wanted is not None and rel not in wanted:
+            continue
+        entry_rel = Path(LANCE_DIR) / f"{table}.lance" / rel
+        out[entry_rel.as_posix()] = _copy_hashed(src, out_root.parent / entry_rel)
+    return out
+
+
+def _opens_whole(out_root: Path, table: str, version: int) -> bool:
+    """The copied table opens at ``version``, every row reads back (every data file is
+    there), and no index lost all its files."""
+    try:
+        t = lancedb.connect(str(out_root)).open_table(table)
+        if int(t.version) != version or t.to_arrow().num_rows != t.count_rows():
+            return False
+        # Each index has at least one UUID folder that the manifest names (more with deltas).
+        kept = {p.name for p in (out_root / f"{table}.lance" / "_indices").glob("*")}
+        return len(kept) >= len(list(t.list_indices()))
+    except Exception:  # any failure means: copy everything instead
+        return False
 
 
 # -- verify and restore ----------------------------------------------------------------------

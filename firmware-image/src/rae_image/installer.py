@@ -294,6 +294,12 @@ class Installer:
             raise InstallError("installed model files do not match their checksums: "
                                + ", ".join(bad))
         self.log(f"{len(manifest['models'])} model files verified by sha256")
+        tool = vdir / "venv" / "bin" / "rae-models"
+        if tool.exists():  # the release's own check, against rae_models' manifest
+            r = self.run([tool, "verify"], check=False)
+            if r.returncode != 0:
+                raise InstallError(f"rae-models verify failed: {(r.stdout + r.stderr)[-1500:]}")
+            self.log("rae-models verify: " + "; ".join(r.stdout.split("\n")[:3]).strip())
 
     def read_config(self, vdir: Path) -> dict[str, Any]:
         r = self.run([vdir / "venv" / "bin" / "python", "-c", _READ_CONFIG, self.config])
