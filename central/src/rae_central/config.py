@@ -1,0 +1,127 @@
+"""Central's one settings tree: defaults < YAML/TOML file < ``RAE_CENTRAL_*`` environment <
+command-line flags. Unknown keys are an error that names the key (``extra="forbid"``).
+
+Nested keys come from the environment with ``__``: ``RAE_CENTRAL_ADMIN__TOKEN=...``,
+``RAE_CENTRAL_DATABASE_URL=postgresql+psycopg://...``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AdminSettings(_Section):
+    token: SecretStr | None = Field(
+        default=None,
+        description="bearer token of the admin sync console and /api/v1/admin (None: the "
+        "console refuses every request; set RAE_CENTRAL_ADMIN__TOKEN)",
+    )
+    host: str = Field(default="127.0.0.1", description="address the console binds to")
+    port: int = Field(default=8480, ge=0, le=65535, description="TCP port of the console")
+
+
+class IngestSettings(_Section):
+    workers: int = Field(default=1, ge=1, le=64, description="ingest worker processes")
+    share_group: str = Field(default="rae-central", description="MQTT shared-subscription group")
+    batch_size: int = Field(default=500, ge=1, le=10_000,
+                            description="messages committed in one Postgres transaction")
+    batch_wait_ms: int = Field(default=20, ge=0, le=5000,
+                               description="longest wait to fill a batch")
+    session_expiry_s: int = Field(default=86_400, ge=60,
+                                  description="MQTT 5 SessionExpiryInterval of each worker")
+    gap_grace_s: float = Field(default=2.0, ge=0,
+                               description="a seq gap older than this triggers a replay request")
+    replay_every_s: float = Field(default=10.0, ge=0.1,
+                                  description="least time between two replay requests to a node")
+    fanout_sweep_s: float = Field(default=5.0, ge=0.1,
+                                  description="how often unsent fan-out rows are retried")
+
+
+class VectorSettings(_Section):
+    qdrant: str = Field(default="data/central/qdrant",
+                        description="Qdrant URL (http[s]://...) or a local path (':memory:')")
+    collection: str = Field(default="rae_memory", description="Qdrant collection name")
+    batch_size: int = Field(default=256, ge=1, le=10_000, description="points per upsert")
+    enabled: bool = Field(default=True, description="embed corrections and incidents")
+
+
+class CentralSettings(BaseSettings):
+    """Everything central can be configured with."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAE_CENTRAL_", env_nested_delimiter="__", extra="forbid",
+        validate_default=True,
+    )
+
+    database_url: str = Field(
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/rae_central",
+        description="SQLAlchemy URL of central's PostgreSQL database",
+    )
+    mqtt_url: str | None = Field(default=None,
+                                 description="mqtt[s]://host:port of the broker; None: no ingest")
+    admin: AdminSettings = Field(default_factory=AdminSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    vectors: VectorSettings = Field(default_factory=VectorSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, file_secret_settings)
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    text = path.read_text(encoding="utf-8")
+    data: Any = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: the config file must hold a mapping at its top level")
+    return data
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            v = _drop_none(v)
+            if v:
+                out[k] = v
+        elif v is not None:
+            out[k] = v
+    return out
+
+
+def load(config_file: Path | None = None, **overrides: Any) -> CentralSettings:
+    """File, then environment, then ``overrides`` (nested dicts; ``None`` values ignored so
+    flags that were not given do not mask the file or the environment)."""
+    file_data = read_config_file(config_file) if config_file else {}
+    env_data = CentralSettings().model_dump(exclude_unset=True)
+    if "admin" in env_data and env_data["admin"].get("token") is not None:
+        env_data["admin"]["token"] = env_data["admin"]["token"].get_secret_value()
+    return CentralSettings(**_deep_merge(_deep_merge(file_data, env_data), _drop_none(overrides)))

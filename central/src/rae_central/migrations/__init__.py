@@ -1,0 +1,1 @@
+"""Alembic migrations of central's database (run by ``rae-central migrate``)."""

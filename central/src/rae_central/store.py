@@ -1,0 +1,421 @@
+"""Central's database operations, in terms of plain records (no wire classes here).
+
+- nodes: enroll, revoke, look up the public key of an active node;
+- :meth:`CentralStore.ingest` commits one batch of accepted messages in ONE transaction:
+  the ``messages`` row (its primary key ``message_id`` makes a repeat a no-op), the memory
+  rows, the node's seq tracking and the fan-out rows owed to the tenant's other nodes;
+- seq tracking: ``nodes.last_seq`` is the contiguous watermark; seqs above it wait in
+  ``seq_pending`` until the hole below them fills; :meth:`CentralStore.due_replays`
+  claims (once across all workers) the nodes whose gap has lasted past a grace period;
+- dead letters, admin audit, and the read side of the admin console.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from rae_central.db.models import (
+    AdminAudit,
+    AuditRow,
+    CorrectionRow,
+    DeadLetter,
+    Fanout,
+    IncidentRow,
+    Message,
+    Node,
+    SeqPending,
+)
+
+NodeKey = tuple[str, str, str]  # (tenant, site, node)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class NodeNotFoundError(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    outbox_depth: int
+    lag_s: float
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """One verified message, reduced to what the database keeps.
+
+    ``kind`` is ``correction``, ``incident``, ``audit``, ``status`` or anything else
+    (kept in ``messages`` only). ``record`` holds the memory's columns for the first three.
+    """
+
+    node: NodeKey
+    message_id: str
+    seq: int
+    hlc: str
+    type: str
+    kind: str
+    record: dict[str, Any] = field(default_factory=dict)
+    status: NodeStatus | None = None
+
+
+@dataclass(frozen=True)
+class FanoutItem:
+    id: int
+    node: NodeKey
+    topic: str
+    payload: bytes
+
+
+@dataclass
+class IngestOutcome:
+    new: list[Accepted] = field(default_factory=list)
+    duplicates: list[Accepted] = field(default_factory=list)
+    fanout: list[FanoutItem] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Gap:
+    node: NodeKey
+    ranges: list[tuple[int, int]]  # inclusive seq ranges that are missing
+
+
+# Builds the down message for one target node from one new correction: (topic, payload).
+FanoutBuilder = Callable[[Accepted, NodeKey], tuple[str, bytes]]
+
+
+class CentralStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- nodes -----------------------------------------------------------------------------
+    def enroll(self, node: NodeKey, public_key: str, actor: str = "cli") -> None:
+        """Registers (or re-keys and un-revokes) a node."""
+        tenant, site, node_id = node
+        with self.engine.begin() as conn:
+            stmt = pg_insert(Node).values(tenant_id=tenant, site_id=site, node_id=node_id,
+                                          public_key=public_key, enrolled_at=now())
+            conn.execute(stmt.on_conflict_do_update(
+                index_elements=["tenant_id", "site_id", "node_id"],
+                set_={"public_key": public_key, "enrolled_at": now(), "revoked_at": None}))
+            self._admin_audit(conn, tenant, actor, "enroll", "/".join(node))
+
+    def revoke(self, node: NodeKey, actor: str = "cli") -> datetime:
+        tenant, site, node_id = node
+        at = now()
+        with self.engine.begin() as conn:
+            res = conn.execute(update(Node).where(
+                Node.tenant_id == tenant, Node.site_id == site, Node.node_id == node_id,
+            ).values(revoked_at=func.coalesce(Node.revoked_at, at)).returning(Node.revoked_at))
+            row = res.first()
+            if row is None:
+                raise NodeNotFoundError(f"no enrolled node {'/'.join(node)}")
+            self._admin_audit(conn, tenant, actor, "revoke", "/".join(node))
+            return row[0] or at
+
+    def active_keys(self) -> dict[NodeKey, str]:
+        """Public keys of every enrolled, non-revoked node."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(Node.tenant_id, Node.site_id, Node.node_id,
+                                       Node.public_key).where(Node.revoked_at.is_(None)))
+            return {(r[0], r[1], r[2]): r[3] for r in rows}
+
+    def node_state(self, node: NodeKey) -> str:
+        """``active``, ``revoked`` or ``unknown``."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(Node.revoked_at).where(
+                Node.tenant_id == node[0], Node.site_id == node[1], Node.node_id == node[2],
+            )).first()
+        if row is None:
+            return "unknown"
+        return "revoked" if row[0] is not None else "active"
+
+    @staticmethod
+    def _admin_audit(conn: Connection, tenant: str, actor: str, action: str,
+                     resource: str, details: dict[str, Any] | None = None) -> None:
+        conn.execute(pg_insert(AdminAudit).values(tenant_id=tenant, at=now(), actor=actor,
+                                                  action=action, resource=resource,
+                                                  details=details or {}))
+
+    # -- ingest ----------------------------------------------------------------------------
+    def ingest(self, batch: Sequence[Accepted], build_fanout: FanoutBuilder | None = None,
+               ) -> IngestOutcome:
+        """Commits ``batch`` in one transaction; repeats of known message ids are no-ops
+        (reported in ``duplicates`` so they are acknowledged again)."""
+        out = IngestOutcome()
+        if not batch:
+            return out
+        at = now()
+        # One row per message id even if the broker delivered it twice within the batch.
+        unique: dict[str, Accepted] = {}
+        for a in batch:
+            unique.setdefault(a.message_id, a)
+        with self.engine.begin() as conn:
+            # Lock the batch's nodes in a fixed order: two workers never deadlock, and the
+            # seq watermark of one node moves under one lock at a time.
+            nodes = sorted({a.node for a in unique.values()})
+            for n in nodes:
+                conn.execute(select(Node.tenant_id).where(
+                    Node.tenant_id == n[0], Node.site_id == n[1], Node.node_id == n[2],
+                ).with_for_update())
+            res = conn.execute(
+                pg_insert(Message).values([
+                    {"message_id": a.message_id, "tenant_id": a.node[0], "site_id": a.node[1],
+                     "node_id": a.node[2], "seq": a.seq, "type": a.type, "hlc": a.hlc,
+                     "received_at": at} for a in unique.values()
+                ]).on_conflict_do_nothing(index_elements=["message_id"])
+                .returning(Message.message_id))
+            fresh = {r[0] for r in res}
+            for a in unique.values():
+                (out.new if a.message_id in fresh else out.duplicates).append(a)
+            self._insert_memories(conn, out.new, at)
+            for n in nodes:
+                self._track(conn, n, [a for a in out.new if a.node == n],
+                            [a for a in unique.values() if a.node == n], at)
+            if build_fanout is not None:
+                out.fanout = self._queue_fanout(conn, out.new, build_fanout, at)
+        return out
+
+    @staticmethod
+    def _insert_memories(conn: Connection, new: list[Accepted], at: datetime) -> None:
+        def rows(kind: str) -> list[dict[str, Any]]:
+            return [{**a.record, "tenant_id": a.node[0], "origin_site": a.node[1],
+                     "origin_node": a.node[2], "message_id": a.message_id, "received_at": at}
+                    for a in new if a.kind == kind]
+
+        cors, incs = rows("correction"), rows("incident")
+        if cors:
+            # Corrections are append-only facts: a second copy of one id is the same fact.
+            conn.execute(pg_insert(CorrectionRow).values(cors).on_conflict_do_nothing())
+        if incs:
+            conn.execute(pg_insert(IncidentRow).values(incs).on_conflict_do_nothing())
+        audits = [{"tenant_id": a.node[0], "site_id": a.node[1], "node_id": a.node[2],
+                   "seq": int(a.record["seq"]), "entry": a.record, "message_id": a.message_id,
+                   "received_at": at} for a in new if a.kind == "audit"]
+        if audits:
+            conn.execute(pg_insert(AuditRow).values(audits).on_conflict_do_nothing())
+
+    @staticmethod
+    def _track(conn: Connection, n: NodeKey, new: list[Accepted], seen: list[Accepted],
+               at: datetime) -> None:
+        where = (Node.tenant_id == n[0], Node.site_id == n[1], Node.node_id == n[2])
+        values: dict[str, Any] = {"last_seen": at, "messages": Node.messages + len(new)}
+        statuses = [a.status for a in seen if a.status is not None]
+        if statuses:
+            latest = max((a for a in seen if a.status is not None), key=lambda a: a.seq)
+            assert latest.status is not None
+            values.update(outbox_depth=latest.status.outbox_depth,
+                          outbox_lag_s=latest.status.lag_s, status_at=at)
+        if new:
+            wm = conn.execute(select(Node.last_seq).where(*where)).scalar_one()
+            above = sorted({a.seq for a in new if a.seq > wm})
+            if above:
+                conn.execute(pg_insert(SeqPending).values([
+                    {"tenant_id": n[0], "site_id": n[1], "node_id": n[2], "seq": s, "at": at}
+                    for s in above]).on_conflict_do_nothing())
+                new_wm = wm
+                while True:  # walk the contiguous run above the watermark
+                    seqs = conn.execute(select(SeqPending.seq).where(
+                        SeqPending.tenant_id == n[0], SeqPending.site_id == n[1],
+                        SeqPending.node_id == n[2], SeqPending.seq > new_wm,
+                    ).order_by(SeqPending.seq).limit(5000)).scalars().all()
+                    moved = False
+                    for s in seqs:
+                        if s != new_wm + 1:
+                            break
+                        new_wm, moved = s, True
+                    if not moved or len(seqs) < 5000 or new_wm != seqs[-1]:
+                        break
+                if new_wm > wm:
+                    conn.execute(delete(SeqPending).where(
+                        SeqPending.tenant_id == n[0], SeqPending.site_id == n[1],
+                        SeqPending.node_id == n[2], SeqPending.seq <= new_wm))
+                    values["last_seq"] = new_wm
+                    values["replay_requested_at"] = None  # the gap (if any) has filled
+                values["max_seq"] = func.greatest(Node.max_seq, above[-1])
+        conn.execute(update(Node).where(*where).values(**values))
+
+    def _queue_fanout(self, conn: Connection, new: list[Accepted], build: FanoutBuilder,
+                      at: datetime) -> list[FanoutItem]:
+        cors = [a for a in new if a.kind == "correction"]
+        if not cors:
+            return []
+        tenants = sorted({a.node[0] for a in cors})
+        peers: dict[str, list[NodeKey]] = {t: [] for t in tenants}
+        for r in conn.execute(select(Node.tenant_id, Node.site_id, Node.node_id).where(
+                Node.tenant_id.in_(tenants), Node.revoked_at.is_(None))):
+            peers[r[0]].append((r[0], r[1], r[2]))
+        rows: list[dict[str, Any]] = []
+        for a in cors:
+            for peer in peers[a.node[0]]:
+                if peer == a.node:
+                    continue
+                topic, payload = build(a, peer)
+                rows.append({"tenant_id": peer[0], "site_id": peer[1], "node_id": peer[2],
+                             "topic": topic, "payload": payload, "created_at": at})
+        if not rows:
+            return []
+        ids = conn.execute(pg_insert(Fanout).values(rows).returning(Fanout.id)).scalars().all()
+        return [FanoutItem(i, (r["tenant_id"], r["site_id"], r["node_id"]), r["topic"],
+                           r["payload"]) for i, r in zip(ids, rows, strict=True)]
+
+    def fanout_sent(self, ids: Iterable[int]) -> None:
+        ids = list(ids)
+        if ids:
+            with self.engine.begin() as conn:
+                conn.execute(delete(Fanout).where(Fanout.id.in_(ids)))
+
+    def claim_stale_fanout(self, older_than_s: float, limit: int = 1000) -> list[FanoutItem]:
+        """Fan-out rows nobody sent (a worker died after its commit): claimed by bumping
+        ``created_at`` so another sweeping worker does not take them at the same time."""
+        with self.engine.begin() as conn:
+            rows = conn.execute(text(
+                "UPDATE fanout SET created_at = now() WHERE id IN (SELECT id FROM fanout "
+                "WHERE created_at < now() - make_interval(secs => :s) ORDER BY id LIMIT :n "
+                "FOR UPDATE SKIP LOCKED) RETURNING id, tenant_id, site_id, node_id, topic, "
+                "payload"), {"s": older_than_s, "n": limit}).all()
+        return [FanoutItem(r[0], (r[1], r[2], r[3]), r[4], bytes(r[5])) for r in rows]
+
+    # -- gaps and replays ------------------------------------------------------------------
+    def gaps(self, node: NodeKey, limit: int = 100) -> list[tuple[int, int]]:
+        """Missing inclusive seq ranges between the watermark and the highest seq seen."""
+        with self.engine.connect() as conn:
+            return self._gaps(conn, node, limit)
+
+    @staticmethod
+    def _gaps(conn: Connection, node: NodeKey, limit: int) -> list[tuple[int, int]]:
+        row = conn.execute(select(Node.last_seq).where(
+            Node.tenant_id == node[0], Node.site_id == node[1], Node.node_id == node[2],
+        )).first()
+        if row is None:
+            return []
+        prev = int(row[0])
+        ranges: list[tuple[int, int]] = []
+        for s in conn.execute(select(SeqPending.seq).where(
+                SeqPending.tenant_id == node[0], SeqPending.site_id == node[1],
+                SeqPending.node_id == node[2]).order_by(SeqPending.seq)).scalars():
+            if s > prev + 1:
+                ranges.append((prev + 1, s - 1))
+                if len(ranges) >= limit:
+                    break
+            prev = s
+        return ranges
+
+    def due_replays(self, grace_s: float, every_s: float) -> list[Gap]:
+        """Nodes whose oldest out-of-order seq waited longer than ``grace_s`` and that were
+        not asked in the last ``every_s``: claimed atomically, so one worker asks."""
+        with self.engine.begin() as conn:
+            rows = conn.execute(text(
+                "UPDATE nodes n SET replay_requested_at = now(), "
+                "replay_requests = n.replay_requests + 1 "
+                "FROM (SELECT tenant_id, site_id, node_id, min(at) AS oldest FROM seq_pending "
+                "GROUP BY tenant_id, site_id, node_id) p "
+                "WHERE n.tenant_id = p.tenant_id AND n.site_id = p.site_id "
+                "AND n.node_id = p.node_id AND n.revoked_at IS NULL "
+                "AND p.oldest < now() - make_interval(secs => :grace) "
+                "AND (n.replay_requested_at IS NULL OR "
+                "n.replay_requested_at < now() - make_interval(secs => :every)) "
+                "RETURNING n.tenant_id, n.site_id, n.node_id"),
+                {"grace": grace_s, "every": every_s}).all()
+            return [Gap((r[0], r[1], r[2]), self._gaps(conn, (r[0], r[1], r[2]), 100))
+                    for r in rows]
+
+    # -- dead letters ----------------------------------------------------------------------
+    def dead_letter(self, items: Sequence[tuple[str, bytes, str, NodeKey | None]]) -> None:
+        """Keeps each ``(topic, payload, reason, node-or-None)`` with the time."""
+        if not items:
+            return
+        at = now()
+        with self.engine.begin() as conn:
+            conn.execute(pg_insert(DeadLetter).values([
+                {"tenant_id": n[0] if n else "", "site_id": n[1] if n else "",
+                 "node_id": n[2] if n else "", "topic": topic, "payload": payload,
+                 "reason": reason, "at": at} for topic, payload, reason, n in items]))
+
+    # -- read side (admin console, tests) --------------------------------------------------
+    def nodes_overview(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        q = select(Node).order_by(Node.tenant_id, Node.site_id, Node.node_id)
+        if tenant:
+            q = q.where(Node.tenant_id == tenant)
+        out: list[dict[str, Any]] = []
+        with self.engine.connect() as conn:
+            pending = {(r[0], r[1], r[2]): int(r[3]) for r in conn.execute(text(
+                "SELECT tenant_id, site_id, node_id, count(*) FROM seq_pending "
+                "GROUP BY tenant_id, site_id, node_id"))}
+            dead = {(r[0], r[1], r[2]): int(r[3]) for r in conn.execute(text(
+                "SELECT tenant_id, site_id, node_id, count(*) FROM dead_letters "
+                "GROUP BY tenant_id, site_id, node_id"))}
+            for n in Session(bind=conn).execute(q).scalars():
+                key = (n.tenant_id, n.site_id, n.node_id)
+                missing = max(0, n.max_seq - n.last_seq - pending.get(key, 0))
+                out.append({
+                    "tenant_id": n.tenant_id, "site_id": n.site_id, "node_id": n.node_id,
+                    "enrolled_at": _iso(n.enrolled_at), "revoked_at": _iso(n.revoked_at),
+                    "last_seen": _iso(n.last_seen), "last_seq": n.last_seq,
+                    "max_seq": n.max_seq, "missing_seqs": missing,
+                    "gaps": self._gaps(conn, key, 20) if missing else [],
+                    "messages": n.messages, "outbox_depth": n.outbox_depth,
+                    "lag_s": n.outbox_lag_s, "status_at": _iso(n.status_at),
+                    "replay_requests": n.replay_requests, "dead_letters": dead.get(key, 0),
+                })
+        return out
+
+    def dead_letters(self, limit: int = 100, tenant: str | None = None) -> list[dict[str, Any]]:
+        q = select(DeadLetter).order_by(DeadLetter.id.desc()).limit(limit)
+        if tenant:
+            q = q.where(DeadLetter.tenant_id == tenant)
+        with self.engine.connect() as conn:
+            return [{"id": d.id, "tenant_id": d.tenant_id, "site_id": d.site_id,
+                     "node_id": d.node_id, "topic": d.topic, "reason": d.reason,
+                     "at": _iso(d.at), "size": len(d.payload),
+                     "payload_head": bytes(d.payload[:200]).decode("utf-8", "replace")}
+                    for d in Session(bind=conn).execute(q).scalars()]
+
+    def recent_corrections(self, limit: int = 50, tenant: str | None = None,
+                           ) -> list[dict[str, Any]]:
+        q = select(CorrectionRow).order_by(CorrectionRow.received_at.desc(),
+                                           CorrectionRow.hlc.desc()).limit(limit)
+        if tenant:
+            q = q.where(CorrectionRow.tenant_id == tenant)
+        with self.engine.connect() as conn:
+            return [{"tenant_id": c.tenant_id, "id": c.id, "machine_id": c.machine_id,
+                     "text": c.text, "author": c.author, "target_id": c.target_id,
+                     "hlc": c.hlc, "origin": f"{c.origin_site}/{c.origin_node}",
+                     "received_at": _iso(c.received_at), "embedded": c.embedded_at is not None}
+                    for c in Session(bind=conn).execute(q).scalars()]
+
+    def corrections_of(self, tenant: str, target_id: str) -> list[dict[str, Any]]:
+        """All corrections of one target, oldest first by hybrid logical clock."""
+        with self.engine.connect() as conn:
+            rows = Session(bind=conn).execute(select(CorrectionRow).where(
+                CorrectionRow.tenant_id == tenant, CorrectionRow.target_id == target_id,
+            ).order_by(CorrectionRow.hlc, CorrectionRow.id)).scalars().all()
+            return [{"id": c.id, "text": c.text, "hlc": c.hlc,
+                     "origin": f"{c.origin_site}/{c.origin_node}"} for c in rows]
+
+    def count(self, table: str, tenant: str | None = None) -> int:
+        allowed = {"messages", "corrections", "incidents", "dead_letters", "fanout",
+                   "audit_entries", "seq_pending", "nodes"}
+        if table not in allowed:
+            raise ValueError(f"unknown table {table!r}")
+        sql = f"SELECT count(*) FROM {table}" + (" WHERE tenant_id = :t" if tenant else "")
+        with self.engine.connect() as conn:
+            return int(conn.execute(text(sql), {"t": tenant}).scalar_one())
+
+
+def _iso(v: datetime | None) -> str | None:
+    return v.isoformat() if v is not None else None
+
+
+def stale_after(seconds: float) -> datetime:
+    return now() - timedelta(seconds=seconds)
