@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
+import logging
 import pkgutil
 from typing import Any
 
@@ -22,6 +24,8 @@ from rae_edge.errors import (
 from rae_edge.node import EdgeNode
 from rae_tablet_api.audit_hook import AuditMiddleware
 from rae_tablet_api.auth import provide_principal
+
+log = logging.getLogger(__name__)
 
 _STATUS = {
     NotFoundError: 404,
@@ -52,6 +56,20 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
                     headers=getattr(exc, "headers", None))
 
 
+def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """A fault of the node itself: 507 when its disk is full (the write was not stored, the
+    caller may retry later), else 500. Never a stack trace or a stored value in the body."""
+    if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or \
+            "No space left on device" in str(exc):
+        log.error("disk full while serving %s %s", request.method, request.url.path)
+        return Response(error_body("insufficient_storage",
+                                   "the node's disk is full: nothing was stored; retry later"),
+                        status_code=507)
+    log.exception("internal error serving %s %s", request.method, request.url.path)
+    return Response(error_body("internal", "internal error of the node; see its log"),
+                    status_code=500)
+
+
 def _collect_routes() -> list[Any]:
     import rae_tablet_api.routes as pkg
 
@@ -69,7 +87,8 @@ def create_app(node: EdgeNode) -> Litestar:
         route_handlers=_collect_routes(),
         dependencies={"principal": Provide(provide_principal)},
         state=State({"node": node}),
-        exception_handlers={RaeError: _rae_error, HTTPException: _http_error},
+        exception_handlers={RaeError: _rae_error, HTTPException: _http_error,
+                            Exception: _internal_error},
         openapi_config=OpenAPIConfig(title="RAE Edge tablet API", version="1.0.0",
                                      path="/api/v1/schema"),
         on_shutdown=[lambda: node.close()],
