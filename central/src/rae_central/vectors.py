@@ -92,6 +92,7 @@ class VectorStore:
         self.embedder_tag = embedder_tag
         self.dim = dim
         self.client = open_client(location)
+        self._remote = location.startswith(("http://", "https://"))
         self._ensure_collection()
 
     def _ensure_collection(self) -> None:
@@ -102,7 +103,8 @@ class VectorStore:
                                                    distance=models.Distance.COSINE),
                 metadata={"embedder": self.embedder_tag, "dim": self.dim},
             )
-            for key in ("tenant_id", "kind", "machine_id"):
+            # Local mode has no payload indexes (it warns); a cluster needs them for filters.
+            for key in ("tenant_id", "kind", "machine_id") if self._remote else ():
                 self.client.create_payload_index(self.collection, key,
                                                  models.PayloadSchemaType.KEYWORD)
             return
