@@ -108,22 +108,20 @@ def test_one_socket_watches_several_machines(tmp_path: Path) -> None:
             assert got == {"PRESS-07", "LATHE-02"}
 
 
+def _refused(api: Api, url: str) -> WebSocketDisconnect:
+    with pytest.raises(WebSocketDisconnect) as info, api.client.websocket_connect(url) as ws:
+        ws.receive_json(timeout=20)
+    return info.value
+
+
 def test_socket_refuses_bad_token_weak_input_and_unknown_machine(tmp_path: Path) -> None:
     with api_for(tmp_path) as api:
         api.ok(api.post("/machines", [PRESS]))
-        with pytest.raises(WebSocketDisconnect) as bad:
-            with api.client.websocket_connect("/api/v1/push?machine_id=PRESS-07&token=nope") as ws:
-                ws.receive_json(timeout=20)
-        assert bad.value.code == 4401
+        assert _refused(api, "/api/v1/push?machine_id=PRESS-07&token=nope").code == 4401
+        assert _refused(api, "/api/v1/push?machine_id=PRESS-07").code == 4401
         tok = api.tokens["acme_technician"]
-        with pytest.raises(WebSocketDisconnect) as unknown:
-            with api.client.websocket_connect(f"/api/v1/push?machine_id=GHOST&token={tok}") as ws:
-                ws.receive_json(timeout=20)
-        assert unknown.value.code == 4404 and "GHOST" in str(unknown.value.detail)
+        unknown = _refused(api, f"/api/v1/push?machine_id=GHOST&token={tok}")
+        assert unknown.code == 4404 and "GHOST" in str(unknown.detail)
         # globex cannot watch acme's machine, even by its id.
         gtok = api.tokens["globex_admin"]
-        with pytest.raises(WebSocketDisconnect) as other:
-            with api.client.websocket_connect(f"/api/v1/push?machine_id=PRESS-07&token={gtok}") \
-                    as ws:
-                ws.receive_json(timeout=20)
-        assert other.value.code == 4404
+        assert _refused(api, f"/api/v1/push?machine_id=PRESS-07&token={gtok}").code == 4404

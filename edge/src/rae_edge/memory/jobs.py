@@ -179,10 +179,10 @@ class DocumentJobs:
                               machine_id=params["machine_id"], progress=progress,
                               titles={path: params["filename"]})
         summary = _result_json(result, path, params["filename"])
+        if result.added:  # before "done": a finished job has told its tablets
+            self._announce(tenant, started)
         self._set(tenant, job, status="done", result=json.dumps(summary),
                   progress=json.dumps(self._progress.get((tenant, job))))
-        if result.added:
-            self._announce(tenant, started)
 
     def _announce(self, tenant: str, since: datetime) -> None:
         """One push per machine that got new incidents: its newest, with the similar one."""

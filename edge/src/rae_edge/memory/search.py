@@ -108,18 +108,18 @@ class HybridSearch:
             lists["vector"] = self.node.lance.vector_search(vec.tolist(), where, n, COLUMNS)
         if mode in ("hybrid", "text"):
             lists["text"] = self._text(norm, where, n)
-        weights = {"vector": f.vector, "text": f.text}
-        fused: dict[str, Candidate] = {}
-        for name, rows in lists.items():
-            for rank, row in enumerate(rows, start=1):
-                c = fused.setdefault(str(row["id"]), Candidate(row, 0.0, {}))
-                c.score += weights[name] / (f.k0 + rank)
-                assert c.ranks is not None
-                c.ranks[name] = rank
-        cands = list(fused.values())
+        cands = fuse(lists, f)
         self._reflect(tenant_id, cands, as_of, f, where)
         cands.sort(key=lambda c: (-c.score, str(c.row["id"])))
         return norm, cands
+
+    def retrieve(self, tenant_id: str, norm_query: str, where: str,
+                 n: int) -> dict[str, list[dict[str, Any]]]:
+        """Both retrievers' ranked rows for an already normalised query (benchmarks fuse
+        these with several weightings without searching again)."""
+        vec = self.node.embedder.embed_one(norm_query)
+        return {"vector": self.node.lance.vector_search(vec.tolist(), where, n, COLUMNS),
+                "text": self._text(norm_query, where, n)}
 
     def _text(self, query: str, where: str, n: int) -> list[dict[str, Any]]:
         try:
@@ -158,3 +158,16 @@ class HybridSearch:
             c.score = max(c.score, inherit.get(cid, 0.0))
             if c.row["kind"] == MemoryKind.CORRECTION.value:
                 c.score *= f.correction_boost
+
+
+def fuse(lists: dict[str, list[dict[str, Any]]], f: Fusion) -> list[Candidate]:
+    """Reciprocal rank fusion of ranked row lists (``vector``, ``text``), best first."""
+    weights = {"vector": f.vector, "text": f.text}
+    fused: dict[str, Candidate] = {}
+    for name, rows in lists.items():
+        for rank, row in enumerate(rows, start=1):
+            c = fused.setdefault(str(row["id"]), Candidate(row, 0.0, {}))
+            c.score += weights[name] / (f.k0 + rank)
+            assert c.ranks is not None
+            c.ranks[name] = rank
+    return sorted(fused.values(), key=lambda c: (-c.score, str(c.row["id"])))
