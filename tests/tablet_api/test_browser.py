@@ -84,8 +84,11 @@ class LiveNode:
                              headers={"Authorization": f"Bearer {self.admin}"}, **kw)
 
     def has(self, method: str, path: str) -> bool:
+        """Whether the node's OpenAPI lists ``method path`` (parameter names aside)."""
         paths = httpx.get(self.url + "/api/v1/schema/openapi.json", timeout=30).json()["paths"]
-        return method.lower() in paths.get(path, {})
+        shape = re.sub(r"\{[^}]*\}", "{}", path)
+        return any(method.lower() in ops for p, ops in paths.items()
+                   if re.sub(r"\{[^}]*\}", "{}", p) == shape)
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +238,7 @@ def test_scan_briefing_push_correction_search(browser: Any, live: LiveNode,
     banner = page.wait_for_selector(".banner", timeout=10_000)
     assert "PRESS-07" in banner.inner_text()
     expect(page.locator("#b-incidents .incident")).to_have_count(2, timeout=10_000)
-    page.screenshot(path=str(artifacts_dir / "tablet-briefing.png"), full_page=True)
+    page.screenshot(path=str(artifacts_dir / "tablet-briefing.png"))
 
     # Correction against the first incident's fix, typed on the page.
     page.locator(f"[data-incident-id='{seeded['incident_id']}'] [data-action=correct]").click()
@@ -254,7 +257,8 @@ def test_scan_briefing_push_correction_search(browser: Any, live: LiveNode,
     fixed = page.locator(f"[data-incident-id='{seeded['incident_id']}']")
     assert "loose, not broken" in fixed.locator(".correction").inner_text()
     assert fixed.locator(".fix.superseded").count() == 1
-    page.screenshot(path=str(artifacts_dir / "tablet-briefing-corrected.png"), full_page=True)
+    fixed.scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts_dir / "tablet-briefing-corrected.png"))
 
     # Search finds the correction.
     page.click(".tabbar [data-view=search]")
@@ -262,7 +266,7 @@ def test_scan_briefing_push_correction_search(browser: Any, live: LiveNode,
     page.click("#form-search button[type=submit]")
     hit = page.wait_for_selector("#search-results .hit[data-kind=correction]", timeout=15_000)
     assert "loose, not broken" in hit.inner_text()
-    page.screenshot(path=str(artifacts_dir / "tablet-search.png"), full_page=True)
+    page.screenshot(path=str(artifacts_dir / "tablet-search.png"))
     assert errors == [], errors
     page.context.close()
 
@@ -293,18 +297,27 @@ def test_voice_note_through_fake_microphone(browser: Any, live: LiveNode,
     page.click("#form-code button[type=submit]")
     page.wait_for_selector("#view-briefing:not([hidden])", timeout=10_000)
     page.click("#btn-b-note")
+    page.select_option("#note-target", seeded["incident_id"])
     page.click("#btn-record")
     expect(page.locator("#voice-status")).to_have_text(re.compile("^Recording"))
     page.wait_for_timeout(5_500)  # the espeak sentence is about 4 s
     page.click("#btn-record")
     page.wait_for_selector("#voice-draft:not([hidden])", timeout=90_000)
     draft = page.input_value("#voice-text")
-    assert "loose" in draft.lower(), draft
-    page.screenshot(path=str(artifacts_dir / "tablet-voice-draft.png"), full_page=True)
+    # Through the fake microphone, Opus and tiny.en a word may differ ("lose"/"loose");
+    # the sentence's key words must be there.
+    heard = set(re.findall(r"[a-z]+", draft.lower()))
+    assert len({"sensor", "broken", "tighten", "bracket"} & heard) >= 3, draft
+    page.screenshot(path=str(artifacts_dir / "tablet-voice-draft.png"))
     page.fill("#voice-text", draft + " (checked on site)")
     page.click("#btn-voice-confirm")
     expect(page.locator("#voice-status")).to_have_text(re.compile("^Saved"), timeout=15_000)
     page.click(".tabbar [data-view=briefing]")
-    expect(page.locator("#b-incidents")).to_contain_text("(checked on site)", timeout=10_000)
+    card = page.locator(f"[data-incident-id='{seeded['incident_id']}']")
+    expect(card.locator(".correction").last).to_contain_text("(checked on site)",
+                                                              timeout=10_000)
+    expect(card.locator(".correction").last).to_contain_text("Correction (voice)")
+    card.scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts_dir / "tablet-voice-confirmed.png"))
     assert errors == [], errors
     page.context.close()

@@ -20,7 +20,9 @@
     wsMachine: null,
     cursor: null,         // last push cursor seen, for resume without duplicates
     seen: new Set(),      // push message keys already shown
+    mine: new Set(),      // corrections saved from this tablet (no banner for those)
     retry: 0,
+    errorCode: "",        // the error the machine shows now (ranks its incidents first)
     voice: null,          // {id, poll}
   };
   window.raeState = state; // for debugging on the floor (and the browser test)
@@ -263,10 +265,18 @@
   });
 
   // ---------- briefing ----------
+  function fetchBriefing(code) {
+    const query = { error_code: state.errorCode || undefined };
+    // A payload with "/" in it (a URL) goes in the query form: proxies and routers
+    // decode %2F in paths.
+    if (/[/\\]/.test(code)) return api("/briefing", { query: Object.assign({ code }, query) });
+    return api("/machines/" + encodeURIComponent(code) + "/briefing", { query });
+  }
   async function openMachine(code) {
     scanError("");
+    if (!state.machine || (code !== state.machine.id && code !== state.machine.qr_code)) state.errorCode = "";
     try {
-      const b = await api("/machines/" + encodeURIComponent(code) + "/briefing");
+      const b = await fetchBriefing(code);
       state.briefing = b;
       state.machine = b.machine || { id: code, name: code };
       store.set("machine", state.machine.id);
@@ -285,7 +295,7 @@
   async function refreshBriefing() {
     if (!state.machine) return;
     try {
-      const b = await api("/machines/" + encodeURIComponent(state.machine.id) + "/briefing");
+      const b = await fetchBriefing(state.machine.id);
       state.briefing = b;
       renderBriefing(b);
     } catch { /* keep what is shown */ }
@@ -305,12 +315,14 @@
   function renderIncident(inc) {
     const corrections = asList(first(inc, "corrections", "amended_by"));
     const fix = fixOf(inc);
-    const superseded = corrections.length > 0 || !!inc.superseded || !!inc.superseded_by;
+    const superseded = corrections.length > 0 || inc.superseded === true || asList(inc.superseded_by).length > 0;
     const code = first(inc, "error_code", "code");
     return h("article", { class: "incident", "data-incident-id": inc.id },
       h("div", { class: "incident-head" },
         h("span", { class: "date" }, fmtDate(first(inc, "occurred_at", "at"))),
         code ? h("span", { class: "badge code" }, code) : null,
+        inc.relevance === "error_code" ? h("span", { class: "badge count" }, "same error as now") : null,
+        inc.relevance === "recurring" ? h("span", { class: "badge superseded" }, "recurring") : null,
         inc.source ? h("span", { class: "meta" }, inc.source) : null),
       h("div", { class: "symptom" }, first(inc, "symptom", "text") || ""),
       fix ? h("div", { class: "fix" + (superseded ? " superseded" : "") },
@@ -355,6 +367,7 @@
       "Show more");
     return h("article", { class: "section", "data-section-id": s.id },
       h("h3", {}, title || "Manual"),
+      asList(s.superseded_by).length ? h("span", { class: "badge superseded" }, "the field corrected this") : null,
       s.page ? h("div", { class: "meta" }, "page " + s.page) : null,
       asList(s.error_codes).length ? h("div", {}, asList(s.error_codes).map((c) => h("span", { class: "badge code" }, c))) : null,
       text, more);
@@ -377,7 +390,9 @@
     const rec = renderRecurring(asList(first(b, "recurring", "recurring_problems")));
     $("b-recurring").replaceChildren(...(rec ? [rec] : []));
     const incidents = asList(first(b, "incidents", "history"));
-    $("b-incidents-h").textContent = "Past incidents (" + incidents.length + ")";
+    const total = typeof b.incident_count === "number" ? b.incident_count : incidents.length;
+    $("b-incidents-h").textContent = "Past incidents (" + (total > incidents.length ? incidents.length + " of " + total : incidents.length) + ")";
+    $("b-error-code").value = b.error_code || state.errorCode || "";
     $("b-incidents").replaceChildren(...(incidents.length ? incidents.map(renderIncident)
       : [h("p", { class: "meta" }, "No incidents recorded for this machine yet.")]));
     // Corrections not attached to an incident shown above: general notes on the machine.
@@ -392,6 +407,11 @@
     $("note-machine").textContent = "Machine: " + (m.name || m.id);
   }
   $("btn-b-refresh").addEventListener("click", refreshBriefing);
+  $("form-error-code").addEventListener("submit", (e) => {
+    e.preventDefault();
+    state.errorCode = $("b-error-code").value.trim().toUpperCase();
+    refreshBriefing();
+  });
   $("btn-b-note").addEventListener("click", () => show("note"));
   $("machine-chip").addEventListener("click", () => show("briefing"));
 
@@ -422,6 +442,7 @@
       if (state.ws !== ws) return;
       setLive("off", "Offline");
       if (ev.code === 4401 || ev.code === 1008) { showToken("The node did not accept the token for live updates."); return; }
+      if (ev.code === 4403 || ev.code === 4404) { setLive("off", "No live updates"); return; }
       const wait = Math.min(15000, 500 * 2 ** state.retry++);
       setTimeout(() => { if (state.ws === ws) { state.ws = null; connectPush(); } }, wait);
     };
@@ -433,19 +454,33 @@
   }
 
   function onPush(msg) {
+    const type = String(first(msg, "type", "kind", "event") || "message");
+    if (type === "ping") return;
+    if (type === "hello") {                 // {cursor, machine_ids, gap}
+      if (msg.cursor != null) state.cursor = msg.cursor;
+      if (msg.gap) refreshSoon();           // resumed past what the node kept
+      return;
+    }
     const cursor = first(msg, "cursor", "seq");
     if (cursor != null) state.cursor = cursor;
     const key = pushKey(msg);
     if (state.seen.has(key)) return;       // resumed: already shown
     state.seen.add(key);
-    const type = String(first(msg, "type", "kind", "event") || "message");
-    if (type === "ping" || type === "hello" || type === "welcome") return;
     const data = Object.assign({}, msg.data || msg.payload || msg);
     if (!data.machine_id && msg.machine_id) data.machine_id = msg.machine_id;
     if (type === "gap") { refreshSoon(); return; } // resumed past what the node kept
     if (type.startsWith("voice")) onVoicePush(data);
     if (state.machine && (data.machine_id || state.machine.id) === state.machine.id &&
         /incident|correction|alarm|error|voice/.test(type)) refreshSoon();
+    // The briefing of the machine in hand is already on screen: no banner for it.
+    if (type === "briefing" && state.machine && data.machine_id === state.machine.id) return;
+    // Nor for a correction this tablet just saved (it said "Saved" already).
+    const cid = first(data.correction || {}, "id") || (type === "correction" ? data.id : undefined);
+    if (type === "correction" && cid && state.mine.has(cid)) return;
+    // (its push can arrive before the POST answers: match the text being saved too)
+    if (type === "correction" && data.correction && state.mine.has("text:" + data.correction.text)) return;
+    // A voice note recorded here shows its own progress on the note screen.
+    if (data.voice_note_id && state.voice && data.voice_note_id === state.voice.id) return;
     showBanner(type, data, msg);
   }
 
@@ -470,7 +505,7 @@
       else if (d.transcript) parts.push("Transcript ready: “" + d.transcript + "”");
       else parts.push("Status: " + (d.status || "updated"));
     }
-    return parts.join("  ");
+    return parts;
   }
   function showBanner(type, data, msg) {
     const box = $("banners");
@@ -479,10 +514,20 @@
     const banner = h("div", { class: "banner type-" + base, role: "status", "data-type": type },
       h("div", { class: "body" },
         h("div", { class: "title" }, title + (data.machine_id ? " · " + data.machine_id : "")),
-        h("div", { class: "text" }, bannerText(type, data))),
-      h("button", { class: "btn ghost small", type: "button", onclick: () => { banner.remove(); } }, "Dismiss"));
+        bannerText(type, data).map((t, i) => h("div", { class: i ? "text more" : "text" }, t))),
+      h("button", { class: "btn ghost small", type: "button", onclick: () => { banner.remove(); countOlder(); } }, "Dismiss"));
     box.prepend(banner);
-    while (box.children.length > 3) box.lastElementChild.remove();
+    while (box.children.length > 20) box.lastElementChild.remove();
+    countOlder();
+  }
+
+  function countOlder() {
+    const box = $("banners");
+    for (const o of box.querySelectorAll(".older")) o.remove();
+    const top = box.firstElementChild;
+    if (top && box.children.length > 1) {
+      top.querySelector(".title").append(h("span", { class: "older" }, "+" + (box.children.length - 1) + " earlier"));
+    }
   }
 
   // ---------- search ----------
@@ -505,13 +550,13 @@
   });
   function renderHit(hit) {
     const kind = hit.kind || "memory";
-    const sup = hit.superseded_by;
+    const sup = asList(hit.superseded_by).length ? asList(hit.superseded_by) : null;
     return h("article", { class: "hit" + (sup ? " is-superseded" : ""), "data-hit-id": hit.id, "data-kind": kind },
       h("div", { class: "incident-head" },
         h("span", { class: "badge kind-" + kind }, kind),
         hit.machine_id ? h("span", { class: "meta" }, hit.machine_id) : null,
         first(hit, "occurred_at") ? h("span", { class: "meta" }, fmtDay(hit.occurred_at)) : null,
-        sup ? h("span", { class: "badge superseded" }, "superseded by " + (Array.isArray(sup) ? sup.join(", ") : sup)) : null,
+        sup ? h("span", { class: "badge superseded" }, "superseded by a correction") : null,
         typeof hit.score === "number" ? h("span", { class: "meta" }, "score " + hit.score.toFixed(3)) : null),
       h("div", { class: "text" }, hit.text || ""));
   }
@@ -540,12 +585,14 @@
     if (!text || !state.machine) return;
     const status = $("correction-status");
     status.textContent = "Saving…";
+    state.mine.add("text:" + text);
     try {
       const c = await api("/corrections", { method: "POST", json: {
         machine_id: state.machine.id, text, target_id: $("note-target").value || undefined } });
       $("correction-text").value = "";
       status.textContent = "Saved" + (c && c.id ? " (" + c.id + ")" : "") + ". Everyone scanning this machine now sees it.";
       status.dataset.savedId = (c && c.id) || "";
+      if (c && c.id) state.mine.add(c.id);
       refreshSoon();
     } catch (err) {
       status.textContent = "Not saved: " + err.message;
@@ -678,6 +725,7 @@
       $("voice-draft").hidden = false;
       $("voice-text").value = text;
       voiceStatus("Transcript ready: check it below.");
+      $("voice-draft").scrollIntoView({ block: "center" });
       return;
     }
     voiceStatus(status === "queued" || status === "accepted" ? "Waiting to be transcribed…" : "Transcribing on the node…");
@@ -689,12 +737,14 @@
     const text = $("voice-text").value.trim();
     if (!text) { voiceStatus("The transcript is empty: type what you said or discard it."); return; }
     voiceStatus("Saving…");
+    state.mine.add("text:" + text);
     try {
       const res = await api("/voice-notes/" + encodeURIComponent(v.id) + "/confirm", { method: "POST", json: { text } });
       const c = (res && (res.correction || res)) || {};
       $("voice-draft").hidden = true;
       voiceStatus("Saved as a correction" + (c.id ? " (" + c.id + ")" : "") + ": “" + (c.text || text) + "”");
       $("voice-card").dataset.correctionId = c.id || "";
+      if (c.id) state.mine.add(c.id);
       refreshSoon();
     } catch (err) {
       voiceStatus("Not saved: " + err.message);
@@ -711,6 +761,7 @@
     b.addEventListener("click", () => show(b.dataset.view));
   }
   window.addEventListener("online", () => connectPush());
+
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "hidden") stopCamera();
     else connectPush();
