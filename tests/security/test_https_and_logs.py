@@ -74,6 +74,7 @@ def test_https_serving_and_no_token_in_any_log_line(tmp_path: Path) -> None:
     text = log_path.read_text()
     assert "GET /api/v1/health" in text  # the access log was on, so the check means something
     assert "rae_[redacted]" in text  # the token did reach the logger, and was redacted
+    assert "Logging error" not in text  # redaction kept every formatter working
     assert token not in text
     assert token[4:20] not in text
     print(f"\nlog check: {calls + 2} calls, {len(text.splitlines())} log lines, "

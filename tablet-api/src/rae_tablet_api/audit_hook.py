@@ -183,7 +183,24 @@ def install_token_redaction() -> None:
         except Exception:  # a broken format string is the logger's problem, not ours
             return record
         if "rae_" in text:
-            record.msg, record.args = redact(text), None
+            # Keep the shape of msg/args (formatters such as uvicorn's unpack args).
+            if isinstance(record.msg, str):
+                record.msg = redact(record.msg)
+            if isinstance(record.args, tuple):
+                record.args = tuple(redact(a) if isinstance(a, str) else a
+                                    for a in record.args)
+            elif isinstance(record.args, dict):
+                record.args = {k: redact(v) if isinstance(v, str) else v
+                               for k, v in record.args.items()}
+            try:
+                still = _TOKEN_RE.search(record.getMessage()) is not None
+            except Exception:
+                still = True
+            if still:  # a token inside some object's repr: give up the structure
+                record.msg, record.args = redact(text), ()
+        if record.exc_info and record.exc_info[1] is not None:
+            # Tracebacks are formatted later from exc_info: format (and redact) them now.
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
         return record
 
     logging.setLogRecordFactory(factory)
