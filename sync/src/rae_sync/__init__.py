@@ -2,7 +2,23 @@
 
 Modules:
 - ``domain``: frozen pydantic types for tenants, machines and the three kinds of memory
-  (incidents, document chunks, corrections) plus audit entries.
+  (incidents, document chunks, corrections) plus audit entries;
+- ``topics``: ``rae/v1/{tenant}/{site}/{node}/{up|down}/{type}`` topics, filters and shared
+  subscriptions, built and parsed with every id checked;
+- ``messages``: one typed class per wire message (incident, correction, ack, replay
+  request, node status, audit entry, drift alert), each with its wire form;
+- ``envelope``: the signed envelope (schema version, message id, seq, HLC, node, type,
+  payload, Ed25519 signature), :func:`~rae_sync.envelope.seal` and
+  :func:`~rae_sync.envelope.open_envelope` (verification with distinct errors);
+- ``errors``: ``Malformed``, ``TopicMismatch``, ``UnknownSchemaVersion``, ``UnknownNode``,
+  ``BadSignature`` (each with a dead-letter ``reason``), ``TransportError``;
+- ``hlc``: the hybrid logical clock;
+- ``signing``: Ed25519 keys (PEM), canonical JSON, sign/verify;
+- ``identity``: :class:`~rae_sync.identity.NodeIdentity`, the file ``rae-central enroll``
+  writes and ``rae-edge serve --enroll`` reads;
+- ``schemas``: JSON Schemas of the wire, generated into ``sync/schemas/``;
+- ``transport``: the MQTT transport interface, its paho-mqtt implementation and an
+  in-memory broker for tests and single-process setups.
 
 It imports nothing else of ours, so both sides of the wire can depend on it.
 """
