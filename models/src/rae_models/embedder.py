@@ -4,7 +4,8 @@ Sentence embedding = mean of the token states over the attention mask, then L2
 normalised (what sentence-transformers does for this model). The packaged
 ``tokenizer.json`` pads and truncates to a fixed 128 tokens; we switch that to
 truncation at ``max_tokens`` and padding to each batch's longest, which is ~5x faster on
-short maintenance lines and keeps longer manual text.
+short maintenance lines and keeps longer manual text. Texts are batched by length and
+long ones in smaller batches, which keeps a node's peak memory low (see ``embed``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from rae_models.verify import ensure_verified
 
 EMBEDDER = "all-MiniLM-L6-v2"
 DIM = 384
+#: Largest batch x padded-length^2 per ONNX call (32 texts of 64 tokens): caps the memory
+#: of the attention matrices, which dominate the peak for long texts.
+ATTENTION_BUDGET = 32 * 64 * 64
 
 
 def embedder_files(root: Path | None = None, *, verify: bool = False) -> dict[str, Path]:
@@ -53,7 +57,7 @@ class OnnxEmbedder:
         self.max_tokens = max_tokens
         self._tok = Tokenizer.from_file(str(paths["tokenizer.json"]))
         self._tok.enable_truncation(max_tokens)
-        self._tok.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106 - not a secret
+        self._tok.no_padding()  # padded per batch by ``_run``
         # A second tokenizer without truncation, for counting tokens of whole texts.
         self._counter = Tokenizer.from_file(str(paths["tokenizer.json"]))
         self._counter.no_truncation()
@@ -76,13 +80,14 @@ class OnnxEmbedder:
         """Word-piece tokens in ``text`` (no special tokens, no truncation)."""
         return len(self._counter.encode(text, add_special_tokens=False).ids)
 
-    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
-        """One ONNX call: ``(len(texts), 384)`` float32, L2-normalised rows."""
-        if not texts:
-            return np.zeros((0, DIM), dtype=np.float32)
-        enc = self._tok.encode_batch(list(texts))
-        ids = np.asarray([e.ids for e in enc], dtype=np.int64)
-        mask = np.asarray([e.attention_mask for e in enc], dtype=np.int64)
+    def _run(self, ids_list: Sequence[Sequence[int]]) -> np.ndarray:
+        """One ONNX call on token ids padded to the longest: ``(n, 384)``, L2-normalised."""
+        width = max(len(ids) for ids in ids_list)
+        ids = np.zeros((len(ids_list), width), dtype=np.int64)
+        mask = np.zeros((len(ids_list), width), dtype=np.int64)
+        for i, row in enumerate(ids_list):
+            ids[i, : len(row)] = row
+            mask[i, : len(row)] = 1
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._inputs:
             feeds["token_type_ids"] = np.zeros_like(ids)
@@ -93,17 +98,27 @@ class OnnxEmbedder:
         return np.asarray(pooled / np.clip(norms, 1e-12, None), dtype=np.float32)
 
     def embed(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """Embeds any number of texts in batches of ``batch_size``, in the given order.
+        """Embeds any number of texts, at most ``batch_size`` per ONNX call, in order.
 
-        Texts are batched by length (and put back in order afterwards) so each batch pads
-        to a similar length: fewer wasted pad tokens than batching in input order.
+        Texts are batched by token length (and put back in order afterwards), so each
+        batch pads to a similar length. A batch of long texts is also kept under
+        :data:`ATTENTION_BUDGET` (batch x length^2): attention memory grows with the
+        square of the length, and 32 texts of 256 tokens would take ~250 MiB more
+        than 32 of 48.
         """
         n = len(texts)
         out = np.empty((n, DIM), dtype=np.float32)
         if n == 0:
             return out
-        order = sorted(range(n), key=lambda i: len(texts[i]))
-        for start in range(0, n, batch_size):
-            idx = order[start : start + batch_size]
-            out[idx] = self.embed_batch([texts[i] for i in idx])
+        encoded = [e.ids for e in self._tok.encode_batch(list(texts))]
+        order = sorted(range(n), key=lambda i: len(encoded[i]))
+        batch: list[int] = []
+        for i in order:
+            width = len(encoded[i])  # sorted: the newest member is the longest
+            if batch and (len(batch) >= batch_size
+                          or (len(batch) + 1) * width * width > ATTENTION_BUDGET):
+                out[batch] = self._run([encoded[j] for j in batch])
+                batch = []
+            batch.append(i)
+        out[batch] = self._run([encoded[j] for j in batch])
         return out
