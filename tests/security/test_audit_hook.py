@@ -117,3 +117,20 @@ def test_real_reads_record_the_memory_ids_they_returned(secure_node: Any) -> Non
         assert sn.acme_ids["incident"] in entry.memory_ids, (path, entry)
         assert all(i in r.text for i in entry.memory_ids)
     assert log.verify().ok
+
+
+def test_with_sync_on_every_entry_is_queued_as_a_wire_message(tmp_path: Any) -> None:
+    from rae_edge import config
+    from rae_sync.messages import AuditEntryMsg
+
+    node = EdgeNode(config.load(None, data_dir=tmp_path / "n", node={"tenant_id": "acme"},
+                                sync={"mqtt_url": "mqtts://127.0.0.1:8883"}))
+    try:
+        token = create_token(node.duck, "acme", Role.TECHNICIAN, "t")
+        with TestClient(_app(node)) as client:
+            client.get("/api/v1/probe", headers={"Authorization": f"Bearer {token}"})
+        queued = [p for _, _, kind, p in node.duck.outbox_peek(100) if kind == "audit_entry"]
+        (entry,) = AuditLog(node.duck).entries("acme")
+    finally:
+        node.close()
+    assert [AuditEntryMsg(entry=q).entry for q in queued] == [entry]

@@ -127,7 +127,7 @@ def test_audit_entries_can_be_queued_for_sync(tmp_path: Path) -> None:
                                                ["inc_1"])
     (_seq, tenant, kind, payload), = duck.outbox_peek(10)
     duck.close()
-    assert (tenant, kind) == ("acme", "audit")
+    assert (tenant, kind) == ("acme", "audit_entry")
     assert payload["hash"] == entry.hash and payload["memory_ids"] == ["inc_1"]
 
 
@@ -141,7 +141,7 @@ def test_central_verifies_the_synced_chain(tmp_path: Path) -> None:
     for i in range(6):
         log.record("acme" if i % 2 else "globex", "tok:1", "GET /api/v1/search", str(i),
                    [f"inc_{i}"])
-    sent = [AuditEntry(**p) for _, _, kind, p in duck.outbox_peek(100) if kind == "audit"]
+    sent = [AuditEntry(**p) for _, _, kind, p in duck.outbox_peek(100) if kind == "audit_entry"]
     duck.close()
     acme = [e for e in sent if e.tenant_id == "acme"]
     assert len(acme) == 3

@@ -113,3 +113,23 @@ def test_drift_alert_endpoints(node: EdgeNode) -> None:
         assert client.get("/api/v1/drift-alerts", headers=tech).json()["alerts"] == []
         assert client.post("/api/v1/drift-alerts/drift_nope/acknowledge",
                            headers=sup).status_code == 404
+
+
+def test_with_sync_on_alerts_are_queued_for_central(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from rae_edge import config
+    from rae_sync.messages import DriftAlertMsg
+
+    settings = config.load(None, data_dir=tmp_path / "n", node={"tenant_id": T},
+                           sync={"mqtt_url": "mqtts://127.0.0.1:8883"})
+    node = EdgeNode(settings)
+    try:
+        incs, section = _plant(node)
+        _correct(node, incs[0], "loose sensor plug")
+        _correct(node, incs[1], "loose sensor plug again")
+        (alert,) = open_alerts(node, T)
+        queued = [p for _, t, kind, p in node.duck.outbox_peek(1000) if kind == "drift_alert"]
+    finally:
+        node.close()
+    assert len(queued) == 1
+    msg = DriftAlertMsg(**queued[0])
+    assert (msg.id, msg.error_code, msg.manual_section_ids) == (alert.id, "E404", (section.id,))

@@ -25,6 +25,7 @@ from rae_edge.store.duck import DuckStore
 from rae_sync.domain import AuditEntry
 
 GENESIS = "0" * 64
+OUTBOX_KIND = "audit_entry"  # rae_sync.messages.MessageType.AUDIT_ENTRY; payload: AuditEntry
 _HEAD_KEY = "audit_head:"  # meta key prefix; value "seq:hash"
 _COLUMNS = 'seq, tenant_id, "at", actor, action, resource, memory_ids, prev_hash, hash'
 MAX_MEMORY_IDS = 1000  # a huge answer records its first ids; the count goes in the action
@@ -45,8 +46,9 @@ class VerifyReport:
 class AuditLog:
     """Appends to and verifies one node's audit log.
 
-    With ``outbox`` each new entry is also queued for sync (outbox kind ``"audit"``) in
-    the same transaction, so central receives exactly what the node recorded."""
+    With ``outbox`` each new entry is also queued for sync (outbox kind ``"audit_entry"``,
+    the entry as payload) in the same transaction, so central receives exactly what the
+    node recorded."""
 
     def __init__(self, duck: DuckStore, outbox: bool = False) -> None:
         self.duck = duck
@@ -71,8 +73,8 @@ class AuditLog:
             entry = self._append(cur, tenant, actor, action, resource, ids, when)
             if self.outbox:
                 cur.execute(
-                    "INSERT INTO outbox (tenant_id, kind, payload) VALUES (?, 'audit', ?)",
-                    [tenant, entry.model_dump_json()],
+                    "INSERT INTO outbox (tenant_id, kind, payload) VALUES (?, ?, ?)",
+                    [tenant, OUTBOX_KIND, entry.model_dump_json()],
                 )
         return entry
 

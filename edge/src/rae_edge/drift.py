@@ -10,12 +10,14 @@ Alerts live in DuckDB (``drift_alerts``); their id derives from tenant and code,
 same drift is one alert whose evidence grows. An acknowledged alert reopens when new
 corrections arrive. :func:`open_alerts` refreshes a tenant's alerts when its corrections
 changed since the last look, so callers need no hook; :meth:`DriftMonitor.refresh` can also
-be called right after a correction is stored.
+be called right after a correction is stored. With sync on, each opened or grown alert is
+queued for central (outbox kind ``drift_alert``) in the same transaction.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import threading
 import weakref
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from rae_edge.node import EdgeNode
 
 MIN_MACHINES = 2
+OUTBOX_KIND = "drift_alert"  # rae_sync.messages.DriftAlertMsg, its fields as payload
 _STAMP_KEY = "drift_stamp:"  # meta key per tenant: corrections seen at the last refresh
 # A manual section "prescribes a step" when it reads like a procedure: a numbered step or
 # an imperative maintenance verb.
@@ -160,6 +163,15 @@ class DriftMonitor:
             if old is not None and set(corrections) <= set(old[1]) and \
                     set(sections) == set(old[2]):
                 return None  # nothing new: an acknowledged alert stays acknowledged
+            if self.node.settings.sync.mqtt_url is not None:  # central sees it too
+                cur.execute(
+                    "INSERT INTO outbox (tenant_id, kind, payload) VALUES (?, ?, ?)",
+                    [tenant, OUTBOX_KIND, json.dumps({
+                        "id": aid, "tenant_id": tenant, "error_code": code, "status": "open",
+                        "summary": summary, "machine_ids": list(machines),
+                        "correction_ids": list(corrections),
+                        "manual_section_ids": list(sections),
+                        "created_at": now.isoformat()})])
             if old is None:
                 cur.execute(
                     """INSERT INTO drift_alerts (tenant_id, id, error_code, status, summary,

@@ -78,8 +78,11 @@ class AuditMiddleware(ASGIMiddleware):
     scopes = (ScopeType.HTTP,)
     exclude_path_pattern = ("^/api/v1/health$", "^/api/v1/schema")
 
-    def __init__(self, node: EdgeNode, outbox: bool = False) -> None:
+    def __init__(self, node: EdgeNode, outbox: bool | None = None) -> None:
         self.node = node
+        # Entries go to central when sync is on (the outbox would only grow otherwise).
+        if outbox is None:
+            outbox = node.settings.sync.mqtt_url is not None
         self.audit = AuditLog(node.duck, outbox=outbox)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
