@@ -240,6 +240,30 @@ def test_scan_briefing_push_correction_search(browser: Any, live: LiveNode,
     expect(page.locator("#b-incidents .incident")).to_have_count(2, timeout=10_000)
     page.screenshot(path=str(artifacts_dir / "tablet-briefing.png"))
 
+    # Gloves: every control on the briefing is a big target.
+    small = page.evaluate("""() => [...document.querySelectorAll(
+        'button, .btn, select, textarea, input:not([type=checkbox]):not(.visually-hidden)')]
+      .filter((el) => el.offsetParent !== null)
+      .map((el) => [el.id || el.textContent.trim(), el.getBoundingClientRect()])
+      .filter(([, r]) => r.height < 48 || r.width < 48)
+      .map(([name, r]) => name + ' ' + Math.round(r.width) + 'x' + Math.round(r.height))""")
+    assert small == [], small
+
+    # A dropped connection resumes from its cursor: what was missed arrives, once.
+    page.evaluate("() => { const ws = raeState.ws; raeState.ws = null; ws.onclose = null; "
+                  "ws.close(); }")
+    missed = {"machine_id": "PRESS-07", "occurred_at": "2026-11-24T09:30:00+00:00",
+              "error_code": "E118", "symptom": "Oil temperature high while offline",
+              "action": None}
+    assert live.api("POST", "/incidents", json=[missed]).status_code in (200, 201)
+    page.evaluate("() => raeState.reconnect()")
+    expect(page.locator(".banner").first).to_contain_text("Oil temperature high",
+                                                          timeout=10_000)
+    page.wait_for_timeout(500)  # time for a duplicate to show up, were one sent
+    assert page.locator(".banner", has_text="Oil temperature high").count() == 1
+    assert page.locator(".banner", has_text="Ram stops again").count() == 1
+    expect(page.locator("#b-incidents .incident")).to_have_count(3, timeout=10_000)
+
     # Correction against the first incident's fix, typed on the page.
     page.locator(f"[data-incident-id='{seeded['incident_id']}'] [data-action=correct]").click()
     page.wait_for_selector("#view-note:not([hidden])")

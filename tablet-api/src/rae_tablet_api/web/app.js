@@ -26,6 +26,8 @@
     voice: null,          // {id, poll}
   };
   window.raeState = state; // for debugging on the floor (and the browser test)
+  // Drop the live connection and come back with the last cursor, as after a network cut.
+  state.reconnect = () => connectPush();
 
   // ---------- small DOM helper ----------
   function h(tag, attrs, ...children) {
@@ -132,6 +134,8 @@
     $("token-error").hidden = true;
     connectPush();
     show(state.briefing ? "briefing" : "scan");
+    const deepLink = new URLSearchParams(location.search).get("m");
+    if (deepLink && !state.briefing) openMachine(deepLink);
   });
   $("btn-settings").addEventListener("click", () => showToken());
 
