@@ -3,17 +3,23 @@ to its machine's QR payload, which the node resolves back to the machine."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pypdfium2 as pdfium
 import pytest
+import uvicorn
 import zxingcpp
 
 from rae_edge import config
 from rae_edge.node import EdgeNode
-from rae_sync.domain import Machine
+from rae_edge.tokens import create_token
+from rae_sync.domain import Machine, Role
+from rae_tablet_api.app import create_app
 from rae_tablet_api.cli import main
 
 
@@ -143,3 +149,31 @@ def test_locked_data_dir_points_to_url(data_dir: Path, tmp_path: Path,
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_through_a_live_node(data_dir: Path, tmp_path: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    """With --url the machines come from the serving node's GET /api/v1/machines."""
+    node = EdgeNode(config.load(None, data_dir=data_dir, node={"tenant_id": "acme"}))
+    token = create_token(node.duck, "acme", Role.TECHNICIAN, "labels")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(node), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            assert thread.is_alive()
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        out = tmp_path / "live.pdf"
+        assert main(["qr-labels", str(out), "--url", url, "--token", token,
+                     "--machine", "PRESS-02"]) == 0
+        assert _decoded(out) == [["PRESS-02"]]
+        assert main(["qr-labels", str(out), "--url", url, "--token", "rae_wrong"]) == 2
+        assert "401" in capsys.readouterr().err
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+        node.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import ssl
 import sys
 import urllib.error
 import urllib.parse
@@ -200,15 +201,18 @@ def render_labels_pdf(machines: Sequence[Machine], layout: Layout | None = None,
     return bytes(out)
 
 
-def machines_from_api(url: str, token: str, tenant_id: str) -> list[Machine]:
-    """The tenant's machines through a live node's ``GET /api/v1/machines``."""
+def machines_from_api(url: str, token: str, tenant_id: str,
+                      ca_file: Path | None = None) -> list[Machine]:
+    """The tenant's machines through a live node's ``GET /api/v1/machines`` (``ca_file``:
+    the certificate that signed the node's own, e.g. from ``rae-edge tls create``)."""
     if not url.startswith(("http://", "https://")):
         raise InvalidInputError(f"--url {url!r}: give the node's http:// or https:// address")
     req = urllib.request.Request(url.rstrip("/") + "/api/v1/machines",  # noqa: S310
                                  headers={"Authorization": f"Bearer {token}",
                                           "Accept": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 (operator's URL)
+        ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        with urllib.request.urlopen(req, timeout=30, context=ctx) as resp:  # noqa: S310
             data = json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         raise InvalidInputError(f"{url} answered {exc.code} to GET /api/v1/machines: "
@@ -238,6 +242,8 @@ def _setup(p: argparse.ArgumentParser) -> None:
                    help="encode a link to the tablet page (BASE_URL/?m=ID) instead of the "
                         "machine's own QR payload, e.g. https://rae-node:8470")
     p.add_argument("--token", default=None, help="API token for --url (default: $RAE_TOKEN)")
+    p.add_argument("--ca", type=Path, default=None,
+                   help="for an https --url: the CA or certificate the node's TLS uses")
 
 
 def _grid(spec: str) -> tuple[int, int]:
@@ -259,7 +265,7 @@ def qr_labels(args: argparse.Namespace) -> int:
         token = args.token or os.environ.get("RAE_TOKEN")
         if not token:
             raise InvalidInputError("--url needs --token or the RAE_TOKEN variable")
-        machines = machines_from_api(args.url, token, tenant)
+        machines = machines_from_api(args.url, token, tenant, args.ca)
     else:
         try:
             node = EdgeNode(settings)
