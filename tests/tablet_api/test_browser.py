@@ -239,6 +239,9 @@ def test_scan_briefing_push_correction_search(browser: Any, live: LiveNode,
     assert "PRESS-07" in banner.inner_text()
     expect(page.locator("#b-incidents .incident")).to_have_count(2, timeout=10_000)
     page.screenshot(path=str(artifacts_dir / "tablet-briefing.png"))
+    page.set_viewport_size({"width": 800, "height": 1280})  # the tablet held upright
+    page.screenshot(path=str(artifacts_dir / "tablet-briefing-portrait.png"))
+    page.set_viewport_size({"width": 1280, "height": 800})
 
     # Gloves: every control on the briefing is a big target.
     small = page.evaluate("""() => [...document.querySelectorAll(
