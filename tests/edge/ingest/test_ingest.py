@@ -301,3 +301,13 @@ def test_cli_ingest_prints_the_summary(tmp_path: Path) -> None:
 def test_result_serialises() -> None:
     assert IngestResult().to_dict() == {"added": 0, "duplicates": 0, "rejected": [],
                                         "files": []}
+
+
+def test_cli_beside_a_live_node_says_so(node: EdgeNode, tmp_path: Path) -> None:
+    pdf = _manual(tmp_path / "m.pdf")
+    out = subprocess.run([str(Path(sys.executable).parent / "rae-edge"), "ingest", "--data-dir",
+                          str(node.data_dir), str(pdf)], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 2
+    assert "in use by a running node" in out.stderr and "POST /api/v1/documents" in out.stderr
+    assert node.lance.count() == 0

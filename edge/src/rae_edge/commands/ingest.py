@@ -14,9 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import duckdb
 from tqdm import tqdm
 
 from rae_edge.cli import command, settings_from_args
+from rae_edge.errors import ConflictError
 from rae_edge.ingest.pipeline import KINDS, ingest_paths
 from rae_edge.ingest.result import Progress
 from rae_edge.node import EdgeNode
@@ -33,6 +35,21 @@ def _setup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timezone", default="UTC", metavar="ZONE",
                    help="zone of shift-report times, e.g. Europe/Berlin (default UTC)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def open_node(args: argparse.Namespace) -> EdgeNode:
+    """Opens the data folder, or says clearly that a running node holds it."""
+    settings = settings_from_args(args)
+    try:
+        return EdgeNode(settings)
+    except duckdb.IOException as exc:
+        if "lock" not in str(exc).lower():
+            raise
+        raise ConflictError(
+            f"the data folder {settings.data_dir} is in use by a running node (DuckDB lets "
+            f"one process write it): upload through that node (POST /api/v1/documents) or "
+            f"stop it first"
+        ) from exc
 
 
 class _Bar:
@@ -55,7 +72,7 @@ class _Bar:
 @command("ingest", "ingest manuals (PDF), error logs and work orders (CSV/JSON lines) and "
                    "shift reports (text/Markdown)", _setup)
 def ingest(args: argparse.Namespace) -> int:
-    node = EdgeNode(settings_from_args(args))
+    node = open_node(args)
     bar = _Bar(enabled=not args.no_progress and sys.stderr.isatty())
     try:
         result = ingest_paths(node, args.paths, kind=args.kind, machine_id=args.machine,

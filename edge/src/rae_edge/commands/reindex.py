@@ -8,8 +8,8 @@ import sys
 
 from tqdm import tqdm
 
-from rae_edge.cli import command, settings_from_args
-from rae_edge.node import EdgeNode
+from rae_edge.cli import command
+from rae_edge.commands.ingest import open_node
 
 
 def _setup(p: argparse.ArgumentParser) -> None:
@@ -19,7 +19,7 @@ def _setup(p: argparse.ArgumentParser) -> None:
 
 @command("reindex", "re-embed rows made by another embedding model", _setup)
 def reindex(args: argparse.Namespace) -> int:
-    node = EdgeNode(settings_from_args(args))
+    node = open_node(args)
     try:
         stale = node.indexer.stale_count()
         model = node.embedder.model_id
