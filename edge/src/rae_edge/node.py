@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from rae_edge.embedding import EmbeddingService
     from rae_edge.indexer import Indexer
     from rae_edge.memory import MemoryService
+    from rae_edge.voice import VoiceService
 
 # Models load from packaged files only: a hub download must never be attempted.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -61,5 +62,14 @@ class EdgeNode:
 
         return MemoryService(self)
 
+    @cached_property
+    def voice(self) -> VoiceService:
+        """Voice notes: upload, transcription worker (started by ``voice.start()``), confirm."""
+        from rae_edge.voice import VoiceService
+
+        return VoiceService(self)
+
     def close(self) -> None:
+        if "voice" in self.__dict__:  # stop the transcription worker before the stores close
+            self.voice.stop()
         self.duck.close()

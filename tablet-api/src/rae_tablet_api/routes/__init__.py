@@ -15,5 +15,6 @@ Modules:
 - ``search``: ``GET /api/v1/search``, hybrid search;
 - ``corrections``: ``POST /api/v1/corrections`` (technician);
 - ``context``: ``GET /api/v1/context``, a context pack under a token budget;
-- ``push``: ``WS /api/v1/push`` (cursor resume) and ``GET /api/v1/push/messages``.
+- ``push``: ``WS /api/v1/push`` (cursor resume) and ``GET /api/v1/push/messages``;
+- ``voice``: voice notes, upload (streamed, checked, stored before 202), status, confirm.
 """

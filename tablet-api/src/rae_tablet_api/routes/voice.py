@@ -1,0 +1,178 @@
+"""Voice notes: ``POST /api/v1/voice-notes``, ``GET /api/v1/voice-notes/{id}``,
+``POST /api/v1/voice-notes/{id}/confirm``.
+
+The upload is read as a stream: the ``audio`` part goes straight into a temporary file
+under the node's audio folder (hashed as it arrives, cut off with 413 past
+``voice.max_mb``), is decoded and checked, then stored content-addressed and fsynced with
+its note row before the 202 answer. Anything wrong with it is a 4xx that names the
+problem, and nothing is kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from litestar import Request, Response, get, post
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
+from multipart import MultipartSegment, ParserError, ParserLimitReached, PushMultipartParser
+
+from rae_edge.errors import InvalidInputError
+from rae_edge.node import EdgeNode
+from rae_edge.tokens import Principal
+from rae_edge.voice import Uploader
+from rae_edge.voice.audio_store import SpooledUpload, TooLargeError
+from rae_sync.domain import Role
+from rae_tablet_api.auth import require
+
+MAX_FIELD_BYTES = 1024  # machine_id / target_id
+FIELDS = ("machine_id", "target_id")
+
+
+class _UploadOperation(Operation):
+    """Documents the multipart body this handler reads itself (as a stream)."""
+
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(required=True, content={
+            "multipart/form-data": OpenAPIMediaType(schema=Schema(
+                type=OpenAPIType.OBJECT,
+                required=["audio", "machine_id"],
+                properties={
+                    "audio": Schema(type=OpenAPIType.STRING, format=None,
+                                    content_media_type="application/octet-stream",
+                                    description="the recording: webm/opus, ogg, m4a/aac, wav, "
+                                                "flac or mp3"),
+                    "machine_id": Schema(type=OpenAPIType.STRING,
+                                         description="the machine the note is about"),
+                    "target_id": Schema(type=OpenAPIType.STRING,
+                                        description="the incident, manual section or "
+                                                    "correction the note amends"),
+                },
+            )),
+        })
+
+
+def _uploader(principal: Principal) -> Uploader:
+    return Uploader(tenant_id=principal.tenant_id,
+                    name=principal.name or f"token:{principal.token_hash[:12]}",
+                    token_hash=principal.token_hash,
+                    supervisor=principal.can(Role.SUPERVISOR))
+
+
+def _too_large(max_mb: int) -> HTTPException:
+    return HTTPException(status_code=413, detail=f"the recording is larger than the {max_mb} MB "
+                                                 "limit (voice.max_mb)")
+
+
+async def _read_form(request: Request[Any, Any, Any], up: SpooledUpload) -> dict[str, str]:
+    """Streams the multipart body: the ``audio`` part into ``up``, small fields returned."""
+    ctype = request.headers.get("content-type", "")
+    boundary = ""
+    if ctype.lower().startswith("multipart/form-data"):
+        for param in ctype.split(";")[1:]:
+            key, _, value = param.strip().partition("=")
+            if key.lower() == "boundary":
+                boundary = value.strip('"')
+    if not boundary:
+        raise InvalidInputError("send multipart/form-data with an 'audio' file part, "
+                                "'machine_id' and optionally 'target_id'")
+    fields: dict[str, str] = {}
+    audio_parts = 0
+    segment: MultipartSegment | None = None
+    buf = bytearray()
+    try:
+        with PushMultipartParser(boundary.encode("latin-1"), max_segment_count=8) as parser:
+            stream = request.stream()
+            while not parser.closed:
+                chunk = await anext(stream, b"")
+                for part in parser.parse(chunk):
+                    if isinstance(part, MultipartSegment):
+                        segment, buf = part, bytearray()
+                        if segment.name == "audio":
+                            audio_parts += 1
+                            if audio_parts > 1:
+                                raise InvalidInputError("send one 'audio' part, not several")
+                    elif part:
+                        if segment is not None and segment.name == "audio":
+                            up.write(part)
+                        else:
+                            buf.extend(part)
+                            if len(buf) > MAX_FIELD_BYTES:
+                                raise InvalidInputError("a form field is too long")
+                    elif segment is not None:
+                        if segment.name in FIELDS:
+                            fields[segment.name] = buf.decode("utf-8", "replace").strip()
+                        segment = None
+                if not chunk and not parser.closed:
+                    raise InvalidInputError("the multipart body ended early")
+    except (ParserError, ParserLimitReached) as exc:
+        raise InvalidInputError(f"invalid multipart/form-data body ({exc})") from exc
+    if not audio_parts:
+        raise InvalidInputError("the form has no 'audio' file part")
+    return fields
+
+
+@post("/api/v1/voice-notes", status_code=202, operation_class=_UploadOperation,
+      summary="Upload a voice note", tags=["voice"],
+      description="Multipart: ``audio`` (webm/opus, ogg, m4a/aac, wav, flac, mp3), "
+                  "``machine_id``, optional ``target_id``. 202 with the note once the "
+                  "recording is on disk (200 with the same note when it was sent before).")
+async def upload_voice_note(request: Request[Any, Any, Any], principal: Principal,
+                            state: State) -> Response[dict[str, Any]]:
+    require(principal, Role.TECHNICIAN)
+    node: EdgeNode = state.node
+    voice = node.voice
+    max_mb = voice.settings.max_mb
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > voice.max_bytes + 64 * 1024:
+        raise _too_large(max_mb)
+    with voice.audio.spool(voice.max_bytes) as up:
+        try:
+            fields = await _read_form(request, up)
+        except TooLargeError:
+            raise _too_large(max_mb) from None
+        machine_id = fields.get("machine_id", "")
+        if not machine_id:
+            raise InvalidInputError("machine_id is missing: name the machine the note is about")
+        target_id = fields.get("target_id") or None
+        sha256 = await anyio.to_thread.run_sync(up.finish)
+        note, new = await anyio.to_thread.run_sync(
+            voice.accept, _uploader(principal), machine_id, target_id, up.path, sha256, up.size)
+    view = await anyio.to_thread.run_sync(voice.view, note)
+    return Response(view, status_code=202 if new else 200)
+
+
+@get("/api/v1/voice-notes/{note_id:str}", sync_to_thread=True, summary="A voice note",
+     tags=["voice"])
+def get_voice_note(note_id: str, principal: Principal, state: State) -> dict[str, Any]:
+    """Status (queued, transcribing, draft, confirmed, failed with ``reason``), the
+    transcript, and the correction the note became."""
+    require(principal, Role.TECHNICIAN)
+    node: EdgeNode = state.node
+    return node.voice.view(node.voice.get(principal.tenant_id, note_id))
+
+
+@dataclass
+class ConfirmBody:
+    """Optional edited text; without it the transcript is confirmed as it is."""
+
+    text: str | None = None
+
+
+@post("/api/v1/voice-notes/{note_id:str}/confirm", status_code=200, sync_to_thread=True,
+      summary="Confirm a voice note as a correction", tags=["voice"])
+def confirm_voice_note(note_id: str, principal: Principal, state: State,
+                       data: ConfirmBody | None = None) -> dict[str, Any]:
+    """The technician who recorded the note, or a supervisor, confirms it (optionally
+    with edited ``text``): it becomes a correction linked to its audio and target."""
+    require(principal, Role.TECHNICIAN)
+    node: EdgeNode = state.node
+    text = data.text if data is not None else None
+    node.voice.confirm(principal.tenant_id, note_id, _uploader(principal), text)
+    return node.voice.view(node.voice.get(principal.tenant_id, note_id))
+
+
+ROUTES = [upload_voice_note, get_voice_note, confirm_voice_note]
