@@ -19,10 +19,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, default=None, help="YAML or TOML settings file")
     p.add_argument("--database-url", default=None,
                    help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host:5432/rae")
+    p.add_argument("--signing-key", type=Path, default=None,
+                   help="central's Ed25519 signing key file (created if missing)")
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> config.CentralSettings:
-    return config.load(args.config, database_url=args.database_url, **extra)
+    return config.load(args.config, database_url=args.database_url,
+                       signing_key_file=args.signing_key, **extra)
 
 
 def _node_args(p: argparse.ArgumentParser) -> None:
@@ -73,7 +76,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if not s.mqtt_url:
         print("error: a worker needs --mqtt-url (or mqtt_url in the settings)", file=sys.stderr)
         return 2
-    run_worker(s)
+    run_worker(s, args.index)
     return 0
 
 
@@ -106,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="one ingest worker (no console), e.g. on another host")
     _common(p)
     p.add_argument("--mqtt-url", default=None, help="mqtt://host:port of the broker")
+    p.add_argument("--index", type=int, default=0,
+                   help="worker number: its MQTT session is {share_group}-{index}")
     p.set_defaults(handler=cmd_worker)
 
     p = sub.add_parser("enroll", help="issue a node's identity and register its key")

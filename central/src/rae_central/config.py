@@ -67,6 +67,11 @@ class CentralSettings(BaseSettings):
         default="postgresql+psycopg://postgres@127.0.0.1:5432/rae_central",
         description="SQLAlchemy URL of central's PostgreSQL database",
     )
+    signing_key_file: Path = Field(
+        default=Path("data/central/central-signing-key.pem"),
+        description="central's Ed25519 key (PEM, created on first use): signs every down "
+        "message; its public half goes into each node identity",
+    )
     mqtt_url: str | None = Field(default=None,
                                  description="mqtt[s]://host:port of the broker; None: no ingest")
     admin: AdminSettings = Field(default_factory=AdminSettings)

@@ -39,7 +39,7 @@ class WorkerSupervisor:
     def _spawn(self, i: int) -> BaseProcess:
         from rae_central.worker import run_worker
 
-        p = self._ctx.Process(target=run_worker, args=(self.settings,),
+        p = self._ctx.Process(target=run_worker, args=(self.settings, i),
                               name=f"rae-central-worker-{i}", daemon=True)
         p.start()
         return p

@@ -67,6 +67,7 @@ class Accepted:
     kind: str
     record: dict[str, Any] = field(default_factory=dict)
     status: NodeStatus | None = None
+    message: Any = None  # the typed wire message, for building fan-out
 
 
 @dataclass(frozen=True)
@@ -218,7 +219,7 @@ class CentralStore:
                           outbox_lag_s=latest.status.lag_s, status_at=at)
         if new:
             wm = conn.execute(select(Node.last_seq).where(*where)).scalar_one()
-            above = sorted({a.seq for a in new if a.seq > wm})
+            above = sorted({a.seq for a in new if a.seq > wm})  # seq 0: not in the stream
             if above:
                 conn.execute(pg_insert(SeqPending).values([
                     {"tenant_id": n[0], "site_id": n[1], "node_id": n[2], "seq": s, "at": at}

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    Sequence,
     String,
     Text,
 )
@@ -27,6 +28,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 class Base(DeclarativeBase):
     pass
+
+
+#: seq of central's down messages: one stream position that grows across every worker
+DOWN_SEQ = Sequence("down_seq", metadata=Base.metadata)
 
 
 def _ts() -> DateTime:

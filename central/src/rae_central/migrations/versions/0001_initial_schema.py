@@ -20,6 +20,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.execute(sa.schema.CreateSequence(sa.Sequence('down_seq')))
     op.create_table('admin_audit',
     sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
     sa.Column('tenant_id', sa.String(length=128), nullable=False),
@@ -163,3 +164,4 @@ def downgrade() -> None:
     op.drop_table('corrections')
     op.drop_table('audit_entries')
     op.drop_table('admin_audit')
+    op.execute(sa.schema.DropSequence(sa.Sequence('down_seq')))

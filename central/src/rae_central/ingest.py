@@ -1,0 +1,155 @@
+"""From wire to rows, and from rows to down messages: the part of a worker that knows
+:mod:`rae_sync`'s envelope and message classes, with no MQTT in it.
+
+- :class:`Decoder` opens one received message (topic + bytes): schema, sender key
+  (enrolled and not revoked), signature, payload, and that the payload's tenant is the
+  sender's; it returns an :class:`~rae_central.store.Accepted` or raises a
+  ``VerificationError`` whose ``reason`` and text go to the dead-letter table;
+- :class:`DownSigner` seals what central sends down (ack, replay request, a fanned-out
+  correction) with central's key; its seq comes from a Postgres sequence, so it only grows
+  across every worker.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from rae_central.store import Accepted, NodeKey, NodeStatus
+from rae_sync.envelope import Envelope, open_envelope, seal
+from rae_sync.errors import Malformed
+from rae_sync.hlc import HybridClock
+from rae_sync.messages import (
+    AckMsg,
+    AuditEntryMsg,
+    CorrectionMsg,
+    IncidentMsg,
+    Message,
+    NodeRef,
+    NodeStatusMsg,
+    ReplayRequestMsg,
+)
+from rae_sync.signing import Ed25519PrivateKey, Ed25519PublicKey, load_public_key
+from rae_sync.topics import Direction
+
+KeySource = Callable[[], dict[NodeKey, str]]
+
+
+class NodeKeys:
+    """Public keys of active nodes, re-read from Postgres at most every ``ttl_s`` (the
+    worker refreshes before every batch, so a revocation takes effect at the next batch)
+    and at once for a node not in the cache."""
+
+    def __init__(self, source: KeySource, ttl_s: float = 0.0) -> None:
+        self._source = source
+        self._ttl = ttl_s
+        self._keys: dict[NodeKey, Ed25519PublicKey] = {}
+        self._pem: dict[NodeKey, str] = {}
+        self._at = 0.0
+        self._lock = threading.Lock()
+
+    def refresh(self, force: bool = False) -> None:
+        with self._lock:
+            if not force and time.monotonic() - self._at < self._ttl:
+                return
+            pem = self._source()
+            self._keys = {n: (self._keys[n] if self._pem.get(n) == p else load_public_key(p))
+                          for n, p in pem.items()}
+            self._pem = pem
+            self._at = time.monotonic()
+
+    def get(self, node: NodeKey) -> Ed25519PublicKey | None:
+        key = self._keys.get(node)
+        if key is None and time.monotonic() - self._at > 0.2:  # enrolled a moment ago?
+            self.refresh(force=True)
+            key = self._keys.get(node)
+        return key
+
+
+def _same_tenant(env: Envelope, tenant: str, what: str) -> None:
+    if tenant != env.tenant_id:
+        raise Malformed(f"{what} belongs to tenant {tenant!r}, but node "
+                        f"{'/'.join(env.node)} sent it: a node writes its own tenant only")
+
+
+class Decoder:
+    def __init__(self, keys: NodeKeys) -> None:
+        self.keys = keys
+
+    def decode(self, topic: str, payload: bytes) -> Accepted:
+        rec = open_envelope(payload, lambda e: self.keys.get(e.node), topic=topic)
+        env, msg = rec.envelope, rec.message
+        if env.direction != Direction.UP:
+            raise Malformed("central accepts only up messages")
+        return to_accepted(env, msg)
+
+
+def to_accepted(env: Envelope, msg: Message) -> Accepted:
+    base: dict[str, Any] = {"node": env.node, "message_id": env.message_id, "seq": env.seq,
+                            "hlc": env.hlc, "type": str(env.type), "message": msg}
+    if isinstance(msg, CorrectionMsg):
+        c = msg.correction
+        _same_tenant(env, c.tenant_id, f"correction {c.id}")
+        record = c.model_dump(exclude={"tenant_id", "origin_node"})
+        record["hlc"] = c.hlc or env.hlc
+        record["method"] = str(c.method)
+        return Accepted(kind="correction", record=record, **base)
+    if isinstance(msg, IncidentMsg):
+        i = msg.incident
+        _same_tenant(env, i.tenant_id, f"incident {i.id}")
+        return Accepted(kind="incident", record=i.model_dump(exclude={"tenant_id"}), **base)
+    if isinstance(msg, AuditEntryMsg):
+        _same_tenant(env, msg.entry.tenant_id, f"audit entry {msg.entry.seq}")
+        return Accepted(kind="audit", record=msg.entry.model_dump(mode="json"), **base)
+    if isinstance(msg, NodeStatusMsg):
+        lag = 0.0
+        if msg.oldest_unacked_at is not None:
+            lag = max(0.0, time.time() - msg.oldest_unacked_at.timestamp())
+        return Accepted(kind="status", status=NodeStatus(msg.outbox_depth, lag), **base)
+    return Accepted(kind="other", **base)
+
+
+class DownSigner:
+    """Seals down messages with central's key; seqs from the ``down_seq`` sequence."""
+
+    def __init__(self, key: Ed25519PrivateKey, engine: Engine, block: int = 1000) -> None:
+        self.key = key
+        self.engine = engine
+        self.clock = HybridClock()
+        self._block = block
+        self._seqs: list[int] = []
+        self._lock = threading.Lock()
+
+    def _next_seq(self) -> int:
+        with self._lock:
+            if not self._seqs:
+                with self.engine.begin() as conn:
+                    self._seqs = list(conn.execute(text(
+                        "SELECT nextval('down_seq') FROM generate_series(1, :n)"),
+                        {"n": self._block}).scalars())
+                self._seqs.reverse()
+            return self._seqs.pop()
+
+    def seal(self, node: NodeKey, message: Message) -> tuple[str, bytes]:
+        env = seal(message, key=self.key, tenant_id=node[0], site_id=node[1],
+                   node_id=node[2], direction=Direction.DOWN, seq=self._next_seq(),
+                   hlc=self.clock.now())
+        return env.topic, env.encode()
+
+    def ack(self, node: NodeKey, accepted: list[Accepted]) -> tuple[str, bytes]:
+        return self.seal(node, AckMsg(message_ids=tuple(a.message_id for a in accepted),
+                                      seqs=tuple(a.seq for a in accepted)))
+
+    def replay(self, node: NodeKey, from_seq: int, to_seq: int) -> tuple[str, bytes]:
+        return self.seal(node, ReplayRequestMsg(from_seq=from_seq, to_seq=to_seq,
+                                                reason="gap"))
+
+    def fanout(self, a: Accepted, peer: NodeKey) -> tuple[str, bytes]:
+        """The correction in ``a`` as a down message to ``peer``, naming its origin."""
+        assert isinstance(a.message, CorrectionMsg)
+        origin = NodeRef(tenant_id=a.node[0], site_id=a.node[1], node_id=a.node[2])
+        return self.seal(peer, CorrectionMsg(correction=a.message.correction, origin=origin))
