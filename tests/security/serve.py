@@ -60,3 +60,17 @@ def running_node(data_dir: Path, log_path: Path, *extra: str, scheme: str = "htt
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def rae_edge_inproc(capsys: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    """Runs a ``rae-edge`` command in this process (the same entry point as the console
+    script, without paying its start-up once per call); same shape as :func:`rae_edge`."""
+    from rae_tablet_api.cli import main
+
+    capsys.readouterr()
+    try:
+        rc = main(list(args))
+    except SystemExit as exc:  # argparse errors
+        rc = int(exc.code or 0)
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), rc, out.out, out.err)

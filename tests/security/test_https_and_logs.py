@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -12,7 +13,7 @@ from cryptography import x509
 
 from rae_edge.errors import InvalidInputError
 from rae_edge.tls import create_self_signed, default_paths, is_loopback, resolve_for_serving
-from tests.security.serve import free_port, rae_edge, running_node
+from tests.security.serve import free_port, rae_edge, rae_edge_inproc, running_node
 
 
 def test_loopback_detection() -> None:
@@ -21,8 +22,8 @@ def test_loopback_detection() -> None:
     assert not is_loopback("plant-node.local")
 
 
-def test_plain_http_off_loopback_is_refused(tmp_path: Path) -> None:
-    r = rae_edge("serve", "--host", "0.0.0.0", "--port", str(free_port()),
+def test_plain_http_off_loopback_is_refused(tmp_path: Path, capsys: Any) -> None:
+    r = rae_edge_inproc(capsys, "serve", "--host", "0.0.0.0", "--port", str(free_port()),
              "--data-dir", str(tmp_path / "node"))
     assert r.returncode == 2
     assert "refusing to serve plain HTTP on 0.0.0.0" in r.stderr
@@ -31,9 +32,9 @@ def test_plain_http_off_loopback_is_refused(tmp_path: Path) -> None:
         resolve_for_serving("127.0.0.1", tmp_path, tmp_path / "c.pem", None)
 
 
-def test_tls_create_writes_a_usable_certificate(tmp_path: Path) -> None:
+def test_tls_create_writes_a_usable_certificate(tmp_path: Path, capsys: Any) -> None:
     d = tmp_path / "node"
-    r = rae_edge("tls", "create", "--host", "plant-node.local", "--host", "10.0.0.7",
+    r = rae_edge_inproc(capsys, "tls", "create", "--host", "plant-node.local", "--host", "10.0.0.7",
              "--data-dir", str(d))
     assert r.returncode == 0, r.stderr
     files = default_paths(d)
@@ -42,7 +43,7 @@ def test_tls_create_writes_a_usable_certificate(tmp_path: Path) -> None:
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "plant-node.local" in san.get_values_for_type(x509.DNSName)
     assert "10.0.0.7" in [str(a) for a in san.get_values_for_type(x509.IPAddress)]
-    again = rae_edge("tls", "create", "--data-dir", str(d))
+    again = rae_edge_inproc(capsys, "tls", "create", "--data-dir", str(d))
     assert again.returncode == 2 and "already exists" in again.stderr
     # With the data folder's certificate present, a non-loopback host is allowed (HTTPS).
     assert resolve_for_serving("0.0.0.0", d, None, None) == files

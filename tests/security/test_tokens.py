@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -18,19 +19,23 @@ from rae_edge.tokens import create_token, hash_token
 from rae_sync.domain import Role
 from rae_tablet_api.auth import MAX_FAILURES
 from tests.security.conftest import clear_auth_failures
+from tests.security.serve import rae_edge_inproc
 from tests.security.test_audit_hook import _app
 
 RAE_EDGE = [sys.executable, "-m", "rae_tablet_api.cli"]
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*RAE_EDGE, *args], capture_output=True, text=True, timeout=120)
+def test_token_cli_create_list_revoke(tmp_path: Path, capsys: Any) -> None:
+    def _run(*args: str) -> subprocess.CompletedProcess[str]:
+        return rae_edge_inproc(capsys, *args)
 
-
-def test_token_cli_create_list_revoke(tmp_path: Path) -> None:
     d = str(tmp_path / "node")
-    made = [_run("token", "create", "--role", "technician", "--name", "tablet-3",
-                 "--data-dir", d) for _ in range(2)]
+    # the console script itself once: the token alone on the last line of its output
+    first = subprocess.run([*RAE_EDGE, "token", "create", "--role", "technician", "--name",
+                            "tablet-3", "--data-dir", d], capture_output=True, text=True,
+                           timeout=120)
+    made = [first, _run("token", "create", "--role", "technician", "--name", "tablet-3",
+                        "--data-dir", d)]
     sup = _run("token", "create", "--role", "supervisor", "--tenant", "globex", "--name", "sup",
                "--data-dir", d)
     for r in [*made, sup]:
