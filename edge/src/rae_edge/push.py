@@ -27,8 +27,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import queue
 import re
 import threading
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -129,6 +131,8 @@ class PushBus:
         self._lock = threading.Lock()
         self._subs: list[Subscription] = []
         self._since_trim = 0
+        self._soon: queue.Queue[tuple[str, str, str, dict[str, Any]]] = queue.Queue()
+        self._writer: threading.Thread | None = None
 
     # -- publishing (any thread) ---------------------------------------------------------
     def publish(self, tenant_id: str, machine_id: str, type: str,
@@ -163,6 +167,39 @@ class PushBus:
         if trim:
             self.trim()
         return msg.cursor
+
+    def publish_soon(self, tenant_id: str, machine_id: str, type: str,
+                     payload: dict[str, Any]) -> None:
+        """Like :meth:`publish`, but returns at once: a background thread stores and
+        delivers it (milliseconds later). For messages nobody must wait on, such as the
+        briefing of a scan: the scan's answer does not wait for a disk flush."""
+        if not _TYPE_RE.match(type):
+            raise InvalidInputError(f"invalid push message type {type!r}")
+        with self._lock:
+            if self._writer is None or not self._writer.is_alive():
+                self._writer = threading.Thread(target=self._write_soon, name="push-writer",
+                                                daemon=True)
+                self._writer.start()
+        self._soon.put((tenant_id, machine_id, type, payload))
+
+    def _write_soon(self) -> None:
+        while True:
+            item = self._soon.get()
+            try:
+                self.publish(*item)
+            except Exception:  # a closed store at shutdown, or a bad payload: log, go on
+                log.exception("push bus: background publish failed")
+            finally:
+                self._soon.task_done()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Waits until every :meth:`publish_soon` message is stored (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while self._soon.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
 
     # -- reading ---------------------------------------------------------------------------
     def head(self, tenant_id: str) -> int:

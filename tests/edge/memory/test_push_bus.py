@@ -119,3 +119,22 @@ def test_messages_survive_a_restart_and_retention_trims(tmp_path: object) -> Non
             n2.push.publish("acme", "M1", "Bad Type!", {})
     finally:
         n2.close()
+
+
+def test_publish_soon_stores_and_delivers_in_the_background(node: EdgeNode) -> None:
+    bus = node.push
+
+    async def main() -> list[PushMessage]:
+        sub = await bus.subscribe("acme", ["M1"])
+        it = sub.messages()
+        for i in range(5):
+            bus.publish_soon("acme", "M1", "briefing", {"i": i})
+        got = await _take(it, 5)
+        sub.close()
+        return got
+
+    got = asyncio.run(main())
+    assert [m.payload["i"] for m in got] == list(range(5))
+    assert bus.flush() and len(bus.since("acme", ["M1"], 0)) == 5
+    with pytest.raises(InvalidInputError):
+        bus.publish_soon("acme", "M1", "no good", {})

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from rae_edge.memory.models import (
@@ -27,12 +27,15 @@ from rae_edge.store.lance import sql_literal
 from rae_sync.domain import Correction, Incident, Machine
 
 if TYPE_CHECKING:
+    from rae_edge.drift import DriftAlert
     from rae_edge.node import EdgeNode
 
 MAX_INCIDENTS = 50  # shown; ``incident_count`` tells how many there are
 MAX_SECTIONS = 8
 MAX_CODES = 16
+MAX_MANUAL_ROWS = 100_000  # manual sections naming error codes, per tenant
 SUMMARY_INCIDENTS = 3
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SECTION_COLUMNS = ["id", "document_id", "section", "page", "error_codes", "text", "source"]
 
 
@@ -130,13 +133,13 @@ class BriefingBuilder:
 
     def __init__(self, node: EdgeNode) -> None:
         self.node = node
+        self._manual_cache: dict[str, tuple[int, list[dict[str, Any]]]] = {}
+        self._drift_cache: dict[str, tuple[tuple[str, int], list[DriftAlert]]] = {}
 
     def build(self, tenant_id: str, machine: Machine, *, as_of: datetime | None = None,
               error_code: str | None = None) -> Briefing:
         duck = self.node.duck
-        incidents = duck.incidents_for_machine(tenant_id, machine.id, as_of,
-                                               limit=10 * MAX_INCIDENTS)
-        count = self._count(tenant_id, machine.id, as_of)
+        incidents, count = self._incidents(tenant_id, machine.id, as_of)
         corrections = duck.corrections_for_machine(tenant_id, machine.id, as_of)
         by_target: dict[str, list[Correction]] = defaultdict(list)
         for c in corrections:
@@ -158,7 +161,7 @@ class BriefingBuilder:
         general = [CorrectionOut.of(c) for c in corrections
                    if not c.target_id or (c.target_id not in incident_ids
                                           and c.target_id not in section_ids)]
-        drift = self._drift(tenant_id, machine.id)
+        drift = self._drift(tenant_id, machine.id, {i.error_code for i in incidents})
         summary = summarize(machine, brief, recurring, sections, drift, general, error_code)
         return Briefing(machine=MachineOut.of(machine), as_of=as_of, error_code=error_code,
                         summary=summary, incidents=brief, recurring=recurring,
@@ -166,13 +169,28 @@ class BriefingBuilder:
                         corrections=[CorrectionOut.of(c) for c in corrections],
                         drift_alerts=drift, incident_count=count)
 
-    def _count(self, tenant_id: str, machine_id: str, as_of: datetime | None) -> int:
-        sql = "SELECT count(*) FROM incidents WHERE tenant_id = ? AND machine_id = ?"
+    def _incidents(self, tenant_id: str, machine_id: str,
+                   as_of: datetime | None) -> tuple[list[Incident], int]:
+        """The machine's newest incidents (up to ``10 * MAX_INCIDENTS``, for recurring
+        problems) and how many it has in all, in one query."""
+        # epoch_us: DuckDB's per-value time-zone conversion costs more than the query.
+        sql = ("SELECT tenant_id, id, machine_id, epoch_us(occurred_at) AS occurred_at, "
+               "error_code, symptom, action, source, content_hash, count(*) OVER () AS total "
+               "FROM incidents WHERE tenant_id = ? AND machine_id = ?")
         params: list[Any] = [tenant_id, machine_id]
         if as_of is not None:
             sql += " AND occurred_at <= ?"
             params.append(as_of)
-        return int(self.node.duck.query(sql, params)[0][0])
+        sql += " ORDER BY occurred_at DESC, id LIMIT ?"
+        params.append(10 * MAX_INCIDENTS)
+        rows = self.node.duck.query_dicts(sql, params)
+        total = int(rows[0]["total"]) if rows else 0
+        for r in rows:
+            del r["total"]
+            r["occurred_at"] = _EPOCH + timedelta(microseconds=r["occurred_at"])
+        # Rows read back from our own table were validated when stored: skip re-validation
+        # (it costs more than the query at a hundred incidents).
+        return [Incident.model_construct(**r) for r in rows], total
 
     @staticmethod
     def _incident(inc: Incident, corrections: list[Correction], error_code: str | None,
@@ -192,11 +210,10 @@ class BriefingBuilder:
                   error_code: str | None) -> list[ManualSection]:
         if not codes:
             return []
-        where = (f"tenant_id = {sql_literal(tenant_id)} AND kind = 'manual' AND "
-                 f"(machine_id IS NULL OR machine_id = {sql_literal(machine_id)}) AND ("
-                 + " OR ".join(f"array_has(error_codes, {sql_literal(c)})" for c in codes)
-                 + ")")
-        rows = self.node.lance.rows(where, _SECTION_COLUMNS, 4 * MAX_SECTIONS)
+        wanted = set(codes)
+        rows = [r for r in self._manual(tenant_id)
+                if (r.get("machine_id") is None or r.get("machine_id") == machine_id)
+                and wanted.intersection(r.get("error_codes") or ())]
         order = {c: n for n, c in enumerate(codes)}
 
         def rank(r: dict[str, Any]) -> tuple[int, int, str]:
@@ -216,7 +233,36 @@ class BriefingBuilder:
                 superseded_by=sup))
         return out
 
-    def _drift(self, tenant_id: str, machine_id: str) -> list[dict[str, Any]]:
+    def _manual(self, tenant_id: str) -> list[dict[str, Any]]:
+        """The tenant's manual sections that name error codes, cached per LanceDB version
+        (a new version on every write, so the cache is never stale)."""
+        version = self.node.lance.table.version
+        hit = self._manual_cache.get(tenant_id)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        where = (f"tenant_id = {sql_literal(tenant_id)} AND kind = 'manual' AND "
+                 "array_length(error_codes) > 0")
+        rows = self.node.lance.rows(where, [*_SECTION_COLUMNS, "machine_id"], MAX_MANUAL_ROWS)
+        self._manual_cache[tenant_id] = (version, rows)
+        return rows
+
+    def _drift(self, tenant_id: str, machine_id: str,
+               codes: set[str | None]) -> list[dict[str, Any]]:
+        """Open drift alerts that concern the machine (it is in their evidence, or it had
+        their error code). The tenant's alerts are re-read only when a correction, an
+        alert or the LanceDB version changed since the last briefing."""
         from rae_edge.drift import open_alerts
 
-        return [a.to_json() for a in open_alerts(self.node, tenant_id, machine_id)]
+        stamp = self.node.duck.query(
+            "SELECT (SELECT count(*) || '|' || coalesce(max(created_at)::VARCHAR, '') "
+            "FROM corrections WHERE tenant_id = ?), (SELECT count(*) || '|' || "
+            "coalesce(max(updated_at)::VARCHAR, '') || '|' || "
+            "coalesce(max(acknowledged_at)::VARCHAR, '') FROM drift_alerts WHERE tenant_id = ?)",
+            [tenant_id, tenant_id])[0]
+        key = (str(stamp), self.node.lance.table.version)
+        hit = self._drift_cache.get(tenant_id)
+        if hit is None or hit[0] != key:
+            hit = (key, [a for a in open_alerts(self.node, tenant_id)])
+            self._drift_cache[tenant_id] = hit
+        return [a.to_json() for a in hit[1]
+                if machine_id in a.machine_ids or a.error_code in codes]

@@ -42,10 +42,13 @@ Mode = Literal["hybrid", "vector", "text"]
 class Fusion:
     """Weights of reciprocal rank fusion and of the reflective-memory adjustments.
 
-    Tuned on the retrieval benchmark (bench/bench_quality.py); see its notes."""
+    ``k0`` and the retriever weights were chosen on the tuning half of the retrieval
+    benchmark (bench/bench_quality.py: maintnet, mwo2kg, maintie) from a small grid, for the
+    best worst-set margin over the better single retriever; full text weighs more because
+    maintenance text is terse and code-like (part names, error codes)."""
 
-    k0: float = 60.0
-    vector: float = 1.0
+    k0: float = 5.0
+    vector: float = 0.5
     text: float = 1.0
     correction_boost: float = 1.3
     superseded_factor: float = 0.6

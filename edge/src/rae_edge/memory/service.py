@@ -74,7 +74,7 @@ class MemoryService:
         error_code = (error_code or "").strip() or None
         b = self.briefings.build(tenant_id, machine, as_of=as_of, error_code=error_code)
         if publish:
-            self.node.push.publish(tenant_id, machine.id, "briefing", {
+            self.node.push.publish_soon(tenant_id, machine.id, "briefing", {
                 "machine_id": machine.id, "machine_name": machine.name,
                 "summary": b.summary, "error_code": error_code,
                 "incident_count": b.incident_count,
