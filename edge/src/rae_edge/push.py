@@ -241,8 +241,11 @@ class PushBus:
                   machine_ids: frozenset[str], since_cursor: int | None) -> Subscription:
         with self._lock:
             # Under the publish lock: every message after ``start`` reaches the queue.
-            start = self.head(tenant_id) if since_cursor is None else max(0, since_cursor)
+            head = self.head(tenant_id)
+            start = head if since_cursor is None else max(0, since_cursor)
             gap = since_cursor is not None and self.oldest() > start + 1
+            if start > head:  # a cursor from a data folder since restored from a backup:
+                start, gap = head, True  # resume at the head rather than wait past it
             sub = Subscription(self, tenant_id, machine_ids, start, loop,
                                asyncio.Queue(self.queue_size), gap=gap)
             self._subs.append(sub)

@@ -138,3 +138,19 @@ def test_publish_soon_stores_and_delivers_in_the_background(node: EdgeNode) -> N
     assert bus.flush() and len(bus.since("acme", ["M1"], 0)) == 5
     with pytest.raises(InvalidInputError):
         bus.publish_soon("acme", "M1", "no good", {})
+
+
+def test_cursor_beyond_the_head_resumes_at_the_head(node: EdgeNode) -> None:
+    bus = node.push
+    bus.publish("acme", "M1", "incident", {"i": 0})
+
+    async def main() -> tuple[bool, list[PushMessage]]:
+        sub = await bus.subscribe("acme", ["M1"], since_cursor=10_000)  # restored node
+        it = sub.messages()
+        await asyncio.to_thread(bus.publish, "acme", "M1", "incident", {"i": 1})
+        got = await _take(it, 1)
+        sub.close()
+        return sub.gap, got
+
+    gap, got = asyncio.run(main())
+    assert gap and [m.payload["i"] for m in got] == [1]
