@@ -23,7 +23,6 @@ import pytest
 
 from rae_edge.store.migrations import SCHEMA_VERSION
 from rae_image import bundle, installer
-from tests.conftest import shared_data
 from tests.image.conftest import UNVERIFIED, base_python, offline_prefix
 
 pytestmark = pytest.mark.slow
@@ -110,8 +109,9 @@ from rae_edge.node import EdgeNode
 from rae_sync.domain import Incident
 node = EdgeNode(config.load(sys.argv[1]))
 rows = list(csv.DictReader(open(sys.argv[2], encoding="utf-8")))
-incs = [Incident(tenant_id=node.tenant_id, machine_id=r["machine_id"], error_code=r["code"],
-                 occurred_at=datetime.fromisoformat(r["at"]), symptom=r["symptom"],
+incs = [Incident(tenant_id=node.tenant_id, machine_id=r["machine_id"],
+                 error_code=r["error_code"], occurred_at=datetime.fromisoformat(r["occurred_at"]),
+                 symptom=r["symptom"],
                  action=r["action"], source=sys.argv[2]) for r in rows]
 print(len(node.duck.insert_incidents(incs)))
 node.close()
@@ -119,27 +119,25 @@ node.close()
 
 
 def ingest_file(opt: Path, cfg: Path, tmp_path: Path) -> int:
-    """Feeds the installed release a file while no node runs: ``rae-edge ingest`` where this
-    release has it (INTERFACE.md), else the release's own store API on a small error log."""
+    """Feeds the installed release an error-log file while no node runs: with ``rae-edge
+    ingest`` where this release has it (INTERFACE.md), else with its own store API."""
     exe = opt / "current" / "venv" / "bin" / "rae-edge"
+    log = tmp_path / "errors.csv"
+    log.write_text("machine_id,occurred_at,error_code,symptom,action\n" + "".join(
+        f"PRESS-{i % 3},2026-03-0{1 + i % 9}T08:{i:02d}:00+00:00,E{400 + i},"
+        f"hydraulic pressure drop on ram {i},replaced seal kit {i}\n" for i in range(40)))
     helptext = subprocess.run([exe, "--help"], capture_output=True, text=True).stdout
     if "ingest" in helptext:
-        csv = shared_data("mwo2kg", "work_orders.csv")
-        r = subprocess.run([exe, "ingest", str(csv), "--kind", "workorders", "--config",
-                            str(cfg)], capture_output=True, text=True, timeout=600)
-        assert r.returncode == 0, r.stdout + r.stderr
+        r = subprocess.run([exe, "ingest", str(log), "--kind", "errors", "--no-progress",
+                            "--config", str(cfg)], capture_output=True, text=True, timeout=600)
     else:
-        log = tmp_path / "errors.csv"
-        log.write_text("machine_id,at,code,symptom,action\n" + "".join(
-            f"PRESS-{i % 3},2026-03-0{1 + i % 9}T08:{i:02d}:00+00:00,E{400 + i},"
-            f"pressure drop {i},replaced seal {i}\n" for i in range(40)))
         r = subprocess.run([opt / "current/venv/bin/python", "-c", _FALLBACK_INGEST, str(cfg),
                             str(log)], capture_output=True, text=True, timeout=300)
-        assert r.returncode == 0, r.stderr
+    assert r.returncode == 0, r.stdout + r.stderr
     info = subprocess.run([exe, "info", "--config", str(cfg)], capture_output=True, text=True,
                           check=True).stdout
     n = int(json.loads(info)["incidents"])
-    assert n > 0, info
+    assert n == 40, info
     return n
 
 
@@ -161,8 +159,7 @@ def _use_node(opt: Path, cfg: Path, run_node: Any, tmp_path: Path, token: str) -
                 "error_code": "E404", "symptom": "hydraulic pressure drops under load",
                 "action": "replaced the pressure sensor"}], token)
         if "/api/v1/documents" in paths:
-            csv = shared_data("mwo2kg", "work_orders.csv")
-            out["document"] = _upload(node.url, csv, token)
+            out["document"] = _upload(node.url, tmp_path / "errors.csv", token)
         if "/api/v1/machines/{code}/briefing" in paths:
             out["briefing"] = _get(node.url + "/api/v1/machines/QR-PRESS-7/briefing", token)
             assert "E404" in json.dumps(out["briefing"])
@@ -176,7 +173,7 @@ def _use_node(opt: Path, cfg: Path, run_node: Any, tmp_path: Path, token: str) -
 
 def _upload(base: str, path: Path, token: str) -> Any:
     boundary = "raeboundary7"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"kind\"\r\n\r\nworkorders"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"kind\"\r\n\r\nerrors"
             f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
             f"filename=\"{path.name}\"\r\nContent-Type: text/csv\r\n\r\n").encode() \
         + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()

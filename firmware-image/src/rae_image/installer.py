@@ -495,6 +495,7 @@ class Installer:
                 (self.prefix / "current").unlink()
             else:
                 switch_link(self.prefix / "current", f"versions/{old}")
+                self.render_units(self.vdir(old), conf)
             if snapshot is not None:
                 failed = data_dir.with_name(f".{data_dir.name}.failed-{version}")
                 if failed.exists():

@@ -5,7 +5,7 @@ target platform, cached between builds.
   --no-emit-workspace`` (rae-tablet-api pulls rae-edge, rae-sync and rae-models; central's
   dependencies are not reachable from it), with every hash the lock holds;
 - wheels are fetched with ``pip download --only-binary=:all: --platform ... --require-hashes``
-  into ``<cache>/wheels/<arch>/``; a build whose every pin is already cached (a wheel
+  into ``<cache>/wheels/<arch>-cp<python>/``; a build whose every pin is already cached (a wheel
   whose sha256 is one of the pin's hashes) touches no network at all;
 - the workspace members are built with ``uv build --wheel``;
 - ``aarch64_report`` asks pip, without downloading, which pins have no aarch64 wheel.
@@ -25,7 +25,8 @@ from pathlib import Path
 
 MEMBERS = ("rae-sync", "rae-models", "rae-edge", "rae-tablet-api")
 EXPORT_PACKAGE = "rae-tablet-api"  # its dependency closure is the edge node
-PYTHON = "3.11"
+# The appliance runs the build's Python minor version (the installer checks it).
+PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 PLATFORM_TAGS = {
     "x86_64": ["manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_27_x86_64",
                "manylinux_2_28_x86_64", "manylinux_2_5_x86_64", "manylinux1_x86_64",
@@ -140,7 +141,7 @@ def _platform_args(arch: str) -> list[str]:
 def fetch_wheels(pins: list[Pin], requirements: str, cache: Path,
                  arch: str = "x86_64") -> dict[str, Path]:
     """The wheel of every applicable pin, from the cache or downloaded into it."""
-    folder = cache / "wheels" / arch
+    folder = cache / "wheels" / f"{arch}-cp{PYTHON.replace('.', '')}"
     folder.mkdir(parents=True, exist_ok=True)
     wanted = [p for p in pins if applies(p)]
     index = _hash_index(folder)
@@ -168,7 +169,7 @@ def fetch_wheels(pins: list[Pin], requirements: str, cache: Path,
 def aarch64_report(pins: list[Pin], requirements: str, cache: Path) -> dict[str, object]:
     """Which pins have no aarch64 wheel (pip resolves without downloading; cached by the
     requirements' hash). Markers are evaluated for the target Python on Linux."""
-    key = hashlib.sha256(requirements.encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{PYTHON}\n{requirements}".encode()).hexdigest()[:16]
     cached = cache / "aarch64" / f"{key}.json"
     if cached.exists():
         report: dict[str, object] = json.loads(cached.read_text())
