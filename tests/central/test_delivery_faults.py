@@ -1,0 +1,123 @@
+"""Exactly-once in effect through faults, with ``rae-central serve`` as a real process
+(two ingest workers, the vector indexer on a local Qdrant folder), a real mosquitto and
+PostgreSQL: one worker killed mid-stream, a broker restart, a whole-central crash. Each
+time every correction is in Postgres once, in Qdrant once, and reached the other plant."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+import sqlalchemy as sa
+
+from rae_central.vectors import VectorStore, default_embedder
+from rae_sync.envelope import Envelope
+from rae_sync.messages import CorrectionMsg
+from tests.central.conftest import Central
+from tests.central.edge_sim import EdgeSim, wait_for
+from tests.central.serve_proc import ServeProc
+
+pytestmark = pytest.mark.faults
+
+N = 300
+
+
+def _stream(edge: EdgeSim, envs: list[Envelope], fault_at: int, fault: Callable[[], None],
+            ) -> None:
+    """Publishes in chunks; runs ``fault`` once ``fault_at`` messages are out."""
+    done_fault = False
+    for i in range(0, len(envs), 25):
+        if not done_fault and i >= fault_at:
+            fault()
+            done_fault = True
+        try:
+            edge.send(envs[i:i + 25])
+        except Exception:
+            time.sleep(0.3)  # broker away: deliver_all sends what is not acked
+        time.sleep(0.02)
+
+
+def _check_exactly_once(central: Central, serve: ServeProc, a: EdgeSim, b: EdgeSim,
+                        envs: list[Envelope]) -> None:
+    a.deliver_all(timeout=120)
+    ids = {e.message_as(CorrectionMsg).correction.id for e in envs}
+    engine = central.store.engine
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT id FROM corrections WHERE tenant_id = 'acme'")
+                            ).scalars().all()
+    assert len(rows) == len(set(rows)) == len(ids) and set(rows) == ids
+    assert central.store.count("messages") == len(envs)
+    wait_for(lambda: {e.message_as(CorrectionMsg).correction.id
+                      for e in b.received(CorrectionMsg)} == ids, timeout=60,
+             what="every correction at the other plant")
+    with engine.connect() as conn:
+        wait_for(lambda: conn.execute(sa.text(
+            "SELECT count(*) FROM corrections WHERE embedded_at IS NULL")).scalar_one() == 0,
+            timeout=120, what="every correction embedded")
+    serve.stop()  # a local Qdrant folder admits one process: read it after serve is gone
+    emb = default_embedder()
+    vs = VectorStore(central.settings.vectors.qdrant, embedder_tag=emb.tag, dim=emb.dim)
+    try:
+        in_qdrant = vs.memory_ids("acme", "correction")
+        assert len(in_qdrant) == len(ids) and set(in_qdrant) == ids
+    finally:
+        vs.close()
+
+
+def _setup(central: Central) -> tuple[ServeProc, EdgeSim, EdgeSim, list[Envelope]]:
+    serve = ServeProc(central, workers=2).start()
+    a, b = central.edge("a"), central.edge("b")
+    probe = [a.correction("probe: is central listening?")]
+    a.deliver_all(timeout=60)  # both workers' shared subscriptions are in place by now
+    envs = probe + [a.correction(f"bearing {i} ran hot: check the grease line") for i in range(N)]
+    return serve, a, b, envs
+
+
+def test_one_of_two_workers_killed_mid_stream(central: Central) -> None:
+    serve, a, b, envs = _setup(central)
+    try:
+        victims = serve.worker_pids()
+        assert len(victims) == 2
+        _stream(a, envs[1:], N // 3, lambda: os.kill(victims[0], signal.SIGKILL))
+        _check_exactly_once(central, serve, a, b, envs)
+    finally:
+        serve.kill()
+        a.close()
+        b.close()
+
+
+def test_broker_restart_mid_stream(central: Central) -> None:
+    serve, a, b, envs = _setup(central)
+    try:
+        def restart() -> None:
+            central.broker.stop()
+            threading.Timer(2.0, central.broker.start).start()
+
+        _stream(a, envs[1:], N // 3, restart)
+        wait_for(lambda: central.broker.running, what="the broker back")
+        _check_exactly_once(central, serve, a, b, envs)
+    finally:
+        serve.kill()
+        a.close()
+        b.close()
+
+
+def test_central_crash_and_restart_mid_stream(central: Central) -> None:
+    serve, a, b, envs = _setup(central)
+    try:
+        def crash() -> None:
+            serve.kill()
+            threading.Timer(1.0, serve.start).start()
+
+        _stream(a, envs[1:], N // 3, crash)
+        wait_for(lambda: serve.proc is not None and serve.proc.poll() is None, timeout=90,
+                 what="central back")
+        _check_exactly_once(central, serve, a, b, envs)
+    finally:
+        serve.kill()
+        a.close()
+        b.close()
