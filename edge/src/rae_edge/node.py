@@ -72,4 +72,5 @@ class EdgeNode:
     def close(self) -> None:
         if "voice" in self.__dict__:  # stop the transcription worker before the stores close
             self.voice.stop()
+        self.push.flush(5.0)  # briefing pushes still being written
         self.duck.close()
