@@ -18,6 +18,8 @@ Modules:
 - ``qr``: a scanned QR payload to a machine (id, URL ending in it, the plant's pattern);
 - ``memory``: the memory service: briefing, hybrid search, corrections, context packs,
   document ingest jobs;
+- ``voice``: voice notes (``node.voice``): upload checks, content-addressed audio, the
+  transcription worker (faster-whisper) with the machine's vocabulary, confirm -> correction;
 - ``tls``: the tablet API's self-signed HTTPS certificate; plain HTTP on loopback only;
 - ``cli``: the ``rae-edge`` commands other than ``serve`` (which lives in the tablet API).
 
