@@ -290,3 +290,50 @@ def test_lance_snapshot_leaves_replaced_files_behind_and_still_answers(
     assert len([k for k in m2["files"] if k.startswith("lance/")]) > len(copied)
     bk.restore(tmp_path / "bk2", tmp_path / "r2")
     assert _lance_rows(tmp_path / "r2" / "lance") == _lance_rows(tmp_path / "r" / "lance")
+
+
+def test_cli_beside_a_served_node_goes_through_it(edge_settings: config.EdgeSettings,
+                                                 tmp_path: Path) -> None:
+    """``rae-edge serve`` holds the data folder; ``rae-edge backup`` with an admin token
+    asks it over HTTP. Until the tablet API exposes ``POST /api/v1/admin/backup`` the
+    command must say exactly that (and write nothing)."""
+    import socket
+    import time
+    import urllib.request
+
+    data = str(edge_settings.data_dir)
+    tok = subprocess.run([RAE_EDGE, "token", "create", "--role", "admin", "--data-dir", data],
+                         capture_output=True, text=True, check=True).stdout.splitlines()[-1]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = (tmp_path / "serve.log").open("w")
+    srv = subprocess.Popen([RAE_EDGE, "serve", "--data-dir", data, "--host", "127.0.0.1",
+                            "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            assert srv.poll() is None and time.monotonic() < deadline
+            try:
+                with urllib.request.urlopen(url + "/api/v1/schema/openapi.json",
+                                            timeout=2) as r:
+                    paths = json.loads(r.read())["paths"]
+                    break
+            except OSError:
+                time.sleep(0.3)
+        (tmp_path / "token").write_text(tok)
+        r = subprocess.run([RAE_EDGE, "backup", "--data-dir", data, "--url", url,
+                            "--token-file", str(tmp_path / "token"), str(tmp_path / "bk")],
+                           capture_output=True, text=True, timeout=300)
+        if "/api/v1/admin/backup" in paths:
+            assert r.returncode == 0, r.stderr
+            bk.verify_backup(tmp_path / "bk")
+        else:
+            assert r.returncode == 2
+            assert "has no backup endpoint" in r.stderr
+            assert not (tmp_path / "bk").exists()
+    finally:
+        srv.terminate()
+        srv.wait(timeout=30)
+        log.close()
