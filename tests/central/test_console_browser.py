@@ -1,0 +1,71 @@
+"""The admin sync console in headless Chromium, served by ``rae-central serve``: a node
+with its outbox depth and lag (from its status message), its last seq and a gap, a dead
+letter with its reason; then revoking the node from the page."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from rae_sync.domain import utcnow
+from rae_sync.messages import NodeStatusMsg
+from tests.central.conftest import Central
+from tests.central.edge_sim import wait_for
+from tests.central.serve_proc import ADMIN_TOKEN, ServeProc
+
+pytestmark = pytest.mark.browser
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def test_console_shows_nodes_lag_and_dead_letters(central: Central,
+                                                  artifacts_dir: Path) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (scripts/test installs it)")
+    from playwright.sync_api import expect, sync_playwright
+
+    serve = ServeProc(central, workers=1).start()
+    a = central.edge("a")
+    try:
+        assert a.transport is not None
+        a.correction("the coupling bolt was loose, not the sensor")
+        a.deliver_all(timeout=60)
+        status = a.envelope(NodeStatusMsg(outbox_depth=42, last_seq=a.seq + 1,
+                                          oldest_unacked_at=utcnow() - timedelta(seconds=90)))
+        a.outbox[status.message_id] = status
+        a.deliver_all(timeout=30)
+        a.transport.publish("rae/v1/acme/plant-1/node-a/up/correction", b"\x00garbage")
+        wait_for(lambda: central.store.count("dead_letters") == 1, what="the dead letter")
+
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
+                "--headless", "--no-sandbox", "--disable-gpu",
+                "--disable-background-networking"])
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.on("dialog", lambda d: d.accept())
+                page.goto(f"{serve.url}/#token={ADMIN_TOKEN}")
+                row = page.locator("#nodes tbody tr", has_text="acme/plant-1/node-a")
+                expect(row).to_be_visible(timeout=15_000)
+                expect(row).to_contain_text("active")
+                expect(row.locator("td").nth(3)).to_have_text("42")  # outbox depth
+                expect(row.locator("td").nth(4)).to_contain_text(" s")  # lag
+                lag = float(row.locator("td").nth(4).inner_text().split()[0])
+                assert 85 <= lag <= 200
+                expect(row.locator("td").nth(5)).to_have_text("2")  # last seq
+                dead = page.locator("#dead tbody tr").first
+                expect(dead).to_contain_text("malformed")
+                expect(dead).to_contain_text("acme/plant-1/node-a")
+                expect(page.locator("#corrections tbody")).to_contain_text(
+                    "coupling bolt was loose")
+                page.screenshot(path=str(artifacts_dir / "central-sync-console.png"),
+                                full_page=True)
+                row.get_by_role("button", name="Revoke").click()
+                expect(row).to_contain_text("revoked", timeout=10_000)
+                assert central.store.node_state(a.node) == "revoked"
+            finally:
+                browser.close()
+    finally:
+        a.close()
+        serve.kill()
