@@ -270,6 +270,9 @@ def _snapshot_lance_table(lance_root: Path, out_root: Path, table: str,
     if not _opens_whole(out_root, table, version):
         shutil.rmtree(out_root / f"{table}.lance")
         out = _copy_table(src_dir, out_root, table, version, listing, None)
+        if not _opens_whole(out_root, table, version):
+            raise BackupError(f"LanceDB table {table!r} at version {version} does not read "
+                              "back whole from its copy: is the table damaged?")
     return out
 
 
@@ -305,7 +308,13 @@ def _copy_table(src_dir: Path, out_root: Path, table: str, version: int, listing
         elif wanted is not None and rel not in wanted:
             continue
         entry_rel = Path(LANCE_DIR) / f"{table}.lance" / rel
-        out[entry_rel.as_posix()] = _copy_hashed(src, out_root.parent / entry_rel)
+        try:
+            out[entry_rel.as_posix()] = _copy_hashed(src, out_root.parent / entry_rel)
+        except FileNotFoundError:
+            # A version cleanup removed it meanwhile: cleanup never removes files of the
+            # latest versions, so it was not one the snapshot needs (checked on open).
+            if wanted is not None:
+                raise
     return out
 
 
