@@ -1,7 +1,9 @@
 """``rae-edge audit verify|tail``: check the audit log's hash chain, or show its end.
 
 ``verify`` exits 0 when the chain is whole and 1 on any break, naming the first broken
-``seq`` and what is wrong there.
+``seq`` and what is wrong there. When a running node holds the data folder, ``verify``
+asks that node (``GET /api/v1/admin/audit/verify``, an admin token from ``--token-file``
+or ``$RAE_ADMIN_TOKEN``), which checks that token's tenant's chain.
 """
 
 from __future__ import annotations
@@ -10,8 +12,11 @@ import argparse
 import json
 import sys
 
-from rae_edge.audit import AuditLog
+import duckdb
+
+from rae_edge.audit import AuditLog, VerifyReport
 from rae_edge.cli import command, settings_from_args
+from rae_edge.commands.token import add_live_args, call_live_node, is_lock_conflict
 from rae_edge.store.duck import DuckStore
 
 
@@ -19,13 +24,21 @@ def _setup(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["verify", "tail"])
     p.add_argument("-n", type=int, default=20, help="tail: how many entries (default 20)")
     p.add_argument("--tenant", default=None, help="tail: only this tenant's entries")
+    add_live_args(p)
 
 
 @command("audit", "verify or show the append-only audit log", _setup)
 def audit(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     # Only the relational store is needed: the vector store is not opened.
-    duck = DuckStore(settings.data_dir / "node.duckdb")
+    try:
+        duck = DuckStore(settings.data_dir / "node.duckdb")
+    except duckdb.IOException as exc:
+        if not is_lock_conflict(exc) or args.action != "verify":
+            raise
+        got = call_live_node(settings, args, "GET", "/api/v1/admin/audit/verify")
+        return _print_report(VerifyReport(got["ok"], got["checked"], got["first_broken_seq"],
+                                          got["reason"], {"(this tenant)": got["head_seq"] or 0}))
     try:
         log = AuditLog(duck)
         if args.action == "tail":
@@ -36,6 +49,10 @@ def audit(args: argparse.Namespace) -> int:
         report = log.verify()
     finally:
         duck.close()
+    return _print_report(report)
+
+
+def _print_report(report: VerifyReport) -> int:
     if report.ok:
         heads = ", ".join(f"{t}@{s}" for t, s in sorted(report.heads.items())) or "empty"
         print(f"audit log intact: {report.checked} entries checked (heads: {heads})")

@@ -3,6 +3,8 @@
 
 Modules:
 - ``health``: ``GET /api/v1/health``;
+- ``admin_security``: ``/api/v1/admin/audit/verify`` and ``/api/v1/admin/tokens[...]`` (admin;
+  what ``rae-edge audit``/``token`` use beside a running node);
 - ``drift``: ``GET /api/v1/drift-alerts``, ``POST /api/v1/drift-alerts/{id}/acknowledge``;
 - ``web``: the tablet web page at ``/`` and its assets at ``/static/...`` (no token; the
   files live in ``rae_tablet_api/web``, the QR decoder vendored, no CDN);

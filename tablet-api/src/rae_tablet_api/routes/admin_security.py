@@ -1,0 +1,74 @@
+"""Admin endpoints behind ``rae-edge audit`` and ``rae-edge token`` when a running node
+holds the data folder (DuckDB lets one process open it). Admin role; a tenant's admin sees
+and manages its own tenant only.
+
+- ``GET /api/v1/admin/audit/verify``: the caller tenant's audit chain checked;
+- ``GET /api/v1/admin/tokens``: tokens of the tenant (hash prefixes, never tokens);
+- ``POST /api/v1/admin/tokens`` ``{"role", "name"}``: a new token, shown once;
+- ``POST /api/v1/admin/tokens/revoke`` ``{"hash_prefix"}`` or ``{"all_for": NAME}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import get, post
+from litestar.datastructures import State
+from pydantic import BaseModel, ConfigDict, Field
+
+from rae_edge.audit import AuditLog
+from rae_edge.commands.token import list_tokens, revoke
+from rae_edge.node import EdgeNode
+from rae_edge.tokens import Principal, create_token
+from rae_sync.domain import Role
+from rae_tablet_api.auth import require
+
+
+class NewToken(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Role
+    name: str = Field(default="", max_length=200)
+
+
+class Revoke(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hash_prefix: str | None = Field(default=None, max_length=64)
+    all_for: str | None = Field(default=None, max_length=200)
+
+
+@get("/api/v1/admin/audit/verify", sync_to_thread=True, tags=["admin"],
+     summary="Verify this tenant's audit chain")
+def audit_verify(state: State, principal: Principal) -> dict[str, Any]:
+    require(principal, Role.ADMIN)
+    node: EdgeNode = state.node
+    r = AuditLog(node.duck).verify(principal.tenant_id)
+    return {"ok": r.ok, "checked": r.checked, "first_broken_seq": r.first_broken_seq,
+            "reason": r.reason, "head_seq": r.heads.get(principal.tenant_id)}
+
+
+@get("/api/v1/admin/tokens", sync_to_thread=True, tags=["admin"], summary="List tokens")
+def tokens_list(state: State, principal: Principal) -> dict[str, Any]:
+    require(principal, Role.ADMIN)
+    node: EdgeNode = state.node
+    return {"tokens": list_tokens(node.duck, principal.tenant_id)}
+
+
+@post("/api/v1/admin/tokens", sync_to_thread=True, tags=["admin"], status_code=201,
+      summary="Create a token (shown once)")
+def tokens_create(state: State, principal: Principal, data: NewToken) -> dict[str, Any]:
+    require(principal, Role.ADMIN)
+    node: EdgeNode = state.node
+    token = create_token(node.duck, principal.tenant_id, data.role, data.name)
+    return {"token": token, "tenant": principal.tenant_id, "role": data.role.value,
+            "name": data.name}
+
+
+@post("/api/v1/admin/tokens/revoke", sync_to_thread=True, tags=["admin"], status_code=200,
+      summary="Revoke tokens")
+def tokens_revoke(state: State, principal: Principal, data: Revoke) -> dict[str, Any]:
+    require(principal, Role.ADMIN)
+    node: EdgeNode = state.node
+    return {"revoked": revoke(node.duck, data.hash_prefix, data.all_for, principal.tenant_id)}
+
+
+ROUTES = [audit_verify, tokens_list, tokens_create, tokens_revoke]
