@@ -160,3 +160,15 @@ def test_central_verifies_the_synced_chain(tmp_path: Path) -> None:
     assert not bad.ok and bad.first_broken_seq == acme[1].seq
     mixed = verify_chain(sent)
     assert not mixed.ok and "belongs to tenant" in mixed.reason
+
+
+def test_one_tenants_chain_verifies_on_its_own(tmp_path: Path) -> None:
+    _seed(tmp_path)  # seqs 1, 4, 7 are globex's; the rest acme's
+    _tamper(tmp_path, "DELETE FROM audit_log WHERE seq = 4")
+    duck = DuckStore(tmp_path / "node.duckdb")
+    log = AuditLog(duck)
+    acme, globex, whole = log.verify("acme"), log.verify("globex"), log.verify()
+    duck.close()
+    assert acme.ok and acme.checked == 5  # another tenant's loss is not acme's break
+    assert not globex.ok and globex.first_broken_seq == 7
+    assert not whole.ok and whole.first_broken_seq == 4
