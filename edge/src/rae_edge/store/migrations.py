@@ -171,6 +171,41 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        4,
+        # sync agent (rae_edge.sync_agent): its own stream position and clock, the sealed
+        # envelopes kept until central acks them (and a while after, for replays), outbox
+        # rows that cannot be sent (kept with the reason), and down messages applied
+        """
+        CREATE TABLE sync_state (
+            key VARCHAR PRIMARY KEY,
+            value VARCHAR NOT NULL
+        );
+        CREATE TABLE sync_sent (
+            seq BIGINT PRIMARY KEY,
+            message_id VARCHAR NOT NULL UNIQUE,
+            outbox_seq BIGINT,
+            type VARCHAR NOT NULL,
+            envelope VARCHAR NOT NULL,
+            sealed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            acked_at TIMESTAMPTZ
+        );
+        CREATE INDEX sync_sent_unacked ON sync_sent (acked_at, seq);
+        CREATE TABLE sync_unsendable (
+            outbox_seq BIGINT PRIMARY KEY,
+            tenant_id VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,
+            payload VARCHAR NOT NULL,
+            reason VARCHAR NOT NULL,
+            failed_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        );
+        CREATE TABLE sync_applied (
+            message_id VARCHAR PRIMARY KEY,
+            type VARCHAR NOT NULL,
+            applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        );
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

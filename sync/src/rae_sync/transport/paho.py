@@ -85,6 +85,7 @@ class PahoTransport(Transport):
         self._sub_ids: dict[str, int] = {}  # MQTT 5 subscription identifier per filter
         self._listeners: list[ConnectionListener] = []
         self._pub_rc: dict[int, Any] = {}
+        self._pending_subacks: set[int] = set()
         self._connected = threading.Event()
         self._lock = threading.Lock()
         self._started = False
@@ -98,6 +99,7 @@ class PahoTransport(Transport):
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
         c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
         if tls is not None:
             self._tls_dir = tempfile.TemporaryDirectory(prefix="rae-mqtt-tls-")
             d = Path(self._tls_dir.name)
@@ -162,14 +164,35 @@ class PahoTransport(Transport):
             return
         with self._lock:
             filters = list(dict.fromkeys(f for f, _ in self._routes))
-        for f in filters:  # also present in a kept session; subscribing again is harmless
-            self._send_subscribe(f)
-        self._connected.set()
+        # also present in a kept session; subscribing again is harmless. "Connected" means
+        # the subscriptions are in force, so it waits for their SUBACKs (which paho hands to
+        # _on_subscribe on this same thread, after this callback returns).
+        mids = {self._send_subscribe(f) for f in filters}
+        with self._lock:
+            self._pending_subacks = mids
+        self._maybe_up()
+
+    def _maybe_up(self) -> None:
+        with self._lock:
+            if self._pending_subacks or self._connected.is_set():
+                return
+            self._connected.set()
         self._notify(True)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, rcs: Any,
+                      props: Any) -> None:
+        for rc in rcs:
+            if getattr(rc, "is_failure", False):
+                log.error("%s: broker refused a subscription: %s", self.client_id, rc)
+        with self._lock:
+            self._pending_subacks.discard(mid)
+        self._maybe_up()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any,
                        props: Any) -> None:
         was = self._connected.is_set()
+        with self._lock:
+            self._pending_subacks = set()
         self._connected.clear()
         if was:
             log.info("%s: disconnected (%s); reconnecting", self.client_id, rc)
@@ -218,7 +241,9 @@ class PahoTransport(Transport):
         if self._connected.is_set():
             self._send_subscribe(topic_filter)
 
-    def _send_subscribe(self, topic_filter: str) -> None:
+    def _send_subscribe(self, topic_filter: str) -> int:
         props = Properties(PacketTypes.SUBSCRIBE)  # type: ignore[no-untyped-call]
         props.SubscriptionIdentifier = self._sub_ids[topic_filter]
-        self._client.subscribe(topic_filter, options=SubscribeOptions(qos=1), properties=props)
+        _, mid = self._client.subscribe(topic_filter, options=SubscribeOptions(qos=1),
+                                        properties=props)
+        return int(mid or 0)

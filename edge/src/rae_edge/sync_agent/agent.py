@@ -1,0 +1,362 @@
+"""``SyncAgent``: the edge node's durable publisher to central, and the receiver of what
+central sends down.
+
+Up: the outbox (DuckDB, written in the same transaction as the memory) is sealed in
+batches into signed envelopes with the node's own ``seq`` and HLC (``SyncLedger``), then
+published with QoS 1 on a persistent session. A row leaves the outbox only when central's
+``AckMsg`` names it (a broker PUBACK only says the broker has it). What is not acked is
+sent again after a reconnect, or when no ack came for ``resend_after_s``; the same
+envelope (same ``message_id``) each time, so central's dedupe makes it exactly once.
+At most ``window`` envelopes are sealed and unacked at a time. Above ``outbox_limit`` rows
+the agent raises an alert (stats, node status, log): it never drops a row.
+
+Down (``rae/v1/{tenant}/{site}/{node}/down/#``, signed by central): ``AckMsg`` acks;
+``ReplayRequestMsg`` re-sends a seq range; ``CorrectionMsg`` (from another plant) is stored
+(idempotent on its id, never put in the outbox again), indexed for search, pushed to the
+tablets watching its machine, and acked up. A bad message is logged with its topic and
+reason and dropped; the loop goes on.
+
+Handlers never wait for a PUBACK (that would block the MQTT network thread): they hand
+work to the agent's thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from rae_edge.sync_agent.ledger import Sealed, SyncLedger
+from rae_sync.envelope import Envelope, open_envelope, seal
+from rae_sync.errors import TransportError, VerificationError
+from rae_sync.hlc import Hlc
+from rae_sync.identity import NodeIdentity
+from rae_sync.messages import (
+    AckMsg,
+    CorrectionMsg,
+    Message,
+    NodeStatusMsg,
+    ReplayRequestMsg,
+)
+from rae_sync.topics import Direction, node_down_filter, up_topic
+from rae_sync.transport import InboundMessage, Transport
+
+if TYPE_CHECKING:
+    from rae_edge.node import EdgeNode
+
+log = logging.getLogger("rae_edge.sync")
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    """How the agent batches, bounds and retries (``EdgeSettings.sync`` fills some)."""
+
+    batch_size: int = 500  # outbox rows sealed / envelopes published per step
+    window: int = 5000  # most envelopes sealed and not acked at a time
+    outbox_limit: int = 1_000_000  # alert above this outbox depth (never drop)
+    resend_after_s: float = 30.0  # re-send what is unacked when no ack came for this long
+    status_every_s: float = 60.0  # node status to central
+    retain_acked: int = 10_000  # acked envelopes kept for replays
+    poll_s: float = 0.2  # how often an idle agent looks at the outbox
+    publish_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class SyncStats:
+    """What the agent reports (the node's health endpoint, the console via node status)."""
+
+    connected: bool
+    outbox_depth: int
+    outbox_limit: int
+    last_seq: int
+    last_acked_seq: int
+    last_ack_at: datetime | None
+    unacked: int
+    published: int
+    acked: int
+    applied: int
+    rejected: int
+    alerts: tuple[str, ...] = field(default_factory=tuple)
+
+
+class SyncAgent:
+    """Syncs one edge node with central over a :class:`~rae_sync.transport.Transport`."""
+
+    def __init__(self, node: EdgeNode, identity: NodeIdentity, transport: Transport,
+                 options: SyncOptions | None = None, *, index: bool = True) -> None:
+        if identity.tenant_id != node.tenant_id:
+            raise ValueError(f"identity is for tenant {identity.tenant_id!r}, the node serves "
+                             f"{node.tenant_id!r}")
+        self.node = node
+        self.identity = identity
+        self.transport = transport
+        self.options = options or SyncOptions()
+        self.index = index
+        self.ledger = SyncLedger(node.duck, identity.tenant_id)
+        self.clock = self.ledger.clock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._work: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._sent_upto = 0  # envelopes up to this seq went out on the current connection
+        self._last_progress = time.monotonic()
+        self._last_status = 0.0
+        self._last_bound_check = 0.0
+        self._alerts: dict[str, str] = {}
+        self._unknown_replay: list[tuple[int, int]] = []
+        self._counts = {"published": 0, "acked": 0, "applied": 0, "rejected": 0}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, node: EdgeNode, identity: NodeIdentity | None = None,
+                      mqtt_url: str | None = None) -> SyncAgent | None:
+        """The agent ``rae-edge serve`` runs: identity from ``sync.enroll_file``, broker
+        from ``sync.mqtt_url`` (or the identity's). ``None`` when sync is off."""
+        from rae_sync.transport import PahoTransport
+
+        s = node.settings.sync
+        if identity is None:
+            if s.enroll_file is None:
+                return None
+            identity = NodeIdentity.load(s.enroll_file)
+        url = mqtt_url or s.mqtt_url or identity.mqtt_url
+        if url is None:
+            return None
+        t, site, n = identity.node
+        transport = PahoTransport.from_url(url, client_id=f"rae-edge-{t}-{site}-{n}",
+                                           tls=identity.tls)
+        opts = SyncOptions(batch_size=s.batch_size, outbox_limit=s.outbox_limit)
+        return cls(node, identity, transport, opts)
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Subscribes to the node's down topics, connects (in the background, retrying)
+        and starts the agent thread. Returns at once, also when the broker is away."""
+        if self._thread is not None:
+            return
+        t, s, n = self.identity.node
+        # subscribe before connecting: a kept session delivers its backlog right away
+        self.transport.subscribe(node_down_filter(t, s, n), self._on_down)
+        self.transport.add_connection_listener(self._on_connection)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="rae-sync-agent", daemon=True)
+        self._thread.start()
+        self.transport.connect(timeout=None)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stops the thread and disconnects; unacked rows stay in the outbox."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self.transport.close()
+
+    def notify(self) -> None:
+        """Wakes the agent at once (e.g. after a write that queued a row)."""
+        self._wake.set()
+
+    @property
+    def stats(self) -> SyncStats:
+        st = self.ledger.state()
+        last_ack = st.get("last_ack_at")
+        with self._lock:
+            counts = dict(self._counts)
+            alerts = tuple(self._alerts.values())
+        return SyncStats(
+            connected=self.transport.connected, outbox_depth=self.node.duck.outbox_depth(),
+            outbox_limit=self.options.outbox_limit, last_seq=int(st.get("last_seq", 0)),
+            last_acked_seq=int(st.get("last_acked_seq", 0)),
+            last_ack_at=datetime.fromisoformat(last_ack) if last_ack else None,
+            unacked=self.ledger.unacked_count(), alerts=alerts, **counts)
+
+    # -- sealing ------------------------------------------------------------------------
+    def _seal(self, msg: Message, seq: int, hlc: Hlc) -> Envelope:
+        t, s, n = self.identity.node
+        return seal(msg, key=self.identity.private_key, tenant_id=t, site_id=s, node_id=n,
+                    direction=Direction.UP, seq=seq, hlc=hlc)
+
+    def _topic(self, sealed: Sealed) -> str:
+        return up_topic(*self.identity.node, sealed.type)
+
+    # -- the loop -----------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self._step()
+            except Exception:
+                log.exception("sync step failed; retrying")
+                busy = False
+            if not busy:
+                self._wake.wait(self.options.poll_s)
+                self._wake.clear()
+
+    def _step(self) -> bool:
+        """One round; True when there is more to do at once."""
+        o = self.options
+        self._drain_work()
+        unacked = self.ledger.unacked_count()
+        sealed = 0
+        if unacked < o.window:
+            sealed, problems = self.ledger.seal_outbox(
+                min(o.batch_size, o.window - unacked), self.clock, self._seal)
+            for p in problems:
+                log.error("sync: %s (kept in sync_unsendable)", p)
+                with self._lock:
+                    self._counts["rejected"] += 1
+                    self._alerts[f"unsendable:{p}"] = f"unsendable {p}"
+        now = time.monotonic()
+        if now - self._last_bound_check >= 1.0:  # a count(*) costs: not every step
+            self._last_bound_check = now
+            self._check_bound()
+        published = 0
+        if self.transport.connected:
+            now = time.monotonic()
+            if now - self._last_status >= o.status_every_s:
+                self._last_status = now
+                self._send_status()
+            if unacked and now - self._last_progress >= o.resend_after_s:
+                log.info("sync: no ack for %.0fs; re-sending %d unacked", o.resend_after_s,
+                         unacked)
+                self._sent_upto = 0
+                self._last_progress = now
+            batch = self.ledger.unacked(o.batch_size, after_seq=self._sent_upto)
+            published = self._publish(batch)
+        if sealed or published:
+            self.ledger.prune(o.retain_acked)
+        return sealed == o.batch_size or published == o.batch_size
+
+    def _publish(self, batch: list[Sealed]) -> int:
+        if not batch:
+            return 0
+        try:
+            self.transport.publish_many([(self._topic(s), s.data) for s in batch],
+                                        timeout=self.options.publish_timeout_s)
+        except TransportError as e:
+            log.info("sync: publish interrupted (%s); will re-send", e)
+            return 0
+        self._sent_upto = max(self._sent_upto, batch[-1].seq)
+        with self._lock:
+            self._counts["published"] += len(batch)
+        return len(batch)
+
+    def _send_status(self) -> None:
+        st = self.stats
+        msg = NodeStatusMsg(
+            outbox_depth=st.outbox_depth, outbox_limit=st.outbox_limit, last_seq=st.last_seq,
+            last_acked_seq=st.last_acked_seq, oldest_unacked_at=self.ledger.oldest_unacked_at(),
+            unknown_replay=tuple(self._unknown_replay), alerts=st.alerts)
+        self.ledger.seal_message(msg, self.clock, self._seal)
+        self._unknown_replay.clear()
+
+    def _check_bound(self) -> None:
+        depth = self.node.duck.outbox_depth()
+        limit = self.options.outbox_limit
+        with self._lock:
+            if depth > limit:
+                if "outbox" not in self._alerts:
+                    log.error("sync: outbox holds %d rows, above its limit %d: nothing is "
+                              "dropped; is central reachable?", depth, limit)
+                self._alerts["outbox"] = f"outbox above limit: {depth} > {limit}"
+            else:
+                self._alerts.pop("outbox", None)
+
+    def _drain_work(self) -> None:
+        acks: list[tuple[str, int]] = []
+        while True:
+            try:
+                kind, item = self._work.get_nowait()
+            except queue.Empty:
+                break
+            if kind == "replay":
+                self._replay(item)
+            elif kind == "ack_up":
+                acks.append(item)
+            elif kind == "reconnected":
+                self._sent_upto = 0
+                self._last_status = 0.0
+        if acks:
+            self.ledger.seal_message(AckMsg(message_ids=tuple(m for m, _ in acks),
+                                            seqs=tuple(s for _, s in acks)),
+                                     self.clock, self._seal)
+
+    def _replay(self, req: ReplayRequestMsg) -> None:
+        retained = self.ledger.retained_range()
+        if retained is None or req.from_seq < retained[0]:
+            gone_to = req.to_seq if retained is None else min(req.to_seq, retained[0] - 1)
+            self._unknown_replay.append((req.from_seq, gone_to))
+            log.warning("sync: replay of seq %d..%d asked, seqs up to %d are no longer kept",
+                        req.from_seq, req.to_seq, gone_to)
+            self._last_status = 0.0  # tell central in the next status
+        start = req.from_seq
+        while start <= req.to_seq and not self._stop.is_set():
+            batch = self.ledger.in_range(start, req.to_seq, self.options.batch_size)
+            if not batch or not self._publish(batch):
+                return
+            start = batch[-1].seq + 1
+
+    # -- what comes down ------------------------------------------------------------------
+    def _on_connection(self, up: bool) -> None:
+        if up:
+            self._work.put(("reconnected", None))
+            self._wake.set()
+
+    def _on_down(self, msg: InboundMessage) -> None:
+        try:
+            got = open_envelope(msg.payload, self.identity.central_public_key, topic=msg.topic)
+        except VerificationError as e:
+            log.warning("sync: dropped a message on %s: %s (%s)", msg.topic, e.reason, e)
+            with self._lock:
+                self._counts["rejected"] += 1
+            return
+        env, m = got.envelope, got.message
+        if env.node != self.identity.node or env.direction is not Direction.DOWN:
+            log.warning("sync: dropped %s on %s: not addressed to this node", env.message_id,
+                        msg.topic)
+            return
+        self.clock.update(env.hlc)
+        if isinstance(m, AckMsg):
+            n = self.ledger.ack(m.seqs, m.message_ids)
+            if n:
+                self._last_progress = time.monotonic()
+                with self._lock:
+                    self._counts["acked"] += n
+                self._wake.set()
+        elif isinstance(m, ReplayRequestMsg):
+            self._work.put(("replay", m))
+            self._wake.set()
+        elif isinstance(m, CorrectionMsg):
+            if not self.ledger.applied(env.message_id):
+                self._apply_correction(env, m)
+            self._work.put(("ack_up", (env.message_id, env.seq)))
+            self._wake.set()
+        else:
+            log.warning("sync: ignored a %s message on %s", env.type, msg.topic)
+
+    def _apply_correction(self, env: Envelope, m: CorrectionMsg) -> None:
+        """Stores, indexes and pushes a correction made at another plant; idempotent, so
+        a redelivery (after a crash before the broker ack) changes nothing twice."""
+        c = m.correction
+        if c.tenant_id != self.identity.tenant_id:
+            log.warning("sync: dropped correction %s of tenant %s", c.id, c.tenant_id)
+            return
+        if c.hlc:
+            self.clock.update(c.hlc)
+        stored = self.node.duck.insert_correction(c, outbox=False)
+        node_type = type(self.node)
+        if self.index and hasattr(node_type, "indexer"):
+            self.node.indexer.index_corrections([c])  # skips rows already indexed
+        if stored and hasattr(self.node, "push"):
+            from rae_edge.memory.models import CorrectionOut
+
+            origin = m.origin.model_dump() if m.origin else None
+            self.node.push.publish(c.tenant_id, c.machine_id, "correction", {
+                "machine_id": c.machine_id, "text": c.text, "target_id": c.target_id,
+                "correction": CorrectionOut.of(c).model_dump(mode="json"), "origin": origin})
+        self.ledger.mark_applied(env.message_id, env.type.value)
+        with self._lock:
+            self._counts["applied"] += int(stored)

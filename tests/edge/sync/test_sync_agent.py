@@ -1,0 +1,229 @@
+"""The edge sync agent against a central stub, over the in-memory broker and a real
+mosquitto: rows leave the outbox only on central's ack, outages lose and duplicate
+nothing, replays re-send the same envelopes, corrections from other plants are applied
+once, and bad input is set aside with its reason."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import pytest
+
+from rae_edge.sync_agent import SyncAgent
+from rae_sync.domain import Correction
+from rae_sync.envelope import seal
+from rae_sync.hlc import Hlc
+from rae_sync.messages import CorrectionMsg
+from rae_sync.signing import generate_key
+from rae_sync.topics import Direction
+from tests.edge.sync.central_stub import CentralStub
+from tests.edge.sync.conftest import NODE, Rig
+
+
+def _wait(cond: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+def _corrections_at_central(central: CentralStub) -> dict[str, Correction]:
+    out: dict[str, Correction] = {}
+    for env in central.of_type("correction"):
+        c = env.message_as(CorrectionMsg).correction
+        assert c.id not in out, f"correction {c.id} stored under two message ids"
+        out[c.id] = c
+    return out
+
+
+def test_outbox_is_drained_only_after_central_acks(rig: Rig) -> None:
+    rig.central.acking.clear()
+    made = rig.correct(30)
+    agent = rig.agent(batch_size=7)
+    assert rig.central.wait_until(lambda c: len(c.of_type("correction")) == 30)
+    time.sleep(0.3)
+    # the broker has them all (PUBACKs came back) but central did not ack: nothing leaves
+    assert rig.node.duck.outbox_depth() == 30
+    assert agent.stats.unacked >= 30
+    rig.central.acking.set()
+    assert _wait(lambda: rig.node.duck.outbox_depth() == 0)
+    got = _corrections_at_central(rig.central)
+    assert set(got) == {c.id for c in made}
+    seqs = sorted(e.seq for e in rig.central.received.values())
+    assert seqs == list(range(1, len(seqs) + 1)), "the node's seq is contiguous from 1"
+    st = agent.stats
+    assert st.connected and st.last_acked_seq >= 30 and st.last_ack_at is not None
+    assert st.outbox_depth == 0
+
+
+def test_corrections_get_the_hlc_of_their_envelope_here_and_at_central(rig: Rig) -> None:
+    made = rig.correct(3)
+    rig.agent()
+    assert _wait(lambda: rig.node.duck.outbox_depth() == 0)
+    envs = rig.central.of_type("correction")
+    hlcs = [e.message_as(CorrectionMsg).correction.hlc for e in envs]
+    assert hlcs == [e.hlc for e in envs] and hlcs == sorted(hlcs) and all(hlcs)
+    local = {c.id: c.hlc for c in rig.node.duck.corrections_for_machine("acme", "press-0")}
+    assert local[made[0].id] == hlcs[0]
+
+
+def test_survives_a_broker_restart_with_the_outbox_retained(rig: Rig) -> None:
+    made = rig.correct(20)
+    agent = rig.agent(resend_after_s=2.0)
+    assert _wait(lambda: rig.node.duck.outbox_depth() == 0)
+    rig.broker.stop()
+    assert _wait(lambda: not agent.stats.connected)
+    made += rig.correct(25, start=20)  # written while central is unreachable
+    time.sleep(0.5)
+    assert rig.node.duck.outbox_depth() == 25, "kept in the outbox during the outage"
+    rig.broker.start()
+    assert _wait(lambda: rig.node.duck.outbox_depth() == 0, timeout=60)
+    got = _corrections_at_central(rig.central)
+    assert set(got) == {c.id for c in made}
+    seqs = sorted(e.seq for e in rig.central.received.values())
+    assert seqs == list(range(1, len(seqs) + 1)), "no seq lost or used twice"
+
+
+def test_seq_and_clock_continue_after_a_restart_of_the_agent(rig: Rig) -> None:
+    rig.correct(5)
+    first = rig.agent()
+    assert _wait(lambda: rig.node.duck.outbox_depth() == 0)
+    last_hlc = max(e.hlc for e in rig.central.received.values())
+    first.stop()
+    rig.agents.remove(first)
+    rig.correct(5, start=5)
+    rig.agent()
+    assert _wait(lambda: rig.node.duck.outbox_depth() == 0)
+    envs = rig.central.of_type("correction")
+    assert [e.seq for e in envs][-5:] == sorted(e.seq for e in envs)[-5:]
+    later = [e for e in envs if e.seq > 5]
+    assert len(later) == 5 and all(e.hlc > last_hlc for e in later)
+    assert len({e.seq for e in rig.central.received.values()}) == len(rig.central.received)
+
+
+def test_replay_request_re_sends_the_same_envelopes(rig: Rig) -> None:
+    rig.correct(10)
+    rig.agent()
+    assert _wait(lambda: rig.node.duck.outbox_depth() == 0)
+    before = rig.central.deliveries
+    originals = {e.seq: e for e in rig.central.of_type("correction")}
+    rig.central.send_replay(NODE, 3, 6)
+    assert rig.central.wait_until(lambda c: c.deliveries >= before + 4)
+    time.sleep(0.3)
+    # the same message ids came again, so central's dedupe makes the replay a no-op
+    assert {e.seq: e for e in rig.central.of_type("correction")} == originals
+    assert rig.central.deliveries >= before + 4
+
+
+def test_correction_from_another_plant_is_applied_once_and_pushed(rig: Rig) -> None:
+    agent = rig.agent()
+    c = Correction(tenant_id="acme", machine_id="press-9", text="plant 2: swap the fuse",
+                   author="bo", origin_node="node-7", hlc="1764000000000-000005")
+    env = rig.central.send_correction(NODE, c, ("acme", "plant-2", "node-7"))
+    assert _wait(lambda: agent.stats.applied == 1)
+    # a duplicate (central re-sends after a lost ack) changes nothing
+    rig.central.send(NODE, env.message_as(CorrectionMsg), message_id=env.message_id)
+    again = rig.central.send_correction(NODE, c, ("acme", "plant-2", "node-7"))  # same fact
+    acked: set[str] = set()
+
+    def acked_up() -> bool:
+        acked.update(m for e in rig.central.of_type("ack") for m in e.payload["message_ids"])
+        return {env.message_id, again.message_id} <= acked
+
+    assert _wait(acked_up), "the node acks what it applied, duplicates included"
+    stored = rig.node.duck.corrections_for_machine("acme", "press-9")
+    assert [s.id for s in stored] == [c.id] and stored[0].hlc == c.hlc
+    assert rig.node.duck.outbox_depth() == 0, "a correction from central is not sent back"
+    pushed = rig.node.duck.query(
+        "SELECT payload FROM push_messages WHERE machine_id = 'press-9' AND type = 'correction'")
+    assert len(pushed) == 1
+    body = json.loads(pushed[0][0])
+    assert body["correction"]["id"] == c.id and body["origin"]["site_id"] == "plant-2"
+    assert agent.stats.applied == 1
+    assert agent.clock.last > Hlc.parse(c.hlc), "the clock moved past the remote stamp"
+
+
+def test_forged_or_misaddressed_down_messages_are_dropped_and_the_loop_goes_on(rig: Rig) -> None:
+    agent = rig.agent()
+    c = Correction(tenant_id="acme", machine_id="press-1", text="forged", author="mallory")
+    forged = seal(CorrectionMsg(correction=c), key=generate_key(), tenant_id=NODE[0],
+                  site_id=NODE[1], node_id=NODE[2], direction=Direction.DOWN, seq=1,
+                  hlc="1764000000000-000000")
+    rig.central.transport.publish(forged.topic, forged.encode())
+    rig.central.transport.publish(forged.topic, b"{not json")
+    other = ("acme", "plant-1", "node-2")
+    good = Correction(tenant_id="acme", machine_id="press-1", text="genuine", author="bo")
+    misaddressed = rig.central.send_correction(other, good, other)  # node-2's topic
+    assert misaddressed.node_id == "node-2"
+    rig.central.send_correction(NODE, good, other)
+    assert _wait(lambda: agent.stats.applied == 1)
+    assert _wait(lambda: agent.stats.rejected == 2)
+    texts = [x.text for x in rig.node.duck.corrections_for_machine("acme", "press-1")]
+    assert texts == ["genuine"]
+
+
+def test_outbox_above_its_bound_alerts_and_drops_nothing(rig: Rig) -> None:
+    rig.broker.stop()
+    agent = rig.agent(wait=False, outbox_limit=5)
+    made = rig.correct(12)
+    assert _wait(lambda: any("outbox above limit" in a for a in agent.stats.alerts))
+    assert rig.node.duck.outbox_depth() == 12
+    rig.broker.start()
+    assert _wait(lambda: rig.node.duck.outbox_depth() == 0, timeout=60)
+    assert _wait(lambda: not agent.stats.alerts)
+    assert set(_corrections_at_central(rig.central)) == {c.id for c in made}
+    status = rig.central.of_type("node_status")
+    assert status and status[-1].payload["outbox_limit"] == 5
+
+
+def test_a_row_that_cannot_be_sent_is_set_aside_with_its_reason(rig: Rig) -> None:
+    with rig.node.duck.transaction() as cur:
+        cur.execute("INSERT INTO outbox (tenant_id, kind, payload) VALUES ('acme', 'weird', ?)",
+                    ['{"x": 1}'])
+        cur.execute("INSERT INTO outbox (tenant_id, kind, payload) VALUES "
+                    "('acme', 'correction', ?)", ['{"text": ""}'])
+    made = rig.correct(3)
+    agent = rig.agent()
+    assert _wait(lambda: rig.node.duck.outbox_depth() == 0)
+    assert set(_corrections_at_central(rig.central)) == {c.id for c in made}
+    aside = agent.ledger.unsendable()
+    assert [a["kind"] for a in aside] == ["weird", "correction"]
+    assert "unknown outbox kind 'weird'" in aside[0]["reason"]
+    assert "invalid" in aside[1]["reason"]
+    assert agent.stats.rejected == 2 and agent.stats.alerts
+
+
+def test_node_status_reaches_central(rig: Rig) -> None:
+    rig.correct(2)
+    rig.agent()
+    assert rig.central.wait_until(lambda c: bool(c.of_type("node_status")))
+    st = rig.central.of_type("node_status")[0].payload
+    assert st["last_seq"] >= 0 and "outbox_depth" in st
+
+
+def test_identity_of_another_tenant_is_refused(rig: Rig) -> None:
+    from rae_sync.identity import NodeIdentity
+
+    other = NodeIdentity.issue("globex", "p", "n", generate_key().public_key())
+    with pytest.raises(ValueError, match="tenant"):
+        SyncAgent(rig.node, other, rig.broker.make("x"))
+
+
+def test_a_correction_from_central_becomes_searchable(rig: Rig) -> None:
+    """With the real indexer (the packaged embedding model): the applied correction is
+    found by the node's hybrid search."""
+    agent = SyncAgent(rig.node, rig.identity, rig.broker.make("rae-edge-indexing"), index=True)
+    rig.agents.append(agent)
+    agent.start()
+    assert _wait(lambda: agent.transport.connected)
+    c = Correction(tenant_id="acme", machine_id="press-4",
+                   text="hydraulic pump cavitation: bleed the air from the suction line",
+                   author="bo", origin_node="node-7")
+    rig.central.send_correction(NODE, c, ("acme", "plant-2", "node-7"))
+    assert _wait(lambda: agent.stats.applied == 1, timeout=120)
+    hits = rig.node.memory.search("acme", "pump cavitation air in suction", k=5)
+    assert c.id in [h.id for h in hits.hits]
