@@ -133,7 +133,8 @@ class BriefingBuilder:
 
     def __init__(self, node: EdgeNode) -> None:
         self.node = node
-        self._manual_cache: dict[str, tuple[int, list[dict[str, Any]]]] = {}
+        self._manual_cache: dict[
+            str, tuple[int, list[dict[str, Any]], dict[str, list[str]]]] = {}
         self._drift_cache: dict[str, tuple[tuple[str, int], list[DriftAlert]]] = {}
 
     def build(self, tenant_id: str, machine: Machine, *, as_of: datetime | None = None,
@@ -147,21 +148,22 @@ class BriefingBuilder:
                 by_target[c.target_id].append(c)
         recurring = recurring_problems(incidents)
         in_recurring = {i for p in recurring for i in p.incident_ids}
-        brief = [self._incident(i, by_target.get(i.id, []), error_code, in_recurring)
-                 for i in incidents]
+        shown = incidents
         if error_code:  # the current error's history first, each group newest first
-            brief.sort(key=lambda b: b.relevance != "error_code")
-        brief = brief[:MAX_INCIDENTS]
+            shown = sorted(incidents, key=lambda i: i.error_code != error_code)
+        brief = [self._incident(i, by_target.get(i.id, []), error_code, in_recurring)
+                 for i in shown[:MAX_INCIDENTS]]
         codes = list(dict.fromkeys(
             ([error_code] if error_code else []) + [i.error_code for i in incidents
                                                     if i.error_code]))[:MAX_CODES]
-        sections = self._sections(tenant_id, machine.id, codes, by_target, error_code)
+        version = self.node.lance.table.version  # one look per briefing (it is not free)
+        sections = self._sections(tenant_id, machine.id, codes, by_target, as_of, version)
         incident_ids = {i.id for i in incidents}
         section_ids = {s.id for s in sections}
         general = [CorrectionOut.of(c) for c in corrections
                    if not c.target_id or (c.target_id not in incident_ids
                                           and c.target_id not in section_ids)]
-        drift = self._drift(tenant_id, machine.id, {i.error_code for i in incidents})
+        drift = self._drift(tenant_id, machine.id, {i.error_code for i in incidents}, version)
         summary = summarize(machine, brief, recurring, sections, drift, general, error_code)
         return Briefing(machine=MachineOut.of(machine), as_of=as_of, error_code=error_code,
                         summary=summary, incidents=brief, recurring=recurring,
@@ -198,7 +200,8 @@ class BriefingBuilder:
         relevance = ("error_code" if error_code and inc.error_code == error_code
                      else "recurring" if inc.id in in_recurring else "recent")
         outs = [CorrectionOut.of(c) for c in corrections]
-        return BriefIncident(
+        # Built from stored, validated records: construct without re-validating.
+        return BriefIncident.model_construct(
             id=inc.id, machine_id=inc.machine_id, occurred_at=inc.occurred_at,
             error_code=inc.error_code, symptom=inc.symptom, action=inc.action,
             source=inc.source, corrections=outs, superseded=bool(outs),
@@ -206,12 +209,13 @@ class BriefingBuilder:
             current_fix=outs[-1].text if outs else inc.action, relevance=relevance)
 
     def _sections(self, tenant_id: str, machine_id: str, codes: list[str],
-                  by_target: dict[str, list[Correction]],
-                  error_code: str | None) -> list[ManualSection]:
+                  by_target: dict[str, list[Correction]], as_of: datetime | None,
+                  version: int) -> list[ManualSection]:
         if not codes:
             return []
         wanted = set(codes)
-        rows = [r for r in self._manual(tenant_id)
+        manual, amended = self._manual(tenant_id, version)
+        rows = [r for r in manual
                 if (r.get("machine_id") is None or r.get("machine_id") == machine_id)
                 and wanted.intersection(r.get("error_codes") or ())]
         order = {c: n for n, c in enumerate(codes)}
@@ -220,34 +224,34 @@ class BriefingBuilder:
             mine = [order[c] for c in (r.get("error_codes") or []) if c in order]
             return (min(mine, default=len(order)), int(r.get("page") or 0), str(r["id"]))
 
-        rows.sort(key=rank)
-        missing = [r["id"] for r in rows if r["id"] not in by_target]
-        amended = self.node.duck.corrections_for_targets(tenant_id, missing) if missing else {}
-        out = []
-        for r in rows[:MAX_SECTIONS]:
-            sup = [c.id for c in by_target.get(r["id"], []) or amended.get(r["id"], [])]
-            out.append(ManualSection(
-                id=r["id"], document_id=r.get("document_id"), document_title=r.get("source"),
-                section=r.get("section"), page=r.get("page"),
-                error_codes=list(r.get("error_codes") or []), text=r["text"],
-                superseded_by=sup))
-        return out
+        rows = sorted(rows, key=rank)[:MAX_SECTIONS]
+        if as_of is not None:  # what amended them then, not now
+            amended = {k: [c.id for c in v] for k, v in self.node.duck.corrections_for_targets(
+                tenant_id, [r["id"] for r in rows], as_of).items()}
+        return [ManualSection(
+            id=r["id"], document_id=r.get("document_id"), document_title=r.get("source"),
+            section=r.get("section"), page=r.get("page"),
+            error_codes=list(r.get("error_codes") or []), text=r["text"],
+            superseded_by=amended.get(r["id"], [])) for r in rows]
 
-    def _manual(self, tenant_id: str) -> list[dict[str, Any]]:
-        """The tenant's manual sections that name error codes, cached per LanceDB version
-        (a new version on every write, so the cache is never stale)."""
-        version = self.node.lance.table.version
+    def _manual(self, tenant_id: str, version: int,
+                ) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+        """The tenant's manual sections that name error codes, and the corrections amending
+        each, cached per LanceDB version: every write makes a new version, and every
+        correction is indexed there, so the cache is never stale."""
         hit = self._manual_cache.get(tenant_id)
         if hit is not None and hit[0] == version:
-            return hit[1]
+            return hit[1], hit[2]
         where = (f"tenant_id = {sql_literal(tenant_id)} AND kind = 'manual' AND "
                  "array_length(error_codes) > 0")
         rows = self.node.lance.rows(where, [*_SECTION_COLUMNS, "machine_id"], MAX_MANUAL_ROWS)
-        self._manual_cache[tenant_id] = (version, rows)
-        return rows
+        amended = {k: [c.id for c in v] for k, v in self.node.duck.corrections_for_targets(
+            tenant_id, [r["id"] for r in rows]).items()}
+        self._manual_cache[tenant_id] = (version, rows, amended)
+        return rows, amended
 
-    def _drift(self, tenant_id: str, machine_id: str,
-               codes: set[str | None]) -> list[dict[str, Any]]:
+    def _drift(self, tenant_id: str, machine_id: str, codes: set[str | None],
+               version: int) -> list[dict[str, Any]]:
         """Open drift alerts that concern the machine (it is in their evidence, or it had
         their error code). The tenant's alerts are re-read only when a correction, an
         alert or the LanceDB version changed since the last briefing."""
@@ -259,7 +263,7 @@ class BriefingBuilder:
             "coalesce(max(updated_at)::VARCHAR, '') || '|' || "
             "coalesce(max(acknowledged_at)::VARCHAR, '') FROM drift_alerts WHERE tenant_id = ?)",
             [tenant_id, tenant_id])[0]
-        key = (str(stamp), self.node.lance.table.version)
+        key = (str(stamp), version)
         hit = self._drift_cache.get(tenant_id)
         if hit is None or hit[0] != key:
             hit = (key, [a for a in open_alerts(self.node, tenant_id)])

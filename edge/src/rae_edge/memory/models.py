@@ -43,9 +43,11 @@ class CorrectionOut(_Out):
 
     @classmethod
     def of(cls, c: Correction) -> CorrectionOut:
-        return cls(id=c.id, machine_id=c.machine_id, text=c.text, author=c.author,
-                   target_id=c.target_id, method=c.method.value, valid_from=c.valid_from,
-                   valid_to=c.valid_to, origin_node=c.origin_node)
+        # From a validated Correction: nothing to check again.
+        return cls.model_construct(id=c.id, machine_id=c.machine_id, text=c.text,
+                                   author=c.author, target_id=c.target_id,
+                                   method=c.method.value, valid_from=c.valid_from,
+                                   valid_to=c.valid_to, origin_node=c.origin_node)
 
 
 class BriefIncident(_Out):
