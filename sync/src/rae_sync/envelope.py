@@ -146,12 +146,19 @@ def seal(message: Message, *, key: Ed25519PrivateKey, tenant_id: str, site_id: s
     ``up``, central's for ``down``)."""
     if direction not in message.DIRECTIONS:
         raise ValueError(f"a {message.TYPE} message does not travel {direction}")
-    unsigned = Envelope(
+    # The header is validated; the payload already was, by its message class. The body is
+    # dumped once and signed as it will be encoded (a hot path: ~2x faster than a re-dump).
+    header = Envelope(
         schema_version=SCHEMA_VERSION, message_id=message_id or new_message_id(), seq=seq,
         hlc=str(hlc), tenant_id=tenant_id, site_id=site_id, node_id=node_id,
-        direction=direction, type=message.TYPE, payload=message.model_dump(mode="json"),
+        direction=direction, type=message.TYPE, payload={},
     )
-    return unsigned.model_copy(update={"signature": sign(key, unsigned.signed_bytes())})
+    body = header.model_dump(mode="json", exclude={"signature"})
+    body["payload"] = message.model_dump(mode="json")
+    signature = sign(key, canonical_json(body))
+    fields = {name: getattr(header, name) for name in Envelope.model_fields}
+    fields.update(payload=body["payload"], signature=signature)
+    return Envelope.model_construct(**fields)
 
 
 @dataclass(frozen=True)

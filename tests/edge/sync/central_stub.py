@@ -119,3 +119,32 @@ class CentralStub:
                     return False
                 self._cv.wait(min(left, 0.2))
         return True
+
+
+def main() -> None:
+    """``python -m tests.edge.sync.central_stub --port P --key K --node-key N``: the stub
+    in a process of its own (benchmarks), printing how many messages it holds."""
+    import argparse
+    from pathlib import Path
+
+    from rae_sync.signing import load_private_key, load_public_key
+    from rae_sync.transport import PahoTransport
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--key", type=Path, required=True, help="central's private key (PEM)")
+    ap.add_argument("--node-key", type=Path, required=True, help="node's public key (PEM)")
+    ap.add_argument("--node", default="acme/plant-1/node-1")
+    args = ap.parse_args()
+    t, s, n = args.node.split("/")
+    stub = CentralStub(PahoTransport("127.0.0.1", args.port, "central-stub-proc"),
+                       load_private_key(args.key.read_text()),
+                       {(t, s, n): load_public_key(args.node_key.read_text())}).start()
+    print("ready", flush=True)
+    while True:
+        time.sleep(0.5)
+        print(f"received {len(stub.received)} deliveries {stub.deliveries}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

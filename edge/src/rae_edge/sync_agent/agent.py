@@ -43,7 +43,7 @@ from rae_sync.messages import (
     ReplayRequestMsg,
 )
 from rae_sync.topics import Direction, node_down_filter, up_topic
-from rae_sync.transport import InboundMessage, Transport
+from rae_sync.transport import InboundMessage, PublishHandle, Transport
 
 if TYPE_CHECKING:
     from rae_edge.node import EdgeNode
@@ -106,6 +106,8 @@ class SyncAgent:
         self._last_progress = time.monotonic()
         self._last_status = 0.0
         self._last_bound_check = 0.0
+        self._last_prune = 0.0
+        self._inflight: tuple[list[Sealed], list[PublishHandle]] | None = None
         self._alerts: dict[str, str] = {}
         self._unknown_replay: list[tuple[int, int]] = []
         self._counts = {"published": 0, "acked": 0, "applied": 0, "rejected": 0}
@@ -192,6 +194,10 @@ class SyncAgent:
                 log.exception("sync step failed; retrying")
                 busy = False
             if not busy:
+                try:
+                    self._await_inflight()
+                except Exception:
+                    log.exception("sync: waiting for PUBACKs failed")
                 self._wake.wait(self.options.poll_s)
                 self._wake.clear()
 
@@ -200,9 +206,9 @@ class SyncAgent:
         o = self.options
         self._drain_work()
         unacked = self.ledger.unacked_count()
-        sealed = 0
+        fresh: list[Sealed] = []
         if unacked < o.window:
-            sealed, problems = self.ledger.seal_outbox(
+            fresh, problems = self.ledger.seal_outbox(
                 min(o.batch_size, o.window - unacked), self.clock, self._seal)
             for p in problems:
                 log.error("sync: %s (kept in sync_unsendable)", p)
@@ -215,7 +221,6 @@ class SyncAgent:
             self._check_bound()
         published = 0
         if self.transport.connected:
-            now = time.monotonic()
             if now - self._last_status >= o.status_every_s:
                 self._last_status = now
                 self._send_status()
@@ -224,25 +229,50 @@ class SyncAgent:
                          unacked)
                 self._sent_upto = 0
                 self._last_progress = now
-            batch = self.ledger.unacked(o.batch_size, after_seq=self._sent_upto)
-            published = self._publish(batch)
-        if sealed or published:
+            # older unacked first (after a reconnect or a resend), then what was just sealed
+            # (published straight from memory, not read back)
+            lo = fresh[0].seq if fresh else None
+            if lo is None or self._sent_upto < lo - 1:
+                older = [s for s in self.ledger.unacked(o.batch_size, after_seq=self._sent_upto)
+                         if lo is None or s.seq < lo]
+                published += self._publish(older)
+            if fresh and self._sent_upto >= fresh[0].seq - 1:
+                published += self._publish(fresh)
+        if now - self._last_prune >= 5.0:
+            self._last_prune = now
             self.ledger.prune(o.retain_acked)
-        return sealed == o.batch_size or published == o.batch_size
+        return len(fresh) == o.batch_size or published >= o.batch_size
 
     def _publish(self, batch: list[Sealed]) -> int:
+        """Sends a batch without waiting: its PUBACKs are awaited when the next batch goes
+        (or the loop idles), so sealing the next batch overlaps the network round trip."""
         if not batch:
             return 0
+        self._await_inflight()
         try:
-            self.transport.publish_many([(self._topic(s), s.data) for s in batch],
-                                        timeout=self.options.publish_timeout_s)
+            handles = [self.transport.publish_async(self._topic(s), s.data) for s in batch]
         except TransportError as e:
             log.info("sync: publish interrupted (%s); will re-send", e)
+            self._sent_upto = min(self._sent_upto, batch[0].seq - 1)
             return 0
+        self._inflight = (batch, handles)
         self._sent_upto = max(self._sent_upto, batch[-1].seq)
+        return len(batch)
+
+    def _await_inflight(self) -> None:
+        if self._inflight is None:
+            return
+        batch, handles = self._inflight
+        self._inflight = None
+        try:
+            for h in handles:
+                h.wait(self.options.publish_timeout_s)
+        except TransportError as e:
+            log.info("sync: publish interrupted (%s); will re-send", e)
+            self._sent_upto = min(self._sent_upto, batch[0].seq - 1)
+            return
         with self._lock:
             self._counts["published"] += len(batch)
-        return len(batch)
 
     def _send_status(self) -> None:
         st = self.stats

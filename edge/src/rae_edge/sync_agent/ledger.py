@@ -60,8 +60,8 @@ class SyncLedger:
     @staticmethod
     def _put(cur: Any, key: str, value: object, *more: tuple[str, object]) -> None:
         pairs = [(key, value), *more]
-        cur.execute("INSERT OR REPLACE INTO sync_state VALUES "
-                    + ", ".join("(?, ?)" for _ in pairs),
+        cur.execute("INSERT INTO sync_state VALUES " + ", ".join("(?, ?)" for _ in pairs)
+                    + " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     [x for k, v in pairs for x in (k, str(v))])
 
     def save_clock(self, hlc: Hlc) -> None:
@@ -72,9 +72,10 @@ class SyncLedger:
     def unacked_count(self) -> int:
         return int(self.duck.query("SELECT count(*) FROM sync_sent WHERE acked_at IS NULL")[0][0])
 
-    def seal_outbox(self, limit: int, clock: HybridClock, seal: Sealer) -> tuple[int, list[str]]:
+    def seal_outbox(self, limit: int, clock: HybridClock, seal: Sealer
+                    ) -> tuple[list[Sealed], list[str]]:
         """Seals up to ``limit`` outbox rows not sealed yet, in one transaction; returns
-        how many were sealed and the reasons of rows moved aside as unsendable."""
+        the sealed envelopes and the reasons of rows moved aside as unsendable."""
         problems: list[str] = []
         with self.duck.transaction() as cur:
             st = dict(cur.execute("SELECT key, value FROM sync_state").fetchall())
@@ -84,7 +85,7 @@ class SyncLedger:
                 "SELECT seq, tenant_id, kind, payload FROM outbox WHERE seq > ? "
                 "ORDER BY seq LIMIT ?", [last_outbox, limit]).fetchall()
             if not rows:
-                return 0, problems
+                return [], problems
             sent: list[list[Any]] = []
             stamped: list[tuple[str, str]] = []
             stamp = clock.last
@@ -125,7 +126,8 @@ class SyncLedger:
                     "corrections.id = m.id AND corrections.hlc = ''", [ids, hlcs, self.tenant_id])
             self._put(cur, "last_seq", last_seq, ("last_outbox_seq", last_outbox),
                       ("hlc", stamp))
-        return len(sent), problems
+        return [Sealed(int(r[0]), str(r[1]), str(r[3]), str(r[4]).encode("utf-8"))
+                for r in sent], problems
 
     def seal_message(self, msg: Message, clock: HybridClock, seal: Sealer) -> Sealed:
         """Seals a message that is not an outbox row (status, ack of a down message)."""
