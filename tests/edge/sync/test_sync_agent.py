@@ -8,18 +8,24 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from rae_edge import config
+from rae_edge.node import EdgeNode
 from rae_edge.sync_agent import SyncAgent
 from rae_sync.domain import Correction
 from rae_sync.envelope import seal
 from rae_sync.hlc import Hlc
+from rae_sync.identity import NodeIdentity
 from rae_sync.messages import CorrectionMsg
 from rae_sync.signing import generate_key
 from rae_sync.topics import Direction
+from rae_sync.transport import PahoTransport
 from tests.edge.sync.central_stub import CentralStub
 from tests.edge.sync.conftest import NODE, Rig
+from tests.fixtures.mosquitto import Mosquitto
 
 
 def _wait(cond: Callable[[], bool], timeout: float = 30.0) -> bool:
@@ -206,8 +212,6 @@ def test_node_status_reaches_central(rig: Rig) -> None:
 
 
 def test_identity_of_another_tenant_is_refused(rig: Rig) -> None:
-    from rae_sync.identity import NodeIdentity
-
     other = NodeIdentity.issue("globex", "p", "n", generate_key().public_key())
     with pytest.raises(ValueError, match="tenant"):
         SyncAgent(rig.node, other, rig.broker.make("x"))
@@ -227,3 +231,36 @@ def test_a_correction_from_central_becomes_searchable(rig: Rig) -> None:
     assert _wait(lambda: agent.stats.applied == 1, timeout=120)
     hits = rig.node.memory.search("acme", "pump cavitation air in suction", k=5)
     assert c.id in [h.id for h in hits.hits]
+
+
+def test_from_settings_builds_the_agent_serve_runs(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    central_key = generate_key()
+    ident = NodeIdentity.issue(*NODE, central_key.public_key(), mqtt_url=mosquitto.url)
+    ident.save(tmp_path / "node.identity.json")
+    plain = config.load(None, data_dir=tmp_path / "off", node={"tenant_id": "acme"})
+    off = EdgeNode(plain)
+    try:
+        assert SyncAgent.from_settings(off) is None, "no identity: sync is off"
+    finally:
+        off.close()
+    settings = config.load(None, data_dir=tmp_path / "node", node={"tenant_id": "acme"},
+                           sync={"enroll_file": tmp_path / "node.identity.json",
+                                 "outbox_limit": 7, "batch_size": 3})
+    node = EdgeNode(settings)
+    central = CentralStub(PahoTransport("127.0.0.1", mosquitto.port, "central"), central_key,
+                          {NODE: ident.public_key}).start()
+    agent = SyncAgent.from_settings(node)  # broker URL from the identity file
+    assert agent is not None
+    assert agent.options.outbox_limit == 7 and agent.options.batch_size == 3
+    try:
+        agent.start()
+        node.duck.insert_correction(Correction(tenant_id="acme", machine_id="press-1",
+                                               text="via settings", author="ana"))
+        agent.notify()
+        assert _wait(lambda: node.duck.outbox_depth() == 0)
+        assert [e.message_as(CorrectionMsg).correction.text
+                for e in central.of_type("correction")] == ["via settings"]
+    finally:
+        agent.stop()
+        central.stop()
+        node.close()
