@@ -256,5 +256,20 @@ def test_offline_install_update_broken_update_and_too_old(bundles: dict[str, Pat
     assert f"schema version {SCHEMA_VERSION + 1}, newer than release 1.0.0" in r.stderr
     assert os.readlink(opt / "current") == "versions/1.1.0"
     _duck(data, f"UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version'")
+
+    # 5. The disk dies: a backup taken with the installed release comes back on a new
+    #    machine in the same install step, every record the same.
+    r = subprocess.run([exe, "backup", "--config", str(cfg), str(tmp_path / "bk")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    root2 = tmp_path / "root2"
+    r = install(bundles["1.1.0"], root2, "--restore", str(tmp_path / "bk"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "restored" in r.stdout and "is live" in r.stdout
+    data2 = root2 / "var/lib/rae-edge"
+    assert {t: _duck(data2, f"SELECT * FROM {t} ORDER BY ALL") for t in before} == \
+        {t: _duck(data, f"SELECT * FROM {t} ORDER BY ALL") for t in before}
+    r = install(bundles["1.1.0"], root2, "--restore", str(tmp_path / "bk"))
+    assert r.returncode == installer.EXIT_BAD and "empty data folder" in r.stderr
     print(f"offline install from bundle to healthy node: {took:.1f} s at "
           f"{datetime.now(UTC):%H:%M}")

@@ -133,11 +133,19 @@ def file_table(root: Path) -> dict[str, dict[str, Any]]:
 def write_manifest(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """(Re)writes manifest.json with every file's sha256, and SHA256SUMS over all files."""
     manifest = {**manifest, "files": file_table(root)}
-    (root / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    _replace(root / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     lines = [f"{m['sha256']}  {rel}" for rel, m in manifest["files"].items()]
     lines.append(f"{wheelhouse.sha256_file(root / 'manifest.json')}  manifest.json")
-    (root / "SHA256SUMS").write_text("\n".join(sorted(lines, key=lambda s: s[66:])) + "\n")
+    _replace(root / "SHA256SUMS", "\n".join(sorted(lines, key=lambda s: s[66:])) + "\n")
     return manifest
+
+
+def _replace(path: Path, text: str) -> None:
+    """Writes a new file renamed over the old one: never through a hard link into another
+    bundle that shares the old file."""
+    tmp = path.with_name(f".{path.name}.new")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def tar_bundle(root: Path) -> tuple[Path, str]:

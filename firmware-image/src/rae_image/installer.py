@@ -216,6 +216,7 @@ class Installer:
         self.systemd_dir = Path(args.systemd_dir) if args.systemd_dir else None
         self.health_timeout = float(args.health_timeout)
         self.keep = int(args.keep)
+        self.restore_from = Path(args.restore).resolve() if args.restore else None
         self.prefix.mkdir(parents=True, exist_ok=True)
         self.log = Log(self.prefix / "install.log")
         self.env = {**os.environ, "HF_HUB_OFFLINE": "1", "PIP_CONFIG_FILE": os.devnull,
@@ -327,6 +328,20 @@ class Installer:
                                "it? stop it first, or use --service systemd)")
         return int(out["schema_version"])
 
+    def restore(self, vdir: Path, data_dir: Path) -> None:
+        """A new machine comes back from a backup (``rae-edge backup``) before its first
+        start: only onto an empty data folder, every file checked by sha256."""
+        assert self.restore_from is not None
+        if data_dir.exists() and any(data_dir.iterdir()):
+            raise InstallError(f"--restore needs an empty data folder, and {data_dir} holds "
+                               "data: move it aside first")
+        r = self.run([vdir / "venv" / "bin" / "rae-edge", "restore", self.restore_from,
+                      "--config", self.config, "--data-dir", data_dir], check=False)
+        if r.returncode != 0:
+            raise InstallError(f"restore from {self.restore_from} failed: "
+                               f"{(r.stderr or r.stdout)[-1500:]}")
+        self.log(r.stdout.strip().splitlines()[-1] if r.stdout.strip() else "restored")
+
     def stop_service(self) -> None:
         if self.service == "systemd":
             self.run(["systemctl", "stop", SERVICE], check=False)
@@ -425,6 +440,8 @@ class Installer:
                 self.ensure_config(vdir)
                 conf = self.read_config(vdir)
                 data_dir = Path(conf["data_dir"])
+                if self.restore_from is not None:
+                    self.restore(vdir, data_dir)
                 self.stop_service()
                 have = self.data_schema(vdir, data_dir)
             except InstallError:
@@ -531,6 +548,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--health-timeout", type=float, default=120.0,
                    help="seconds the new release has to answer /api/v1/health")
     p.add_argument("--keep", type=int, default=3, help="releases to keep on disk")
+    p.add_argument("--restore", default=None, metavar="BACKUP_DIR",
+                   help="first restore this rae-edge backup onto the (empty) data folder")
     return p.parse_args(argv)
 
 
