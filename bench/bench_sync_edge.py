@@ -29,7 +29,7 @@ from rae_edge import config
 from rae_edge.node import EdgeNode
 from rae_edge.sync_agent import SyncAgent, SyncLedger, SyncOptions
 from rae_sync.domain import Correction
-from rae_sync.envelope import seal
+from rae_sync.envelope import seal, seal_encoded
 from rae_sync.identity import NodeIdentity
 from rae_sync.messages import CorrectionMsg
 from rae_sync.signing import generate_key, private_key_pem
@@ -124,8 +124,9 @@ def _seal_only(folder: Path, n: int) -> float:
     clock = ledger.clock()
 
     def sealer(msg, seq, hlc):  # type: ignore[no-untyped-def]
-        return seal(msg, key=ident.private_key, tenant_id=NODE[0], site_id=NODE[1],
-                    node_id=NODE[2], direction=Direction.UP, seq=seq, hlc=hlc)
+        return seal_encoded(msg, key=ident.private_key, tenant_id=NODE[0],
+                            site_id=NODE[1], node_id=NODE[2], direction=Direction.UP,
+                            seq=seq, hlc=hlc)
 
     t0 = time.perf_counter()
     done = 0

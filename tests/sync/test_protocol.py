@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rae_sync.domain import AuditEntry, Correction, Incident
-from rae_sync.envelope import SCHEMA_VERSION, Envelope, open_envelope, seal
+from rae_sync.envelope import SCHEMA_VERSION, Envelope, open_envelope, seal, seal_encoded
 from rae_sync.errors import (
     BadSignature,
     Malformed,
@@ -105,6 +105,11 @@ def test_round_trip_through_the_signed_envelope(msg: Message, direction: Directi
     assert env.topic == f"rae/v1/{T}/{S}/{N}/{direction}/{msg.TYPE}"
     # the payload is exactly the documented JSON of the message
     assert json.loads(data)["payload"] == json.loads(msg.model_dump_json())
+    # the publisher's fast path gives the same bytes
+    env2, data2 = seal_encoded(msg, key=key, tenant_id=T, site_id=S, node_id=N,
+                               direction=direction, seq=7, hlc=Hlc(1764000000000, 2),
+                               message_id=env.message_id)
+    assert data2 == data and env2 == env
 
 
 def _sealed() -> tuple[Envelope, bytes, Ed25519PrivateKey]:

@@ -144,10 +144,20 @@ def seal(message: Message, *, key: Ed25519PrivateKey, tenant_id: str, site_id: s
          message_id: str | None = None) -> Envelope:
     """Wraps ``message`` in an envelope and signs it with ``key`` (the node's key for
     ``up``, central's for ``down``)."""
+    return seal_encoded(message, key=key, tenant_id=tenant_id, site_id=site_id,
+                        node_id=node_id, direction=direction, seq=seq, hlc=hlc,
+                        message_id=message_id)[0]
+
+
+def seal_encoded(message: Message, *, key: Ed25519PrivateKey, tenant_id: str, site_id: str,
+                 node_id: str, direction: Direction, seq: int, hlc: str | Hlc,
+                 message_id: str | None = None) -> tuple[Envelope, bytes]:
+    """:func:`seal`, plus the bytes to publish (what ``envelope.encode()`` returns), made
+    from the same dump: the hot path of a publisher."""
     if direction not in message.DIRECTIONS:
         raise ValueError(f"a {message.TYPE} message does not travel {direction}")
     # The header is validated; the payload already was, by its message class. The body is
-    # dumped once and signed as it will be encoded (a hot path: ~2x faster than a re-dump).
+    # dumped once, signed, and encoded with the signature added.
     header = Envelope(
         schema_version=SCHEMA_VERSION, message_id=message_id or new_message_id(), seq=seq,
         hlc=str(hlc), tenant_id=tenant_id, site_id=site_id, node_id=node_id,
@@ -158,7 +168,8 @@ def seal(message: Message, *, key: Ed25519PrivateKey, tenant_id: str, site_id: s
     signature = sign(key, canonical_json(body))
     fields = {name: getattr(header, name) for name in Envelope.model_fields}
     fields.update(payload=body["payload"], signature=signature)
-    return Envelope.model_construct(**fields)
+    body["signature"] = signature
+    return Envelope.model_construct(**fields), canonical_json(body)
 
 
 @dataclass(frozen=True)

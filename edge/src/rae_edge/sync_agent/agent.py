@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rae_edge.sync_agent.ledger import Sealed, SyncLedger
-from rae_sync.envelope import Envelope, open_envelope, seal
+from rae_sync.envelope import Envelope, open_envelope, seal_encoded
 from rae_sync.errors import TransportError, VerificationError
 from rae_sync.hlc import Hlc
 from rae_sync.identity import NodeIdentity
@@ -177,10 +177,10 @@ class SyncAgent:
             unacked=self.ledger.unacked_count(), alerts=alerts, **counts)
 
     # -- sealing ------------------------------------------------------------------------
-    def _seal(self, msg: Message, seq: int, hlc: Hlc) -> Envelope:
+    def _seal(self, msg: Message, seq: int, hlc: Hlc) -> tuple[Envelope, bytes]:
         t, s, n = self.identity.node
-        return seal(msg, key=self.identity.private_key, tenant_id=t, site_id=s, node_id=n,
-                    direction=Direction.UP, seq=seq, hlc=hlc)
+        return seal_encoded(msg, key=self.identity.private_key, tenant_id=t, site_id=s,
+                            node_id=n, direction=Direction.UP, seq=seq, hlc=hlc)
 
     def _topic(self, sealed: Sealed) -> str:
         return up_topic(*self.identity.node, sealed.type)

@@ -37,7 +37,7 @@ class Sealed:
     data: bytes
 
 
-Sealer = Callable[[Message, int, Hlc], Envelope]
+Sealer = Callable[[Message, int, Hlc], tuple[Envelope, bytes]]
 
 
 class SyncLedger:
@@ -106,9 +106,9 @@ class SyncLedger:
                     cur.execute("DELETE FROM outbox WHERE seq = ?", [oseq])
                     continue
                 last_seq += 1
-                env = seal(msg, last_seq, stamp)
+                env, data = seal(msg, last_seq, stamp)
                 sent.append([last_seq, env.message_id, oseq, env.type.value,
-                             env.encode().decode("utf-8")])
+                             data.decode("utf-8")])
                 if isinstance(msg, CorrectionMsg):
                     stamped.append((msg.correction.id, msg.correction.hlc))
             # one statement each (DuckDB's executemany costs ~1 ms a row)
@@ -135,8 +135,7 @@ class SyncLedger:
             st = dict(cur.execute("SELECT key, value FROM sync_state").fetchall())
             seq = int(st.get("last_seq", 0)) + 1
             stamp = clock.now()
-            env = seal(msg, seq, stamp)
-            data = env.encode()
+            env, data = seal(msg, seq, stamp)
             cur.execute("INSERT INTO sync_sent (seq, message_id, outbox_seq, type, envelope) "
                         "VALUES (?, ?, NULL, ?, ?)",
                         [seq, env.message_id, env.type.value, data.decode("utf-8")])
