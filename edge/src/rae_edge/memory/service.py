@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_K = 100
+MAX_ANNOUNCED = 100  # new incidents pushed one by one per request; the rest are stored
 
 
 class MemoryService:
@@ -119,26 +121,42 @@ class MemoryService:
             raise InvalidInputError("incidents of another tenant")
         sync = self.node.settings.sync
         outbox = sync.mqtt_url is not None or sync.enroll_file is not None
-        new = self.node.duck.insert_incidents(incidents, outbox=outbox)
+        # The texts are embedded (for the similar-incident lookup) while DuckDB stores the
+        # rows: both release the GIL, so the push goes out sooner.
+        head = list(incidents[:MAX_ANNOUNCED])
+        with ThreadPoolExecutor(1) as pool:
+            vectors = pool.submit(self._embed_incidents, head)
+            new = self.node.duck.insert_incidents(incidents, outbox=outbox)
+            vecs = vectors.result()
         # Push first (the tablet hears within milliseconds), then index (slower: it
         # refreshes the full-text index).
-        for inc in new[:100]:
+        for inc in new[:MAX_ANNOUNCED]:
             try:
-                self.announce_incident(inc)
+                self.announce_incident(inc, vector=vecs.get(inc.id))
             except Exception:
                 log.exception("push of new incident %s failed", inc.id)
         self.node.indexer.index_incidents(list(incidents))
         return [i.id for i in incidents], new
 
-    def similar_incident(self, inc: Incident) -> dict[str, Any] | None:
+    def _embed_incidents(self, incidents: Sequence[Incident]) -> dict[str, list[float]]:
+        """Each incident's vector as the indexer will store it (its ``search_text``)."""
+        if not incidents:
+            return {}
+        texts = [self.node.indexer.incident_row(i)["search_text"] for i in incidents]
+        return {i.id: v.tolist() for i, v in zip(incidents, self.node.embedder.embed(texts),
+                                                 strict=True)}
+
+    def similar_incident(self, inc: Incident,
+                         vector: Sequence[float] | None = None) -> dict[str, Any] | None:
         """The most similar earlier incident of the same machine, with what fixed it (the
         latest correction's text when one amends it)."""
-        text = self.node.indexer.incident_row(inc)["search_text"]
-        vec = self.node.embedder.embed_one(text)
+        if vector is None:
+            vector = self._embed_incidents([inc])[inc.id]
+        vec = vector
         where = (f"tenant_id = {sql_literal(inc.tenant_id)} AND kind = 'incident' AND "
                  f"machine_id = {sql_literal(inc.machine_id)} AND id != {sql_literal(inc.id)}"
                  f" AND occurred_at <= {sql_literal(inc.occurred_at)}")
-        rows = self.node.lance.vector_search(vec.tolist(), where, 1, ["id"])
+        rows = self.node.lance.vector_search(list(vec), where, 1, ["id"])
         if not rows:
             return None
         past = self.node.duck.get_incident(inc.tenant_id, str(rows[0]["id"]))
@@ -151,12 +169,13 @@ class MemoryService:
                 "fix": cors[-1].text if cors else past.action,
                 "superseded_by": [c.id for c in cors]}
 
-    def announce_incident(self, inc: Incident, new_count: int = 1) -> int:
+    def announce_incident(self, inc: Incident, new_count: int = 1,
+                          vector: Sequence[float] | None = None) -> int:
         """Pushes a new incident (with the most similar past one) to its machine's
         watchers; returns the push cursor."""
         payload: dict[str, Any] = {"machine_id": inc.machine_id,
                                    "incident": _incident_json(inc),
-                                   "similar": self.similar_incident(inc)}
+                                   "similar": self.similar_incident(inc, vector)}
         if new_count > 1:
             payload["new_count"] = new_count
         return self.node.push.publish(inc.tenant_id, inc.machine_id, "incident", payload)
