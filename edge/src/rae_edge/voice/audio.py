@@ -22,6 +22,9 @@ from rae_edge.errors import InvalidInputError
 SAMPLE_RATE = 16_000
 # Below this peak level (about -54 dBFS) a recording holds no audible sound at all.
 SILENCE_PEAK = 0.002
+# Containers add a few per cent of framing; below this share of audio packets a file is
+# damaged (or padded with something else).
+MIN_PACKET_SHARE = 0.8
 
 # FFmpeg demuxer names (a container lists several, e.g. "matroska,webm") -> stored extension.
 _FORMATS: tuple[tuple[str, str], ...] = (
@@ -109,8 +112,16 @@ def probe(path: Path, max_seconds: float) -> AudioInfo:
         samples = 0
         peak = 0.0
         sumsq = 0.0
+        packet_bytes = 0
+
+        def frames() -> Iterator[av.AudioFrame]:
+            nonlocal packet_bytes
+            for packet in container.demux(stream):
+                packet_bytes += packet.size
+                yield from packet.decode()
+
         try:
-            for frame in _with_flush(container.decode(stream)):
+            for frame in _with_flush(frames()):
                 for out in resampler.resample(frame):
                     pcm = out.to_ndarray().reshape(-1)
                     samples += pcm.size
@@ -126,9 +137,24 @@ def probe(path: Path, max_seconds: float) -> AudioInfo:
             raise AudioRejectedError(
                 "audio_corrupt", f"the {fmt} audio is damaged and cannot be decoded ({_why(exc)})"
             ) from exc
+        # The length the container declares (FLAC, WAV, most files; not a browser's live
+        # webm; an mp3's is only a guess from its bit rate), against what was decoded.
+        declared = container.duration / 1e6 if container.duration and ext != "mp3" else None
     if samples == 0:
         raise AudioRejectedError("audio_empty", "the recording holds no audio samples")
-    duration = samples / SAMPLE_RATE
+    decoded = samples / SAMPLE_RATE
+    if declared is not None and declared < 24 * 3600 and decoded < MIN_PACKET_SHARE * declared:
+        raise AudioRejectedError(
+            "audio_corrupt", f"the {fmt} audio is damaged: only {decoded:.1f} s of its "
+                             f"{declared:.1f} s could be decoded")
+    size = path.stat().st_size
+    # FFmpeg skips damaged stretches without an error; a file whose bytes are mostly not
+    # audio packets was damaged (mp3 is exempt: ID3 tags may carry large pictures).
+    if ext != "mp3" and size > 4096 and packet_bytes < MIN_PACKET_SHARE * size:
+        raise AudioRejectedError(
+            "audio_corrupt", f"the {fmt} audio is damaged: only {100 * packet_bytes // size}% "
+                             "of the file could be read as audio")
+    duration = decoded
     rms = math.sqrt(sumsq / samples)
     if peak < SILENCE_PEAK:
         raise AudioRejectedError("no_speech", f"no speech: the {duration:.1f} s recording "
