@@ -295,8 +295,7 @@ def test_lance_snapshot_leaves_replaced_files_behind_and_still_answers(
 def test_cli_beside_a_served_node_goes_through_it(edge_settings: config.EdgeSettings,
                                                  tmp_path: Path) -> None:
     """``rae-edge serve`` holds the data folder; ``rae-edge backup`` with an admin token
-    asks it over HTTP. Until the tablet API exposes ``POST /api/v1/admin/backup`` the
-    command must say exactly that (and write nothing)."""
+    asks it over HTTP (``POST /api/v1/admin/backup``), into the backup root only."""
     import socket
     import time
     import urllib.request
@@ -323,16 +322,22 @@ def test_cli_beside_a_served_node_goes_through_it(edge_settings: config.EdgeSett
             except OSError:
                 time.sleep(0.3)
         (tmp_path / "token").write_text(tok)
-        r = subprocess.run([RAE_EDGE, "backup", "--data-dir", data, "--url", url,
-                            "--token-file", str(tmp_path / "token"), str(tmp_path / "bk")],
-                           capture_output=True, text=True, timeout=300)
-        if "/api/v1/admin/backup" in paths:
-            assert r.returncode == 0, r.stderr
-            bk.verify_backup(tmp_path / "bk")
-        else:
-            assert r.returncode == 2
-            assert "has no backup endpoint" in r.stderr
-            assert not (tmp_path / "bk").exists()
+        assert "/api/v1/admin/backup" in paths
+
+        def backup(dest: Path) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([RAE_EDGE, "backup", "--data-dir", data, "--url", url,
+                                   "--token-file", str(tmp_path / "token"), str(dest)],
+                                  capture_output=True, text=True, timeout=300)
+
+        # The node writes only under its backup root (default '<data_dir>-backups').
+        outside = backup(tmp_path / "bk")
+        assert outside.returncode != 0
+        assert "outside the backup root" in outside.stderr
+        assert not (tmp_path / "bk").exists()
+        dest = edge_settings.backups_dir() / "bk"
+        r = backup(dest)
+        assert r.returncode == 0, r.stderr
+        bk.verify_backup(dest)
     finally:
         srv.terminate()
         srv.wait(timeout=30)

@@ -67,6 +67,11 @@ class EdgeSettings(BaseSettings):
     )
 
     data_dir: Path = Field(default=Path("data/edge"), description="node's data folder")
+    backup_root: Path | None = Field(
+        default=None,
+        description="the only folder the API may write backups into (default: "
+        "'<data_dir>-backups', where the backup timer writes)",
+    )
     abbreviations: list[Path] = Field(
         default_factory=list, description="extra abbreviation CSVs (abbr,expansion)"
     )
@@ -76,6 +81,10 @@ class EdgeSettings(BaseSettings):
     qr: QrSettings = Field(default_factory=QrSettings)
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
+
+    def backups_dir(self) -> Path:
+        """Where API-requested backups may go (``backup_root`` or ``<data_dir>-backups``)."""
+        return self.backup_root or self.data_dir.with_name(self.data_dir.name + "-backups")
 
     @classmethod
     def settings_customise_sources(
