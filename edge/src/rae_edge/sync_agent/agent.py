@@ -110,6 +110,7 @@ class SyncAgent:
         self._inflight: tuple[list[Sealed], list[PublishHandle]] | None = None
         self._alerts: dict[str, str] = {}
         self._unknown_replay: list[tuple[int, int]] = []
+        self._unsendable = 0
         self._counts = {"published": 0, "acked": 0, "applied": 0, "rejected": 0}
         self._lock = threading.Lock()
 
@@ -212,9 +213,13 @@ class SyncAgent:
                 min(o.batch_size, o.window - unacked), self.clock, self._seal)
             for p in problems:
                 log.error("sync: %s (kept in sync_unsendable)", p)
+            if problems:
                 with self._lock:
-                    self._counts["rejected"] += 1
-                    self._alerts[f"unsendable:{p}"] = f"unsendable {p}"
+                    self._counts["rejected"] += len(problems)
+                    self._unsendable += len(problems)
+                    self._alerts["unsendable"] = (
+                        f"{self._unsendable} outbox rows could not be sent (kept in "
+                        f"sync_unsendable), the latest: {problems[-1]}")
         now = time.monotonic()
         if now - self._last_bound_check >= 1.0:  # a count(*) costs: not every step
             self._last_bound_check = now

@@ -166,9 +166,11 @@ class SyncLedger:
         how many were newly acked."""
         now = datetime.now(UTC)
         with self.duck.transaction() as cur:
+            # semi-joins on unnested lists (a hash join), not list_contains per row
             rows = cur.execute(
                 "SELECT seq, outbox_seq FROM sync_sent WHERE acked_at IS NULL AND "
-                "(list_contains(?, seq) OR list_contains(?, message_id))",
+                "(seq IN (SELECT unnest(?::BIGINT[])) OR "
+                "message_id IN (SELECT unnest(?::VARCHAR[])))",
                 # never an empty list: DuckDB cannot type one
                 [[int(s) for s in seqs] or [-1], [str(m) for m in message_ids] or [""]],
             ).fetchall()
@@ -176,10 +178,11 @@ class SyncLedger:
                 return 0
             acked = [int(r[0]) for r in rows]
             outbox = [int(r[1]) for r in rows if r[1] is not None]
-            cur.execute("UPDATE sync_sent SET acked_at = ? WHERE list_contains(?, seq)",
-                        [now, acked])
+            cur.execute("UPDATE sync_sent SET acked_at = ? "
+                        "WHERE seq IN (SELECT unnest(?::BIGINT[]))", [now, acked])
             if outbox:
-                cur.execute("DELETE FROM outbox WHERE list_contains(?, seq)", [outbox])
+                cur.execute("DELETE FROM outbox WHERE seq IN (SELECT unnest(?::BIGINT[]))",
+                            [outbox])
             last = int(dict(cur.execute("SELECT key, value FROM sync_state").fetchall()).get(
                 "last_acked_seq", 0))
             self._put(cur, "last_acked_seq", max(last, *acked),
