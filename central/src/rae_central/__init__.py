@@ -1,1 +1,26 @@
-"""TODO."""
+"""rae_central: central's ingest of every edge node's sync stream, its stores, and the
+admin sync console.
+
+Modules:
+- ``config``: the settings tree (file < ``RAE_CENTRAL_*`` environment < flags; unknown keys
+  are errors), e.g. ``RAE_CENTRAL_ADMIN__TOKEN`` for the console;
+- ``db``: the PostgreSQL tables (``db.models``), Alembic migrations run from code
+  (``db.migrate``; the revisions live in ``migrations/``) and engine creation;
+- ``store``: the database operations: enroll/revoke nodes, the one-transaction batch
+  ingest (idempotent on ``message_id``), seq watermark/gaps, the fan-out queue, dead
+  letters and the console's read side;
+- ``ingest``: from wire to rows (verify schema, signature, sender, tenant) and central's
+  signed down messages (acks, replay requests, fan-out);
+- ``worker``: the MQTT 5 shared-subscription ingest worker (acks after the commit);
+- ``vectors``: the Qdrant repository (URL or local folder; the collection records its
+  embedding model) and the background indexer that keeps embedding off the ack path;
+- ``keys``: central's Ed25519 signing key; ``enroll``: issuing a node's identity;
+- ``serve``: ``rae-central serve`` (supervised workers + indexer + console);
+- ``admin``: the console page and its JSON API under ``/api/v1/admin``;
+- ``cli``: the ``rae-central`` command (serve, worker, migrate, enroll, revoke);
+- ``rls``: PostgreSQL row-level security by tenant (migration 0002);
+- ``audit_chain``: verifying a node's synced audit hash chain;
+- ``pki``: the MQTT TLS PKI and mosquitto configuration.
+
+It imports ``rae_sync`` (and ``rae_models`` for embeddings), nothing else of ours.
+"""

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from rae_central.store import Accepted, NodeKey, NodeStatus
-from rae_sync.envelope import Envelope, open_envelope, seal
+from rae_sync.envelope import SCHEMA_VERSION, Envelope, new_message_id, open_envelope, seal
 from rae_sync.errors import Malformed
 from rae_sync.hlc import HybridClock
 from rae_sync.messages import (
@@ -29,12 +29,18 @@ from rae_sync.messages import (
     CorrectionMsg,
     IncidentMsg,
     Message,
-    NodeRef,
+    MessageType,
     NodeStatusMsg,
     ReplayRequestMsg,
 )
-from rae_sync.signing import Ed25519PrivateKey, Ed25519PublicKey, load_public_key
-from rae_sync.topics import Direction
+from rae_sync.signing import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+    canonical_json,
+    load_public_key,
+    sign,
+)
+from rae_sync.topics import Direction, down_topic
 
 KeySource = Callable[[], dict[NodeKey, str]]
 
@@ -90,7 +96,8 @@ class Decoder:
 
 def to_accepted(env: Envelope, msg: Message) -> Accepted:
     base: dict[str, Any] = {"node": env.node, "message_id": env.message_id, "seq": env.seq,
-                            "hlc": env.hlc, "type": str(env.type), "message": msg}
+                            "hlc": env.hlc, "type": str(env.type), "message": msg,
+                            "payload": env.payload}
     if isinstance(msg, CorrectionMsg):
         c = msg.correction
         _same_tenant(env, c.tenant_id, f"correction {c.id}")
@@ -140,6 +147,20 @@ class DownSigner:
                    hlc=self.clock.now())
         return env.topic, env.encode()
 
+    def seal_payload(self, node: NodeKey, type_: MessageType,
+                     payload: dict[str, Any]) -> tuple[str, bytes]:
+        """The fast path for fan-out: an already validated payload (the wire form of a
+        message that came up) sealed without another pydantic round trip. The bytes are
+        those :func:`rae_sync.envelope.seal` + ``encode`` make (the tests open them with
+        :func:`~rae_sync.envelope.open_envelope`)."""
+        body: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION, "message_id": new_message_id(),
+            "seq": self._next_seq(), "hlc": str(self.clock.now()), "tenant_id": node[0],
+            "site_id": node[1], "node_id": node[2], "direction": Direction.DOWN.value,
+            "type": type_.value, "payload": payload}
+        body["signature"] = sign(self.key, canonical_json(body))
+        return down_topic(node[0], node[1], node[2], type_.value), canonical_json(body)
+
     def ack(self, node: NodeKey, accepted: list[Accepted]) -> tuple[str, bytes]:
         return self.seal(node, AckMsg(message_ids=tuple(a.message_id for a in accepted),
                                       seqs=tuple(a.seq for a in accepted)))
@@ -150,6 +171,6 @@ class DownSigner:
 
     def fanout(self, a: Accepted, peer: NodeKey) -> tuple[str, bytes]:
         """The correction in ``a`` as a down message to ``peer``, naming its origin."""
-        assert isinstance(a.message, CorrectionMsg)
-        origin = NodeRef(tenant_id=a.node[0], site_id=a.node[1], node_id=a.node[2])
-        return self.seal(peer, CorrectionMsg(correction=a.message.correction, origin=origin))
+        assert isinstance(a.message, CorrectionMsg) and a.payload is not None
+        origin = {"tenant_id": a.node[0], "site_id": a.node[1], "node_id": a.node[2]}
+        return self.seal_payload(peer, MessageType.CORRECTION, {**a.payload, "origin": origin})

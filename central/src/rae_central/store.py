@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, delete, func, select, text, update
+from sqlalchemy import Engine, Table, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -35,6 +35,14 @@ from rae_central.db.models import (
 )
 
 NodeKey = tuple[str, str, str]  # (tenant, site, node)
+
+# Core tables for the hot inserts (no ORM bulk machinery on the ingest path).
+_T_MESSAGES = cast(Table, Message.__table__)
+_T_CORRECTIONS = cast(Table, CorrectionRow.__table__)
+_T_INCIDENTS = cast(Table, IncidentRow.__table__)
+_T_AUDIT = cast(Table, AuditRow.__table__)
+_T_PENDING = cast(Table, SeqPending.__table__)
+_T_FANOUT = cast(Table, Fanout.__table__)
 
 
 def now() -> datetime:
@@ -68,6 +76,7 @@ class Accepted:
     record: dict[str, Any] = field(default_factory=dict)
     status: NodeStatus | None = None
     message: Any = None  # the typed wire message, for building fan-out
+    payload: dict[str, Any] | None = None  # its validated wire form (the fan-out fast path)
 
 
 @dataclass(frozen=True)
@@ -150,9 +159,11 @@ class CentralStore:
 
     # -- ingest ----------------------------------------------------------------------------
     def ingest(self, batch: Sequence[Accepted], build_fanout: FanoutBuilder | None = None,
-               ) -> IngestOutcome:
+               sent_fanout: Sequence[int] = ()) -> IngestOutcome:
         """Commits ``batch`` in one transaction; repeats of known message ids are no-ops
-        (reported in ``duplicates`` so they are acknowledged again)."""
+        (reported in ``duplicates`` so they are acknowledged again). ``sent_fanout``: ids of
+        fan-out rows the broker has taken since, deleted in the same transaction (one
+        commit less per batch)."""
         out = IngestOutcome()
         if not batch:
             return out
@@ -169,13 +180,13 @@ class CentralStore:
                 conn.execute(select(Node.tenant_id).where(
                     Node.tenant_id == n[0], Node.site_id == n[1], Node.node_id == n[2],
                 ).with_for_update())
+            # executemany (insertmanyvalues): one cached statement, pages of rows.
             res = conn.execute(
-                pg_insert(Message).values([
-                    {"message_id": a.message_id, "tenant_id": a.node[0], "site_id": a.node[1],
-                     "node_id": a.node[2], "seq": a.seq, "type": a.type, "hlc": a.hlc,
-                     "received_at": at} for a in unique.values()
-                ]).on_conflict_do_nothing(index_elements=["message_id"])
-                .returning(Message.message_id))
+                pg_insert(_T_MESSAGES).on_conflict_do_nothing(index_elements=["message_id"])
+                .returning(_T_MESSAGES.c.message_id),
+                [{"message_id": a.message_id, "tenant_id": a.node[0], "site_id": a.node[1],
+                  "node_id": a.node[2], "seq": a.seq, "type": a.type, "hlc": a.hlc,
+                  "received_at": at} for a in unique.values()])
             fresh = {r[0] for r in res}
             for a in unique.values():
                 (out.new if a.message_id in fresh else out.duplicates).append(a)
@@ -185,6 +196,8 @@ class CentralStore:
                             [a for a in unique.values() if a.node == n], at)
             if build_fanout is not None:
                 out.fanout = self._queue_fanout(conn, out.new, build_fanout, at)
+            if sent_fanout:
+                conn.execute(delete(Fanout).where(Fanout.id.in_(list(sent_fanout))))
         return out
 
     @staticmethod
@@ -197,14 +210,14 @@ class CentralStore:
         cors, incs = rows("correction"), rows("incident")
         if cors:
             # Corrections are append-only facts: a second copy of one id is the same fact.
-            conn.execute(pg_insert(CorrectionRow).values(cors).on_conflict_do_nothing())
+            conn.execute(pg_insert(_T_CORRECTIONS).on_conflict_do_nothing(), cors)
         if incs:
-            conn.execute(pg_insert(IncidentRow).values(incs).on_conflict_do_nothing())
+            conn.execute(pg_insert(_T_INCIDENTS).on_conflict_do_nothing(), incs)
         audits = [{"tenant_id": a.node[0], "site_id": a.node[1], "node_id": a.node[2],
                    "seq": int(a.record["seq"]), "entry": a.record, "message_id": a.message_id,
                    "received_at": at} for a in new if a.kind == "audit"]
         if audits:
-            conn.execute(pg_insert(AuditRow).values(audits).on_conflict_do_nothing())
+            conn.execute(pg_insert(_T_AUDIT).on_conflict_do_nothing(), audits)
 
     @staticmethod
     def _track(conn: Connection, n: NodeKey, new: list[Accepted], seen: list[Accepted],
@@ -221,9 +234,9 @@ class CentralStore:
             wm = conn.execute(select(Node.last_seq).where(*where)).scalar_one()
             above = sorted({a.seq for a in new if a.seq > wm})  # seq 0: not in the stream
             if above:
-                conn.execute(pg_insert(SeqPending).values([
+                conn.execute(pg_insert(_T_PENDING).on_conflict_do_nothing(), [
                     {"tenant_id": n[0], "site_id": n[1], "node_id": n[2], "seq": s, "at": at}
-                    for s in above]).on_conflict_do_nothing())
+                    for s in above])
                 new_wm = wm
                 while True:  # walk the contiguous run above the watermark
                     seqs = conn.execute(select(SeqPending.seq).where(
@@ -266,7 +279,8 @@ class CentralStore:
                              "topic": topic, "payload": payload, "created_at": at})
         if not rows:
             return []
-        ids = conn.execute(pg_insert(Fanout).values(rows).returning(Fanout.id)).scalars().all()
+        ids = conn.execute(pg_insert(_T_FANOUT).returning(
+            _T_FANOUT.c.id, sort_by_parameter_order=True), rows).scalars().all()
         return [FanoutItem(i, (r["tenant_id"], r["site_id"], r["node_id"]), r["topic"],
                            r["payload"]) for i, r in zip(ids, rows, strict=True)]
 

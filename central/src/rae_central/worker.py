@@ -122,6 +122,7 @@ class IngestWorker:
         self.signer = DownSigner(load_or_create(settings.signing_key_file), self.engine)
         self.inbox: queue.Queue[Delivery] = queue.Queue()
         self.stats = WorkerStats()
+        self._sent_fanout: list[int] = []
         self._stop = threading.Event()
         ing = settings.ingest
         self.client_id = f"{ing.share_group}-{index}"
@@ -241,7 +242,13 @@ class IngestWorker:
 
     def _commit(self, good: list[Accepted]) -> list[tuple[Any, list[Any]]]:
         try:
-            return [(self._retry_db(lambda: self.store.ingest(good, self.signer.fanout)), [])]
+            sent, self._sent_fanout = self._sent_fanout, []
+            try:
+                return [(self._retry_db(lambda: self.store.ingest(
+                    good, self.signer.fanout, sent_fanout=sent)), [])]
+            except BaseException:
+                self._sent_fanout = sent + self._sent_fanout
+                raise
         except DBAPIError as e:
             if len(good) == 1:  # the database refuses this one message: dead-letter it
                 a = good[0]
@@ -273,11 +280,16 @@ class IngestWorker:
             log.warning("fan-out of %d messages deferred (%s)", len(items), e)
             return
         self.stats.fanout += len(items)
-        self._retry_db(lambda: self.store.fanout_sent(f.id for f in items))
+        # deleted with the next batch's commit (or by the chores when idle); until then a
+        # sweep could send them again, which the edges' idempotent apply absorbs
+        self._sent_fanout.extend(f.id for f in items)
 
     def _chores(self) -> None:
         ing = self.settings.ingest
         try:
+            if self._sent_fanout:
+                sent, self._sent_fanout = self._sent_fanout, []
+                self.store.fanout_sent(sent)
             if not self.transport.connected:
                 return
             for gap in self.store.due_replays(ing.gap_grace_s, ing.replay_every_s):
