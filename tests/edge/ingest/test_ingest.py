@@ -303,11 +303,11 @@ def test_result_serialises() -> None:
                                         "files": []}
 
 
-def test_cli_beside_a_live_node_says_so(node: EdgeNode, tmp_path: Path) -> None:
+def test_cli_beside_a_node_without_a_token_says_so(node: EdgeNode, tmp_path: Path) -> None:
     pdf = _manual(tmp_path / "m.pdf")
     out = subprocess.run([str(Path(sys.executable).parent / "rae-edge"), "ingest", "--data-dir",
                           str(node.data_dir), str(pdf)], capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 2
-    assert "in use by a running node" in out.stderr and "POST /api/v1/documents" in out.stderr
+    assert "held by a running node; pass --token-file" in out.stderr
     assert node.lance.count() == 0

@@ -3,14 +3,24 @@ a progress bar and a closing summary (added, skipped as duplicate, rejected with
 
 Exit status: 0 when every file was read (single rows may still be rejected, listed in the
 summary), 1 when a whole file was rejected, 2 for a bad call (unknown machine, bad mapping).
-The command opens the data folder itself: DuckDB lets one process write a file, so it
-cannot run beside a live node on the same folder (that goes through the node's API).
+The command opens the data folder itself. When a running node holds it (DuckDB lets one
+process write a file), each file is uploaded to that node instead (``POST
+/api/v1/documents``, then ``GET /api/v1/jobs/{id}`` until done) with an admin or
+supervisor token from ``--token-file`` or ``$RAE_ADMIN_TOKEN``; ``--mapping`` needs the
+direct path (the upload takes none).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import ssl
 import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +28,11 @@ import duckdb
 from tqdm import tqdm
 
 from rae_edge.cli import command, settings_from_args
+from rae_edge.commands.token import add_live_args, call_live_node, is_lock_conflict
+from rae_edge.config import EdgeSettings
 from rae_edge.errors import ConflictError
-from rae_edge.ingest.pipeline import KINDS, ingest_paths
-from rae_edge.ingest.result import Progress
+from rae_edge.ingest.pipeline import KINDS, detect_kind, expand_paths, ingest_paths
+from rae_edge.ingest.result import Progress, RejectedFileError
 from rae_edge.node import EdgeNode
 
 
@@ -35,6 +47,7 @@ def _setup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timezone", default="UTC", metavar="ZONE",
                    help="zone of shift-report times, e.g. Europe/Berlin (default UTC)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_live_args(p)
 
 
 def open_node(args: argparse.Namespace) -> EdgeNode:
@@ -72,7 +85,13 @@ class _Bar:
 @command("ingest", "ingest manuals (PDF), error logs and work orders (CSV/JSON lines) and "
                    "shift reports (text/Markdown)", _setup)
 def ingest(args: argparse.Namespace) -> int:
-    node = open_node(args)
+    settings = settings_from_args(args)
+    try:
+        node = EdgeNode(settings)
+    except duckdb.IOException as exc:
+        if not is_lock_conflict(exc):
+            raise
+        return _ingest_live(settings, args)
     bar = _Bar(enabled=not args.no_progress and sys.stderr.isatty())
     try:
         result = ingest_paths(node, args.paths, kind=args.kind, machine_id=args.machine,
@@ -83,3 +102,86 @@ def ingest(args: argparse.Namespace) -> int:
         node.close()
     print(result.summary())
     return 1 if any(f.file_rejected for f in result.files) else 0
+
+
+# -- through a running node ---------------------------------------------------------------
+def _upload(settings: EdgeSettings, args: argparse.Namespace, path: Path, kind: str,
+            machine: str | None) -> dict[str, Any]:
+    """``POST /api/v1/documents`` (multipart) to the node that holds the data folder; the
+    address, token and certificate are found as ``call_live_node`` finds them."""
+    wildcard = settings.api.host in ("0.0.0.0", "::")  # noqa: S104 - a bind address we read
+    host = "127.0.0.1" if wildcard else settings.api.host
+    tls_on = (settings.data_dir / "tls" / "cert.pem").is_file()
+    base = args.url or f"{'https' if tls_on else 'http'}://{host}:{settings.api.port}"
+    url = base.rstrip("/") + "/api/v1/documents"
+    if not url.startswith(("http://", "https://")):
+        raise ConflictError(f"--url must be an http(s) URL, not {url!r}")
+    token = (args.token_file.read_text().strip() if args.token_file
+             else os.environ.get("RAE_ADMIN_TOKEN", ""))
+    held = f"{settings.data_dir} is held by a running node"
+    if not token:
+        raise ConflictError(f"{held}; pass --token-file (a supervisor or admin token) so the "
+                            f"files are uploaded to it at {url}, or stop the node first")
+    boundary = uuid.uuid4().hex
+    fields = {"kind": kind, **({"machine_id": machine} if machine else {})}
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+        for k, v in fields.items())
+    body += (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+             f'filename="{path.name.replace(chr(34), "_")}"\r\n'
+             f"Content-Type: application/octet-stream\r\n\r\n").encode()
+    body += path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    req = urllib.request.Request(  # noqa: S310 - scheme checked above
+        url, data=body, method="POST",
+        headers={"Authorization": f"Bearer {token}",
+                 "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    ctx = None
+    if url.startswith("https://") and tls_on and args.url is None:
+        ctx = ssl.create_default_context(cafile=str(settings.data_dir / "tls" / "cert.pem"))
+    try:
+        with urllib.request.urlopen(req, timeout=600, context=ctx) as resp:  # noqa: S310
+            answer: dict[str, Any] = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        detail = exc.read()[:500].decode("utf-8", "replace")
+        raise ConflictError(f"{held}; {url} answered {exc.code}: {detail}") from exc
+    except urllib.error.URLError as exc:
+        raise ConflictError(f"{held}, and it does not answer at {url}: {exc.reason}") from exc
+    return answer
+
+
+def _ingest_live(settings: EdgeSettings, args: argparse.Namespace) -> int:
+    if args.mapping is not None:
+        raise ConflictError(
+            f"{settings.data_dir} is held by a running node, and --mapping needs direct "
+            f"access (the upload API takes no mapping): stop the node first")
+    files, missing = expand_paths(args.paths)
+    lines = [f"{r}" for r in missing]
+    added = duplicates = rejected = 0
+    whole_file_rejected = bool(missing)
+    for path in files:
+        try:
+            kind = detect_kind(path, args.kind, None)
+        except RejectedFileError as exc:
+            lines.append(f"{path}: {exc}")
+            rejected += 1
+            whole_file_rejected = True
+            continue
+        job = _upload(settings, args, path, kind, args.machine)
+        while job["status"] not in ("done", "failed"):
+            time.sleep(0.5)
+            job = call_live_node(settings, args, "GET", f"/api/v1/jobs/{job['id']}")
+        if job["status"] == "failed":
+            lines.append(f"{path}: the node's ingest job failed: {job.get('error')}")
+            whole_file_rejected = True
+            continue
+        res = job["result"] or {}
+        added += int(res.get("added", 0))
+        duplicates += int(res.get("duplicates", 0))
+        rejected += int(res.get("rejected", 0))
+        whole_file_rejected |= any(r.get("source") == path.name
+                                   for r in res.get("rejections", []))
+        lines.append(str(res.get("summary", "")))
+    print(f"{len(files) + len(missing)} file(s) through the running node: added {added}, "
+          f"skipped {duplicates} as duplicate, rejected {rejected}")
+    print("\n".join(lines))
+    return 1 if whole_file_rejected else 0

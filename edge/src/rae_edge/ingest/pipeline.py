@@ -77,7 +77,9 @@ class _Run:
                                    self.items_done, self.items_total))
 
 
-def _expand(paths: Iterable[Path]) -> tuple[list[Path], list[Rejection]]:
+def expand_paths(paths: Iterable[Path]) -> tuple[list[Path], list[Rejection]]:
+    """Files under ``paths`` (folders recursively, hidden names skipped), and the paths
+    that do not exist."""
     files: list[Path] = []
     missing: list[Rejection] = []
     for p in paths:
@@ -151,7 +153,7 @@ def ingest_paths(
     if outbox is None:
         sync = node.settings.sync
         outbox = sync.mqtt_url is not None or sync.enroll_file is not None
-    files, missing = _expand(Path(p) for p in paths)
+    files, missing = expand_paths(Path(p) for p in paths)
     run = _Run(node, kind, machine_id, mapping,
                mapping.model_dump_json() if mapping else "", outbox, zone, progress, len(files))
     result = IngestResult()
