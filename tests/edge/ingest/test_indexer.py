@@ -3,10 +3,14 @@ id; nothing indexed twice; corrections findable by machine."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 
+from rae_edge import config
 from rae_edge.node import EdgeNode
 from rae_edge.store.lance import sql_literal
 from rae_sync.domain import Correction, DocumentChunk, Incident, MemoryKind
@@ -70,3 +74,19 @@ def test_reindex_re_embeds_rows_of_another_model(node: EdgeNode) -> None:
     assert np.allclose(row["vector"], node.embedder.embed(
         [node.indexer.incident_row(incs[0])["search_text"]])[0], atol=1e-5)
     assert node.lance.count() == 3  # rewritten in place, nothing added or lost
+
+
+def test_reindex_command(tmp_path: Path) -> None:
+    settings = config.load(None, data_dir=tmp_path / "node")
+    node = EdgeNode(settings)
+    inc = _incident("conveyor belt slipping", "tensioned belt")
+    node.indexer.index_incidents([inc])
+    node.lance.table.update(where=f"id = {sql_literal(inc.id)}", values={"model_id": "old@0"})
+    node.close()
+    cmd = [str(Path(sys.executable).parent / "rae-edge"), "reindex", "--data-dir",
+           str(tmp_path / "node")]
+    check = subprocess.run([*cmd, "--check"], capture_output=True, text=True, timeout=120)
+    assert check.returncode == 1 and check.stdout.startswith("1 of 1 rows")
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "re-embedded 1 row(s)" in done.stdout
+    assert subprocess.run([*cmd, "--check"], capture_output=True, timeout=120).returncode == 0

@@ -50,18 +50,17 @@ def _setup(p: argparse.ArgumentParser) -> None:
     add_live_args(p)
 
 
-def open_node(args: argparse.Namespace) -> EdgeNode:
+def open_node(args: argparse.Namespace, what: str) -> EdgeNode:
     """Opens the data folder, or says clearly that a running node holds it."""
     settings = settings_from_args(args)
     try:
         return EdgeNode(settings)
     except duckdb.IOException as exc:
-        if "lock" not in str(exc).lower():
+        if not is_lock_conflict(exc):
             raise
         raise ConflictError(
             f"the data folder {settings.data_dir} is in use by a running node (DuckDB lets "
-            f"one process write it): upload through that node (POST /api/v1/documents) or "
-            f"stop it first"
+            f"one process write it): stop the node, then {what}"
         ) from exc
 
 

@@ -19,7 +19,7 @@ def _setup(p: argparse.ArgumentParser) -> None:
 
 @command("reindex", "re-embed rows made by another embedding model", _setup)
 def reindex(args: argparse.Namespace) -> int:
-    node = open_node(args)
+    node = open_node(args, "run rae-edge reindex")
     try:
         stale = node.indexer.stale_count()
         model = node.embedder.model_id
