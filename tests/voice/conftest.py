@@ -106,9 +106,6 @@ class VoiceApi:
         return self.client.post(f"/api/v1/voice-notes/{note_id}/confirm",
                                 headers=self.headers(who), json=body)
 
-    def paths(self) -> set[str]:
-        return set(self.client.get("/api/v1/schema/openapi.json").json()["paths"])
-
 
 @pytest.fixture
 def make_api(tmp_path: Path) -> Iterator[Callable[..., VoiceApi]]:

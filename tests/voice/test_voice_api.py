@@ -7,10 +7,10 @@ import hashlib
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from rae_edge.store.lance import sql_literal
 from tests.conftest import shared_data
 from tests.voice import speech
 from tests.voice.conftest import TENANT, VoiceApi
@@ -30,16 +30,18 @@ def outbox_corrections(api: VoiceApi) -> list[dict[str, object]]:
 
 
 def searchable(api: VoiceApi, correction_id: str, query: str, machine_id: str) -> bool:
-    """The correction is found by search: through ``GET /search`` where the node has it,
-    else in the LanceDB full-text index the search reads."""
-    if "/api/v1/search" in api.paths():
-        r = api.client.get("/api/v1/search", headers=api.headers(),
-                           params={"q": query, "machine_id": machine_id, "k": 20})
-        assert r.status_code == 200, r.text
-        return correction_id in {h["id"] for h in r.json()["hits"]}
-    where = f"tenant_id = {sql_literal(TENANT)} AND machine_id = {sql_literal(machine_id)}"
-    hits = api.node.lance.text_search(query, where, 20, ["id"])
-    return correction_id in {h["id"] for h in hits}
+    """The correction is a hit of ``GET /api/v1/search`` for the machine."""
+    r = api.client.get("/api/v1/search", headers=api.headers(),
+                       params={"q": query, "machine_id": machine_id, "k": 20})
+    assert r.status_code == 200, r.text
+    return correction_id in {h["id"] for h in r.json()["hits"]}
+
+
+def briefing(api: VoiceApi, machine_id: str) -> dict[str, Any]:
+    """What a later scan of the machine shows (``GET /machines/{code}/briefing``)."""
+    r = api.client.get(f"/api/v1/machines/{machine_id}/briefing", headers=api.headers())
+    assert r.status_code == 200, r.text
+    return dict(r.json())
 
 
 def test_jfk_flac_becomes_a_confirmed_correction(api: VoiceApi) -> None:
@@ -69,6 +71,9 @@ def test_jfk_flac_becomes_a_confirmed_correction(api: VoiceApi) -> None:
     assert corrections(api) == [(c["id"], "voice", sha, None)]
     assert [p["id"] for p in outbox_corrections(api)] == [c["id"]]
     assert searchable(api, c["id"], "fellow Americans country", "press-1")
+    # A later scan of the machine shows it (a general note: it amends no incident).
+    shown = {x["id"]: x for x in briefing(api, "press-1")["corrections"]}
+    assert shown[c["id"]]["text"] == c["text"] and shown[c["id"]]["method"] == "voice"
     # The tablets watching press-1 were told: transcript ready, then the correction.
     pushed = [(m.type, m.payload) for m in api.node.push.since(TENANT, ["press-1"], 0)]
     assert ("voice_note", {"machine_id": "press-1", "voice_note_id": note["id"],
@@ -114,10 +119,10 @@ def test_edited_confirmation_amends_an_incident_and_shows_in_briefing(
     # Once confirmed, a different text is a conflict (amend the correction instead).
     assert api.confirm(note["id"], text="something else").status_code == 409
     assert searchable(api, c["id"], "connector X4 loose", "press-1")
-    if "/api/v1/machines/{code}/briefing" in api.paths():
-        b = api.client.get("/api/v1/machines/press-1/briefing", headers=api.headers())
-        assert b.status_code == 200, b.text
-        assert c["id"] in b.text and edited in b.text
+    # A later scan shows the incident amended by the spoken correction.
+    amended = next(i for i in briefing(api, "press-1")["incidents"] if i["id"] == target.id)
+    assert [x["id"] for x in amended["corrections"]] == [c["id"]]
+    assert amended["corrections"][0]["text"] == edited and amended["superseded"]
     # Another tenant sees nothing of it.
     assert api.client.get(f"/api/v1/voice-notes/{note['id']}",
                           headers=api.headers("other")).status_code == 404
