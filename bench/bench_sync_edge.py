@@ -6,6 +6,7 @@ Figures:
   (seq, HLC, Ed25519), publishes QoS 1, and deletes each row when the ack comes back;
   rate = N / time until the outbox is empty. Full: 100,000 (target: ≤ 60 s, i.e.
   ≥ 2,000/s when this is the bottleneck of edge → central); quick: 10,000;
+- the same with a central stand-in that acks without verifying (the edge's own ceiling);
 - baseline measured in the same run: raw paho publish_many of the same number of
   pre-sealed envelopes (QoS 1, PUBACK awaited), no DuckDB, no signing, no acks: the
   broker's ceiling on this machine;
@@ -64,7 +65,7 @@ def _node(folder: Path) -> EdgeNode:
         "tenant_id": NODE[0], "site_id": NODE[1], "node_id": NODE[2]}))
 
 
-def _drain(mosq: Mosquitto, folder: Path, n: int) -> tuple[float, int]:
+def _drain(mosq: Mosquitto, folder: Path, n: int, verify: bool = True) -> tuple[float, int]:
     central_key = generate_key()
     ident = NodeIdentity.issue(*NODE, central_key.public_key())
     node = _node(folder)
@@ -74,7 +75,8 @@ def _drain(mosq: Mosquitto, folder: Path, n: int) -> tuple[float, int]:
     # central in a process of its own, as in production (and off this process's GIL)
     central = subprocess.Popen(
         [sys.executable, "-m", "tests.edge.sync.central_stub", "--port", str(mosq.port),
-         "--key", str(folder / "central.pem"), "--node-key", str(folder / "node.pub")],
+         "--key", str(folder / "central.pem"), "--node-key", str(folder / "node.pub"),
+         *([] if verify else ["--no-verify"])],
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert central.stdout is not None
     assert central.stdout.readline().strip() == "ready"
@@ -149,6 +151,7 @@ def run(quick: bool = False) -> list[dict]:
         try:
             raw = _raw_publish(mosq, n)
             dt, got = _drain(mosq, Path(tmp) / "edge", n)
+            fast_dt, fast_got = _drain(mosq, Path(tmp) / "edge-fast", n, verify=False)
         finally:
             mosq.kill()
         seal_dt = _seal_only(Path(tmp) / "seal", n)
@@ -158,9 +161,15 @@ def run(quick: bool = False) -> list[dict]:
                     ok=rate >= 2000, higher_is_better=True,
                     notes=f"{n} corrections in {dt:.1f}s; central stand-in (own process) "
                           f"verified and kept {got} distinct"))
+    fast = n / fast_dt
+    rows.append(row("edge outbox drain, central acks unverified", fast, "msg/s",
+                    target=">= 2000/s", baseline="raw paho publish", baseline_value=raw_rate,
+                    ok=fast >= 2000, higher_is_better=True,
+                    notes=f"{n} in {fast_dt:.1f}s ({fast_got} kept): the edge's own ceiling, "
+                          "central's per-envelope verification off"))
     if not quick:
         rows.append(row("100k backlog drain time (edge side)", dt, "s", target="<= 60 s",
-                        ok=dt <= 60))
+                        ok=dt <= 60, notes="with the verifying central stand-in"))
     rows.append(row("seal rate (DuckDB + Ed25519 + JSON)", n / seal_dt, "msg/s",
                     notes=f"{n} outbox rows in {seal_dt:.1f}s, batches of 500"))
     rows.append(row("raw paho publish_many (QoS 1, PUBACK)", raw_rate, "msg/s",
