@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from rae_edge.embedding import EmbeddingService
     from rae_edge.indexer import Indexer
     from rae_edge.memory import MemoryService
+    from rae_edge.sync_agent import SyncAgent
     from rae_edge.voice import VoiceService
 
 # Models load from packaged files only: a hub download must never be attempted.
@@ -36,6 +37,7 @@ class EdgeNode:
         self.lance = LanceStore(self.data_dir / "lance")
         # Made here, not lazily: every thread must publish to the one bus.
         self.push = PushBus(self.duck)
+        self.sync: SyncAgent | None = None  # started by ``start_sync``
 
     @property
     def tenant_id(self) -> str:
@@ -69,7 +71,20 @@ class EdgeNode:
 
         return VoiceService(self)
 
+    def start_sync(self) -> SyncAgent | None:
+        """Starts the sync agent with central when ``sync.enroll_file`` (and a broker URL,
+        from ``sync.mqtt_url`` or the identity) are set; ``None`` when sync is off."""
+        if self.sync is None:
+            from rae_edge.sync_agent import SyncAgent
+
+            self.sync = SyncAgent.from_settings(self)
+            if self.sync is not None:
+                self.sync.start()
+        return self.sync
+
     def close(self) -> None:
+        if self.sync is not None:  # unacked rows stay in the outbox for the next start
+            self.sync.stop()
         if "voice" in self.__dict__:  # stop the transcription worker before the stores close
             self.voice.stop()
         self.push.flush(5.0)  # briefing pushes still being written

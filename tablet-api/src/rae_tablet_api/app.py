@@ -92,7 +92,8 @@ def create_app(node: EdgeNode) -> Litestar:
         openapi_config=OpenAPIConfig(title="RAE Edge tablet API", version="1.0.0",
                                      path="/api/v1/schema"),
         # Background workers start with the app (queued voice notes resume after a restart).
-        on_startup=[lambda: node.voice.start(), lambda: node.memory.jobs.resume()],
+        on_startup=[lambda: node.voice.start(), lambda: node.memory.jobs.resume(),
+                    lambda: node.start_sync()],
         on_shutdown=[lambda: node.close()],
         # Every authenticated call is put on record; bodies are capped (uploads included).
         middleware=[AuditMiddleware(node)],

@@ -250,11 +250,10 @@ def test_from_settings_builds_the_agent_serve_runs(tmp_path: Path, mosquitto: Mo
     node = EdgeNode(settings)
     central = CentralStub(PahoTransport("127.0.0.1", mosquitto.port, "central"), central_key,
                           {NODE: ident.public_key}).start()
-    agent = SyncAgent.from_settings(node)  # broker URL from the identity file
-    assert agent is not None
+    agent = node.start_sync()  # what serve does; broker URL from the identity file
+    assert agent is not None and node.start_sync() is agent
     assert agent.options.outbox_limit == 7 and agent.options.batch_size == 3
     try:
-        agent.start()
         node.duck.insert_correction(Correction(tenant_id="acme", machine_id="press-1",
                                                text="via settings", author="ana"))
         agent.notify()
@@ -262,6 +261,6 @@ def test_from_settings_builds_the_agent_serve_runs(tmp_path: Path, mosquitto: Mo
         assert [e.message_as(CorrectionMsg).correction.text
                 for e in central.of_type("correction")] == ["via settings"]
     finally:
-        agent.stop()
+        node.close()  # stops the agent too
         central.stop()
-        node.close()
+    assert not agent.transport.connected

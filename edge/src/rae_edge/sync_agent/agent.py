@@ -124,6 +124,10 @@ class SyncAgent:
         s = node.settings.sync
         if identity is None:
             if s.enroll_file is None:
+                if s.mqtt_url is not None:
+                    log.warning("sync: sync.mqtt_url is set but sync.enroll_file is not: sync "
+                                "stays off until the node has an identity (rae-central "
+                                "enroll); the outbox keeps every row meanwhile")
                 return None
             identity = NodeIdentity.load(s.enroll_file)
         url = mqtt_url or s.mqtt_url or identity.mqtt_url
