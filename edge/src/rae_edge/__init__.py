@@ -20,6 +20,9 @@ Modules:
   document ingest jobs;
 - ``voice``: voice notes (``node.voice``): upload checks, content-addressed audio, the
   transcription worker (faster-whisper) with the machine's vocabulary, confirm -> correction;
+- ``sync_agent``: the sync with central (``node.start_sync()``): durable outbox -> signed
+  envelopes over MQTT, rows kept until central's ack, replays, corrections from other
+  plants applied and pushed;
 - ``tls``: the tablet API's self-signed HTTPS certificate; plain HTTP on loopback only;
 - ``cli``: the ``rae-edge`` commands other than ``serve`` (which lives in the tablet API).
 
