@@ -107,6 +107,10 @@ class AckMsg(Message):
 
     ``seqs`` are the sender's ``seq`` of the acked envelopes, in the same order as
     ``message_ids`` (either may be empty when the other says it all).
+
+    Central acks every up message it has stored or found already stored (a duplicate),
+    whatever its type: a node re-sends what is not acked (after a reconnect, and when no
+    ack came for a while), so an ack withheld means the message comes again.
     """
 
     TYPE: ClassVar[MessageType] = MessageType.ACK
