@@ -142,7 +142,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         """,
     ),
     (
-        3,
+        4,
         # push bus (rae_edge.push): messages kept for reconnecting tablets (resume from a
         # cursor), trimmed by age/count; document ingest jobs (rae_edge.memory.jobs)
         """
@@ -172,7 +172,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         """,
     ),
     (
-        4,
+        5,
         # sync agent (rae_edge.sync_agent): its own stream position and clock, the sealed
         # envelopes kept until central acks them (and a while after, for replays), outbox
         # rows that cannot be sent (kept with the reason), and down messages applied
@@ -209,3 +209,9 @@ MIGRATIONS: list[tuple[int, str]] = [
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+# Steps are numbered 1, 2, 3, ... with no repeat: a repeated number would be skipped on a
+# store already at that version.
+if [v for v, _ in MIGRATIONS] != list(range(1, len(MIGRATIONS) + 1)):
+    raise RuntimeError("DuckDB migrations must be numbered 1..N without gaps or repeats")
+
