@@ -190,3 +190,29 @@ def test_full_queue_never_blocks_the_api(make_api: Callable[..., VoiceApi],
         note = api.wait(nid)
         assert note["status"] == "draft", note
         assert speech.wer(t, note["transcript"]) <= 0.5, (t, note["transcript"])
+
+
+def test_real_speech_follows_each_machines_vocabulary(api: VoiceApi, tmp_path: Path) -> None:
+    """hotwords.mp3 (a person naming "ComfyUI"): on a machine whose incidents name it, the
+    transcript spells it the plant's way; on a machine that never heard of it, it does not
+    (the vocabulary is per machine)."""
+    from rae_sync.domain import Incident, Machine
+
+    path = shared_data("audio", "hotwords.mp3")
+    api.node.duck.upsert_machines([Machine(tenant_id=TENANT, id="render-2",
+                                           name="Render station 2", qr_code="QR-render-2")])
+    api.node.duck.insert_incidents([
+        Incident(tenant_id=TENANT, machine_id="render-2", occurred_at=f"2026-03-0{d}T10:00",
+                 symptom=s, action=a)
+        for d, s, a in [(1, "ComfyUI workflow crashed on start", "Restarted ComfyUI"),
+                        (2, "ComfyUI queue stuck", "Cleared the ComfyUI node cache")]])
+    r = api.upload(path, machine_id="render-2")
+    assert r.status_code == 202, r.text
+    note = api.wait(r.json()["id"])
+    assert note["status"] == "draft" and "ComfyUI" in note["transcript"], note
+    # The same words for the conveyor (re-encoded: a different recording, a new note).
+    other = api.upload(speech.encode(path, tmp_path / "same.ogg"), machine_id="conveyor-3")
+    assert other.status_code == 202, other.text
+    plain = api.wait(other.json()["id"])
+    assert plain["status"] == "draft" and "ComfyUI" not in plain["transcript"], plain
+    assert "comfy" in plain["transcript"].lower()

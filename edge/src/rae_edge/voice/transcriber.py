@@ -82,15 +82,17 @@ class Transcriber:
                           speech_s=float(speech))
 
     def transcribe_with(self, audio: Path | Any, vocab: Vocabulary | None) -> Transcript:
-        """Transcribes with the machine's vocabulary: its prompt, a plain retry when the
-        prompted text looks cut short, and the machine's spelling of its error codes."""
+        """Transcribes with the machine's vocabulary: its prompt and hotwords, a plain retry
+        when the prompted text looks cut short, and the plant's spelling of its codes, part
+        references and identifiers."""
         prompt = vocab.prompt if vocab is not None else None
-        result = self.transcribe(audio, prompt=prompt)
+        hotwords = vocab.hotwords if vocab is not None else None
+        result = self.transcribe(audio, prompt=prompt, hotwords=hotwords)
         words = len(result.text.split())
         if prompt and result.speech_s > 3.0 and words < MIN_WORDS_PER_S * result.speech_s:
             plain = self.transcribe(audio)
             if len(plain.text.split()) > 1.5 * words:
                 result = plain
         if vocab is not None:
-            result = replace(result, text=vocab.fix_codes(result.text))
+            result = replace(result, text=vocab.fix_spelling(result.text))
         return result

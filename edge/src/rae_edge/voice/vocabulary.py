@@ -42,8 +42,9 @@ _STOP = frozenset(_STOP_WORDS.split())
 _WORD = re.compile(r"\b[A-Za-z][a-z]{2,}(?:-[a-z]+)*\b(?!-?\d)")
 # A part reference: a lower-case noun, then a short upper-case identifier (X, X4, LC-2, Q1).
 _PART_REF = re.compile(r"\b([a-z][a-z-]{2,20})\s+([A-Z]{1,3}(?:-?\d{1,4})?[A-Z]?)\b")
-# Identifiers that stand alone: upper-case letters with digits (LC-2, Q1) or acronyms (PLC).
-_IDENT = re.compile(r"\b([A-Z]{1,4}-?\d{1,4}[A-Z]?|[A-Z]{2,6})\b")
+# Identifiers that stand alone: upper-case letters with digits (LC-2, Q1), acronyms (PLC)
+# and product names in camel case (ProfiNet, EtherCAT, ComfyUI).
+_IDENT = re.compile(r"\b([A-Z]{1,4}-?\d{1,4}[A-Z]?|[A-Z]{2,6}|[A-Z][a-z]+[A-Z][A-Za-z0-9]*)\b")
 # A code split into its letter and its number (E404, F-12); how Whisper hears such letters.
 _CODE_PARTS = re.compile(r"^([A-Z])-?(\d{2,5})$", re.IGNORECASE)
 _LETTER_SOUNDS: dict[str, tuple[str, ...]] = {
@@ -104,10 +105,24 @@ class Vocabulary:
         return text
 
     @property
+    def identifiers(self) -> tuple[str, ...]:
+        """Terms with a spelling of their own (PLC, ComfyUI), not plain words."""
+        return tuple(t for t in self.terms if t != t.lower())
+
+    @property
     def hotwords(self) -> str | None:
-        """The codes and part references alone (faster-whisper's ``hotwords``)."""
-        items = [*self.codes, *self.parts]
+        """Codes, part references and identifiers (faster-whisper's ``hotwords``)."""
+        items = [*self.codes, *self.parts, *self.identifiers]
         return ", ".join(items) if items else None
+
+    def fix_spelling(self, text: str) -> str:
+        """:meth:`fix_codes`, then part references and identifiers in the plant's own
+        spelling when Whisper got only their case wrong ("comfyUI", "Sensor x")."""
+        text = self.fix_codes(text)
+        for term in (*self.parts, *self.identifiers):
+            text = re.sub(rf"(?<![\w-]){re.escape(term)}(?![\w-])", term, text,
+                          flags=re.IGNORECASE)
+        return text
 
 
 def _ranked(counter: Counter[str], limit: int) -> tuple[str, ...]:
