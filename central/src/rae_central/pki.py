@@ -203,8 +203,7 @@ def mosquitto_conf(*, port: int, ca: Path, server: IssuedCert, acl_file: Path,
         "tls_version tlsv1.2",
         # mosquitto's default keeps only 1000 QoS 1 messages per offline session and drops
         # the rest: a plant offline for a day must get every fan-out correction back.
-        "max_queued_messages 0",
-        "max_queued_bytes 0",
+        "max_queued_messages 10000000",
     ]
     if persistence_dir is not None:
         lines += ["persistence true", f"persistence_location {persistence_dir}/"]
