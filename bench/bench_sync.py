@@ -10,7 +10,7 @@ Figures:
 - Qdrant write rate beside it: embedding (packaged ONNX model) and upserts into a local
   Qdrant folder by the background indexer, plus raw upserts of random vectors in memory.
 
-``quick`` sizes: 5,000 sustained, 20,000 backlog, 500 embedded; full: 20,000 / 100,000 /
+``quick`` sizes: 3,000 sustained, 10,000 backlog, 300 embedded; full: 20,000 / 100,000 /
 2,000. Run: ``.venv/bin/python -m bench.bench_sync [--quick]``.
 The publisher, two workers, mosquitto and PostgreSQL all share this machine's cores.
 """
@@ -18,6 +18,7 @@ The publisher, two workers, mosquitto and PostgreSQL all share this machine's co
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -67,16 +68,31 @@ def _children(ppid: int) -> list[int]:
     return out
 
 
+def _say(msg: str) -> None:
+    print(f"[bench_sync {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
 def _count(engine: sa.Engine) -> int:
     with engine.connect() as conn:
         return int(conn.execute(sa.text("SELECT count(*) FROM corrections")).scalar_one())
 
 
-def _wait_count(engine: sa.Engine, n: int, timeout: float) -> float:
-    t0 = time.perf_counter()
-    while _count(engine) < n:
-        if time.perf_counter() - t0 > timeout:
-            raise RuntimeError(f"only {_count(engine)} of {n} corrections after {timeout}s")
+def _wait_count(engine: sa.Engine, n: int, timeout: float, edge: EdgeSim | None = None,
+                ) -> float:
+    """Waits for ``n`` rows; like the edge agent, re-sends what is unacked when nothing
+    has moved for 10 s."""
+    t0 = last_change = time.perf_counter()
+    last = -1
+    while (c := _count(engine)) < n:
+        now = time.perf_counter()
+        if now - t0 > timeout:
+            raise RuntimeError(f"only {c} of {n} corrections after {timeout}s")
+        if c != last:
+            last, last_change = c, now
+        elif edge is not None and now - last_change > 10:
+            _say(f"stuck at {c} of {n}: re-sending the unacked")
+            edge.send(edge.unacked())
+            last_change = now
         time.sleep(0.05)
     return time.perf_counter()
 
@@ -87,10 +103,12 @@ def _envelopes(edge: EdgeSim, n: int) -> list[Envelope]:
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
-    n_sustained, n_backlog, n_embed = (5_000, 20_000, 500) if quick else (20_000, 100_000, 2_000)
+    n_sustained, n_backlog, n_embed = (3_000, 10_000, 300) if quick else (20_000, 100_000, 2_000)
     bin_dir = find_pg_bin()
     if bin_dir is None:
         raise SystemExit("PostgreSQL binaries not found (/usr/lib/postgresql/*/bin)")
+    # SIGTERM (e.g. `timeout`) unwinds through the finally below: no server left behind.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tmp = Path(tempfile.mkdtemp(prefix="rae-bench-sync-"))
     tmp.chmod(0o755)  # PostgreSQL runs as user postgres when we are root
     pg = PgServer(bin_dir, tmp / "pg")
@@ -117,12 +135,15 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         engine = make_engine(url)
         a = EdgeSim.from_file(ids["a"], broker.url).connect()
         b = EdgeSim.from_file(ids["b"], broker.url).connect()
+        _say("workers started; warming up")
         warm = _envelopes(a, 20)
         a.deliver_all(timeout=60)  # workers are subscribed once the warm-up is acked
         base = _count(engine)
 
         # -- sustained --------------------------------------------------------------------
+        _say(f"sealing {n_sustained} corrections")
         envs = _envelopes(a, n_sustained)
+        _say("sustained phase")
         postmaster = int((pg.data / "postmaster.pid").read_text().split()[0])
         central_pids = [p.pid for p in procs]
         pg_pids = [postmaster, *_children(postmaster)]
@@ -130,7 +151,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         cpu0 = (_cpu_s(central_pids), _cpu_s(pg_pids), _cpu_s([broker.proc.pid]))
         t0 = time.perf_counter()
         a.send(envs)
-        t_db = _wait_count(engine, base + n_sustained, timeout=600)
+        t_db = _wait_count(engine, base + n_sustained, timeout=600, edge=a)
         a.deliver_all(timeout=120)
         t_ack = time.perf_counter()
         pg_pids = [postmaster, *_children(postmaster)]
@@ -153,16 +174,19 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                         "what the same code does when it has the machine to itself"))
 
         # -- backlog after an outage ------------------------------------------------------
+        _say("backlog phase: broker down, outbox filling")
         broker.stop()
         backlog = _envelopes(a, n_backlog)  # queued in the edge's outbox meanwhile
         base = _count(engine)
         broker.start()
         t0 = time.perf_counter()
-        while not a.transport or not a.transport.connected:
-            time.sleep(0.05)
-        time.sleep(1.0)  # workers reconnect (backoff) to their sessions
+        # A probe, sent again until acked: the workers are back on their sessions (their
+        # reconnect backoff counts in the drain time, as it would in the field).
+        probe = _envelopes(a, 1)
+        a.deliver_all(timeout=120, resend_after=1.0)
         a.send(backlog)
-        t_db = _wait_count(engine, base + n_backlog, timeout=900)
+        _say("backlog sent")
+        t_db = _wait_count(engine, base + n_backlog + len(probe), timeout=900, edge=a)
         drain = t_db - t0
         scaled = drain * 100_000 / n_backlog
         rows.append(row(f"backlog of {n_backlog} drained after the broker returns", drain, "s",
@@ -175,7 +199,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
             distinct = conn.execute(sa.text("SELECT count(DISTINCT id) FROM corrections")
                                     ).scalar_one()
         rows.append(row("corrections stored exactly once", float(total == distinct ==
-                        len(warm) + n_sustained + n_backlog), "bool", ok=total == distinct,
+                        len(warm) + n_sustained + n_backlog + 1), "bool", ok=total == distinct,
                         notes=f"{total} rows, {distinct} distinct"))
         a.close()
         b.close()
@@ -184,6 +208,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         for p in procs:
             p.wait(timeout=30)
 
+        _say("vector phase")
         # -- Qdrant beside it -------------------------------------------------------------
         emb = default_embedder()
         vs = VectorStore(str(tmp / "qdrant"), embedder_tag=emb.tag, dim=emb.dim)
