@@ -130,7 +130,7 @@ def _wer_rows(name: str, items: list[tuple[str, str, Path]]) -> list[Row]:
                 baseline="no vocabulary %", baseline_value=round(100 * base, 2),
                 ok=(rate <= 0.10) if name == "tiny.en" else None,
                 notes=f"{with_v[0]} word errors of {with_v[1]} with the machine's vocabulary "
-                      f"(prompt + code spelling); {without[0]} without it")]
+                      f"(prompt, hotwords, plant spelling); {without[0]} without it")]
 
 
 def _jfk_rows(name: str) -> list[Row]:
