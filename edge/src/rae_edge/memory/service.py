@@ -127,9 +127,9 @@ class MemoryService:
         with ThreadPoolExecutor(1) as pool:
             vectors = pool.submit(self._embed_incidents, head)
             new = self.node.duck.insert_incidents(incidents, outbox=outbox)
+            vecs = vectors.result()
         if new and outbox:
             self._wake_sync()
-            vecs = vectors.result()
         # Push first (the tablet hears within milliseconds), then index (slower: it
         # refreshes the full-text index).
         for inc in new[:MAX_ANNOUNCED]:
