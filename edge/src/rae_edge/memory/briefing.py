@@ -34,6 +34,8 @@ MAX_INCIDENTS = 50  # shown; ``incident_count`` tells how many there are
 MAX_SECTIONS = 8
 MAX_CODES = 16
 MAX_EVIDENCE = 5  # ids per drift alert evidence list in a briefing
+MAX_ALERTS = 10  # newest open drift alerts in a briefing
+MAX_ALERT_SUMMARY = 240
 MAX_MANUAL_ROWS = 100_000  # manual sections naming error codes, per tenant
 SUMMARY_INCIDENTS = 3
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -269,14 +271,17 @@ class BriefingBuilder:
         if hit is None or hit[0] != key:
             hit = (key, [a for a in open_alerts(self.node, tenant_id)])
             self._drift_cache[tenant_id] = hit
-        return [_alert_brief(a) for a in hit[1]
-                if machine_id in a.machine_ids or a.error_code in codes]
+        mine = [a for a in hit[1] if machine_id in a.machine_ids or a.error_code in codes]
+        return [_alert_brief(a) for a in mine[:MAX_ALERTS]]  # newest first
 
 
 def _alert_brief(alert: DriftAlert) -> dict[str, Any]:
     """An alert as a briefing shows it: evidence lists cut to their first
-    :data:`MAX_EVIDENCE` ids with counts (``GET /api/v1/drift-alerts`` has them all)."""
+    :data:`MAX_EVIDENCE` ids with counts, the summary to :data:`MAX_ALERT_SUMMARY`
+    characters (``GET /api/v1/drift-alerts`` has everything)."""
     out = alert.to_json()
+    if len(out["summary"]) > MAX_ALERT_SUMMARY:
+        out["summary"] = out["summary"][:MAX_ALERT_SUMMARY - 1].rstrip() + "…"
     for key in ("machine_ids", "correction_ids", "manual_section_ids"):
         ids = out[key]
         out[key.replace("_ids", "_count")] = len(ids)
