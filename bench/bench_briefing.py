@@ -151,8 +151,7 @@ def build(data_dir: Path, n: int, n_lines: int) -> dict[str, Any]:
                     f"SELECT {', '.join(cor_cols)} FROM src_cor")
     for s in range(0, len(lance_rows), 20_000):
         node.lance.table.add(pa.Table.from_pylist(lance_rows[s:s + 20_000], schema=SCHEMA))
-    node.lance._fts_dirty = True
-    node.lance.refresh_indexes()  # FTS, compaction, and the ANN index past its threshold
+    node.lance.refresh_indexes(force=True)  # FTS, compaction, and the ANN index past its threshold
     load_s = time.perf_counter() - t1
     node.close()
     return {"vectors": vec, "machines": machines, "embed_s": embed_s, "load_s": load_s,

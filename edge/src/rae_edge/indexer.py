@@ -176,7 +176,7 @@ class Indexer:
             if progress:
                 progress(len(rows))
         if done:
-            lance.refresh_indexes()
+            lance.refresh_indexes(force=True)
         return done
 
     def stale_count(self) -> int:
@@ -185,8 +185,8 @@ class Indexer:
         return self.node.lance.count(f"model_id IS NULL OR model_id != {sql_literal(current)}")
 
     def refresh(self) -> None:
-        """Rebuilds the full-text index and compacts (after ``refresh=False`` calls)."""
-        self.node.lance.refresh_indexes()
+        """Folds new rows into the indexes and compacts (after ``refresh=False`` calls)."""
+        self.node.lance.refresh_indexes(force=True)
 
     def new_rows(self, rows: Sequence[Row]) -> list[Row]:
         """The rows whose (tenant, id) is neither stored nor earlier in ``rows``."""

@@ -26,6 +26,7 @@ from rae_edge.errors import InvalidInputError
 TABLE = "memories"
 DIM = 384
 ANN_MIN_ROWS = 50_000  # below this, exact (flat) search with prefilters is fast enough
+OPTIMIZE_EVERY = 16  # add() batches between two optimize() calls
 
 SCHEMA = pa.schema(
     [
@@ -73,7 +74,8 @@ class LanceStore:
         self.path = path
         self._db = lancedb.connect(str(path))
         self._lock = threading.RLock()
-        self._fts_dirty = False
+        self._pending_adds = 0  # Lance versions written since the last optimize
+        self._fts_built = False
         if TABLE in self._db.list_tables().tables:
             self.table = self._db.open_table(TABLE)
         else:
@@ -97,16 +99,21 @@ class LanceStore:
             return
         with self._lock:
             self.table.add(pa.Table.from_pylist(list(rows), schema=SCHEMA))
-            self._fts_dirty = True
+            self._pending_adds += 1
 
-    def refresh_indexes(self) -> None:
-        """After a batch of writes: rebuild the full-text index, fold new rows into the
-        scalar indexes and compact (each ``add`` makes a version; ``optimize`` merges them)."""
+    def refresh_indexes(self, force: bool = False) -> None:
+        """After a batch of writes. Rows not yet in an index are still found (Lance scans
+        them flat, full-text included), so a write never waits for a full index rebuild:
+        the full-text index is built once, and ``optimize`` (which folds new rows into every
+        index incrementally and compacts the versions each ``add`` makes) runs every
+        ``OPTIMIZE_EVERY`` batches, or now with ``force``."""
         with self._lock:
-            if self._fts_dirty:
+            if not self._has_fts():
                 self.table.create_fts_index("search_text", replace=True, with_position=False)
-                self._fts_dirty = False
+            if not force and self._pending_adds < OPTIMIZE_EVERY:
+                return
             self.table.optimize()
+            self._pending_adds = 0
             n = self.count()
             if n >= ANN_MIN_ROWS and not self._has_vector_index():
                 self.table.create_index(
@@ -115,6 +122,11 @@ class LanceStore:
 
     def _has_vector_index(self) -> bool:
         return any(ix.index_type.startswith("IVF") for ix in self.table.list_indices())
+
+    def _has_fts(self) -> bool:
+        if not self._fts_built:
+            self._fts_built = any(ix.index_type == "FTS" for ix in self.table.list_indices())
+        return self._fts_built
 
     def existing_ids(self, tenant_id: str, ids: Sequence[str]) -> set[str]:
         if not ids:
@@ -139,7 +151,7 @@ class LanceStore:
     def text_search(
         self, query: str, where: str, k: int, columns: Sequence[str]
     ) -> list[dict[str, Any]]:
-        if self._fts_dirty:
+        if not self._has_fts():
             self.refresh_indexes()
         q = (
             self.table.search(query, query_type="fts", fts_columns="search_text")
