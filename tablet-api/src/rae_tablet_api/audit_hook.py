@@ -12,6 +12,7 @@ recorded when they end. Health and the OpenAPI document carry no data and are sk
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import re
@@ -135,9 +136,10 @@ class AuditMiddleware(ASGIMiddleware):
                     ids = []
                 try:
                     await record(ids)
-                except Exception:
+                except Exception as exc:
                     log.exception("audit: could not record %s", action)
-                    await _send_error(send)  # nothing sent yet: refuse rather than serve
+                    # nothing sent yet: refuse rather than serve
+                    await _send_error(send, disk_full=_disk_full(exc))
                     return
                 for m in held:
                     await send(m)
@@ -152,10 +154,20 @@ class AuditMiddleware(ASGIMiddleware):
         await next_app(scope, receive, audited_send)
 
 
-async def _send_error(send: Send) -> None:
-    payload = json.dumps({"error": {"code": "audit_unavailable",
-                                    "message": "the audit log could not record this call"}})
-    await send({"type": "http.response.start", "status": 500,
+def _disk_full(exc: BaseException) -> bool:
+    return (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or \
+        "No space left on device" in str(exc)
+
+
+async def _send_error(send: Send, disk_full: bool = False) -> None:
+    if disk_full:  # the node's fault, and a temporary one: same answer as any full-disk write
+        err = {"code": "insufficient_storage", "message": "the node's disk is full: the audit "
+               "log could not record this call, so it is not served; retry later"}
+    else:
+        err = {"code": "audit_unavailable",
+               "message": "the audit log could not record this call"}
+    payload = json.dumps({"error": err})
+    await send({"type": "http.response.start", "status": 507 if disk_full else 500,
                 "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": payload.encode(), "more_body": False})
 
