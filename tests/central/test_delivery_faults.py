@@ -90,10 +90,6 @@ def test_one_of_two_workers_killed_mid_stream(central: Central) -> None:
         b.close()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "passed at commit 0464b05; fails since a26d2c6 (faster ingest path): after the "
-    "broker or central comes back the workers reconnect but the edge's re-sent messages "
-    "are not acked within 120 s; under investigation, see the central report"))
 def test_broker_restart_mid_stream(central: Central) -> None:
     serve, a, b, envs = _setup(central)
     try:
@@ -110,10 +106,6 @@ def test_broker_restart_mid_stream(central: Central) -> None:
         b.close()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "passed at commit 0464b05; fails since a26d2c6 (faster ingest path): after the "
-    "broker or central comes back the workers reconnect but the edge's re-sent messages "
-    "are not acked within 120 s; under investigation, see the central report"))
 def test_central_crash_and_restart_mid_stream(central: Central) -> None:
     serve, a, b, envs = _setup(central)
     try:

@@ -72,17 +72,28 @@ class DeferredAckPahoTransport(PahoTransport):
         super().__init__(*args, **kwargs)
         self._sink = sink
         self._epoch = 0
-        self.add_connection_listener(self._bump)
 
-    def _bump(self, up: bool) -> None:
+    # The epoch counts network connections, bumped at CONNACK and at disconnect, not by
+    # the transport's "connected" listener: that one fires only after the SUBACKs, and the
+    # broker redelivers a kept session's unacked messages right after CONNACK. Tying acks
+    # to it skipped the acks of exactly those redelivered messages, which then filled the
+    # broker's in-flight window and stalled the worker after every reconnect.
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any,
+                    props: Any) -> None:
         self._epoch += 1
+        super()._on_connect(client, userdata, flags, rc, props)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any,
+                       props: Any) -> None:
+        self._epoch += 1
+        super()._on_disconnect(client, userdata, flags, rc, props)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, m: mqtt.MQTTMessage) -> None:
         msg = InboundMessage(m.topic, bytes(m.payload), m.qos, bool(m.dup))
         epoch, mid, qos = self._epoch, m.mid, m.qos
 
         def ack() -> None:
-            if qos > 0 and epoch == self._epoch and self.connected:
+            if qos > 0 and epoch == self._epoch:
                 client.ack(mid, qos)
 
         self._sink(Delivery(msg, ack))
