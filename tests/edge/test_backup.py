@@ -268,7 +268,7 @@ def test_lance_snapshot_leaves_replaced_files_behind_and_still_answers(
     incs = _seed(node, 40)
     for k in range(3):  # more versions, then compaction + index rebuilds
         node.lance.add(_memory_rows([_incident(500 + 10 * k + j) for j in range(10)], seed=k))
-    node.lance.refresh_indexes()
+    node.lance.refresh_indexes(force=True)
     src_files = {p for p in (node.data_dir / "lance").rglob("*") if p.is_file()}
     m = bk.backup_node(node, tmp_path / "bk")
     copied = [k for k in m["files"] if k.startswith("lance/")]
