@@ -20,7 +20,8 @@ Modules:
 - ``cli``: the ``rae-central`` command (serve, worker, migrate, enroll, revoke);
 - ``rls``: PostgreSQL row-level security by tenant (migration 0002);
 - ``audit_chain``: verifying a node's synced audit hash chain;
-- ``pki``: the MQTT TLS PKI and mosquitto configuration.
+- ``pki``: the MQTT TLS PKI and mosquitto configuration;
+- ``embedded_pg``: a PostgreSQL server in one folder on loopback (the demo and the tests).
 
 It imports ``rae_sync`` (and ``rae_models`` for embeddings), nothing else of ours.
 """
