@@ -237,8 +237,12 @@ def run_foreground(folder: Path, port: int, database: str) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    if not server.initialized:
-        server.init()
+    try:
+        if not server.initialized:
+            server.init()
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
     proc = server.popen_foreground()
     try:
         server.wait_ready(proc)

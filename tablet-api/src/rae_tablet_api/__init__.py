@@ -3,7 +3,10 @@
 Modules:
 - ``app``: builds the Litestar application around one :class:`rae_edge.node.EdgeNode`;
 - ``cli``: the ``rae-edge`` entry point, adding ``serve`` to the edge's own commands;
-- ``demo``: the README's demo command (sample plant, admin token, URL printed);
+- ``demo``: the README's demo command (``scripts/demo``): broker, central and the edge
+  nodes of two sample plants as processes, URLs and tokens printed, Ctrl-C stops all;
+  ``demo_stack``: its process supervisor; ``demo_plant``: one plant's settings, sample
+  data and token;
 - ``web/`` (a folder, not a module): the tablet page's HTML, CSS, JS and vendored QR
   decoder, served at ``/`` and ``/static`` by ``routes.web``.
 
