@@ -21,6 +21,12 @@ from rae_edge.errors import SchemaTooNewError
 from rae_edge.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from rae_sync.domain import Correction, CorrectionMethod, Incident, Machine
 
+# Corrections in hybrid-clock order, the same at every plant (two plants correcting one
+# fix both keep theirs; the later stamp is the current fix). A local correction gets its
+# stamp when the sync agent seals it, after every stamp this node has seen, so the few
+# not stamped yet (or all of them with sync off) come last, by time.
+_CORRECTION_ORDER = " ORDER BY hlc = '', hlc, valid_from, id"
+
 
 class DuckStore:
     """The node's relational store (one file, ``node.duckdb``)."""
@@ -29,6 +35,9 @@ class DuckStore:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        # Each tenant's machines (by QR code, by id), read once: every scan resolves a code
+        # and the table is small; upsert_machines (its only writer) drops the tenant's entry.
+        self._machines: dict[str, tuple[dict[str, Machine], dict[str, Machine]]] = {}
         self._con = duckdb.connect(str(path))
         self._migrate()
 
@@ -98,31 +107,44 @@ class DuckStore:
 
     # -- machines -----------------------------------------------------------------
     def upsert_machines(self, machines: Sequence[Machine]) -> None:
-        with self.transaction() as cur:
-            for m in machines:
-                cur.execute(
-                    """INSERT INTO machines (tenant_id, id, name, qr_code, site, line)
-                       VALUES (?, ?, ?, ?, ?, ?)
-                       ON CONFLICT (tenant_id, id) DO UPDATE SET name = excluded.name,
-                         qr_code = excluded.qr_code, site = excluded.site, line = excluded.line""",
-                    [m.tenant_id, m.id, m.name, m.qr_code, m.site, m.line],
-                )
+        with self._lock:
+            try:
+                with self.transaction() as cur:
+                    for m in machines:
+                        cur.execute(
+                            """INSERT INTO machines (tenant_id, id, name, qr_code, site, line)
+                               VALUES (?, ?, ?, ?, ?, ?)
+                               ON CONFLICT (tenant_id, id) DO UPDATE SET name = excluded.name,
+                                 qr_code = excluded.qr_code, site = excluded.site,
+                                 line = excluded.line""",
+                            [m.tenant_id, m.id, m.name, m.qr_code, m.site, m.line],
+                        )
+            finally:
+                for tenant in {m.tenant_id for m in machines}:
+                    self._machines.pop(tenant, None)
+
+    def _tenant_machines(self, tenant_id: str) -> tuple[dict[str, Machine], dict[str, Machine]]:
+        with self._lock:
+            hit = self._machines.get(tenant_id)
+            if hit is None:
+                rows = self.query_dicts(
+                    "SELECT tenant_id, id, name, qr_code, site, line FROM machines "
+                    "WHERE tenant_id = ? ORDER BY id", [tenant_id])
+                by_id = {str(r["id"]): Machine(**r) for r in rows}
+                by_qr: dict[str, Machine] = {}
+                for m in by_id.values():
+                    if m.qr_code is not None:
+                        by_qr.setdefault(m.qr_code, m)
+                hit = self._machines[tenant_id] = (by_qr, by_id)
+            return hit
 
     def get_machine(self, tenant_id: str, machine_id: str) -> Machine | None:
-        rows = self.query_dicts(
-            "SELECT tenant_id, id, name, qr_code, site, line FROM machines "
-            "WHERE tenant_id = ? AND id = ?",
-            [tenant_id, machine_id],
-        )
-        return Machine(**rows[0]) if rows else None
+        return self._tenant_machines(tenant_id)[1].get(machine_id)
 
     def find_machine_by_qr(self, tenant_id: str, payload: str) -> Machine | None:
-        rows = self.query_dicts(
-            "SELECT tenant_id, id, name, qr_code, site, line FROM machines "
-            "WHERE tenant_id = ? AND (qr_code = ? OR id = ?) ORDER BY qr_code = ? DESC LIMIT 1",
-            [tenant_id, payload, payload, payload],
-        )
-        return Machine(**rows[0]) if rows else None
+        """The machine whose QR code is ``payload`` or, failing that, whose id is."""
+        by_qr, by_id = self._tenant_machines(tenant_id)
+        return by_qr.get(payload) or by_id.get(payload)
 
     def list_machines(self, tenant_id: str) -> list[Machine]:
         rows = self.query_dicts(
@@ -215,7 +237,7 @@ class DuckStore:
         if as_of is not None:
             sql += " AND valid_from <= ?"
             params.append(as_of)
-        sql += " ORDER BY valid_from, hlc, id"
+        sql += _CORRECTION_ORDER
         return [
             Correction(**{**r, "method": CorrectionMethod(r["method"])})
             for r in self.query_dicts(sql, params)
@@ -236,7 +258,7 @@ class DuckStore:
         if as_of is not None:
             sql += " AND valid_from <= ?"
             params.append(as_of)
-        sql += " ORDER BY valid_from, hlc, id"
+        sql += _CORRECTION_ORDER
         out: dict[str, list[Correction]] = {}
         for r in self.query_dicts(sql, params):
             c = Correction(**{**r, "method": CorrectionMethod(r["method"])})
