@@ -187,6 +187,8 @@ class Demo:
         self.root.mkdir(parents=True, exist_ok=True)
         for p in self.plants:
             p.write_config()
+        # A new database (first run, or its folder deleted) knows no node: enroll again.
+        fresh_db = not (self.root / "pg" / "data" / "PG_VERSION").is_file()
         broker = self.stack.start(self._broker())
         database = self.stack.start(self._database())
         # Meanwhile each node gets the sample plant (first run only: model loading and
@@ -208,11 +210,11 @@ class Demo:
         run_once("rae-central migrate", [*central_cmd, "migrate", *self._central_args()],
                  self.logs / "central-setup.log")
         for p in self.plants:
-            if not p.identity_file.is_file():
+            if fresh_db or not p.identity_file.is_file():
                 run_once(f"rae-central enroll {p.node}", [
                     *central_cmd, "enroll", *self._central_args(), "--tenant", TENANT,
-                    "--site", p.site, "--node", p.node, "--out", str(p.identity_file)],
-                    self.logs / "central-setup.log")
+                    "--site", p.site, "--node", p.node, "--out", str(p.identity_file),
+                    "--force"], self.logs / "central-setup.log")
         operator_token = self._secret("operator-token")
         tenant_token = self._secret(f"{TENANT}-console-token")
         central = self.stack.start(self._central(operator_token, tenant_token))

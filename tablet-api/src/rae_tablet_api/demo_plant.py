@@ -84,7 +84,7 @@ def load_sample(node: EdgeNode) -> str:
     """Loads the sample plant unless the marker says it is there; returns a summary."""
     marker = node.data_dir / MARKER
     if marker.is_file():
-        return marker.read_text().strip()
+        return f"loaded on an earlier run ({marker.read_text().strip()})"
     from rae_edge.sample_plant import load_sample_plant
 
     summary = load_sample_plant(node)
