@@ -1,0 +1,281 @@
+"""End-to-end lag between two plants: a correction POSTed at plant A's API → visible at
+plant B, everything a real process on this machine (two ``rae-edge serve`` nodes,
+``rae-central serve`` with 2 workers and a local Qdrant folder, mosquitto, PostgreSQL;
+:class:`tests.fixtures.stack.Stack`).
+
+Figures (``quick``: 30 corrections; full: 100; at a nominal 2 corrections/s):
+- lag to B's push socket (a tablet at B watching every machine): POST sent → frame
+  received; p50/p95/p99, target p95 ≤ 1 s;
+- lag to B's briefing: POST sent → the correction in ``GET /machines/{id}/briefing`` at B
+  (polled by a tablet-like client; resolution = one briefing round trip);
+- where the time goes (p50): the POST itself; POST → committed at central
+  (``corrections.received_at`` in Postgres); central commit → pushed at B;
+- baseline, same run and broker: raw MQTT QoS 1 publish → delivery to a subscriber.
+
+Background load meanwhile ("nominal"): a tablet at each plant scanning a machine (briefing)
+every 0.25 s, and one new incident a second at A (its sync traffic shares the path).
+Run: ``.venv/bin/python -m bench.bench_e2e_lag [--quick]``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bench.common import Row, main_for, percentiles, row
+
+RATE_PER_S = 2.0
+MACHINES = [f"m-{i:02d}" for i in range(12)]
+
+
+def _raw_mqtt_ms(port: int, n: int) -> list[float]:
+    """QoS 1 publish → delivered to another client on the same broker (ms)."""
+    import paho.mqtt.client as mqtt
+
+    got: dict[int, float] = {}
+    ready = threading.Event()
+
+    def on_message(c: Any, u: Any, m: mqtt.MQTTMessage) -> None:
+        got[int(m.payload.decode())] = time.perf_counter()
+
+    def on_subscribe(*_: Any) -> None:
+        ready.set()
+
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-rt-sub",
+                      protocol=mqtt.MQTTv5)
+    sub.on_message = on_message
+    sub.on_subscribe = on_subscribe
+    sub.connect("127.0.0.1", port)
+    sub.subscribe("bench/rt", qos=1)
+    sub.loop_start()
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-rt-pub",
+                      protocol=mqtt.MQTTv5)
+    pub.connect("127.0.0.1", port)
+    pub.loop_start()
+    try:
+        if not ready.wait(10):
+            raise RuntimeError("raw MQTT baseline: no SUBACK")
+        out = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            pub.publish("bench/rt", str(i).encode(), qos=1)
+            deadline = t0 + 5
+            while i not in got and time.perf_counter() < deadline:
+                time.sleep(0.0005)
+            if i in got:
+                out.append((got[i] - t0) * 1000)
+            time.sleep(0.02)
+        return out
+    finally:
+        pub.loop_stop()
+        sub.loop_stop()
+        pub.disconnect()
+        sub.disconnect()
+
+
+class _Load:
+    """Tablets scanning at both plants and incidents arriving at A, until stopped."""
+
+    def __init__(self, stack: Any) -> None:
+        self.stack = stack
+        self.stop = threading.Event()
+        self.count = 0
+        self.threads = [threading.Thread(target=self._scan, args=(n,), daemon=True)
+                        for n in ("a", "b")]
+        self.threads.append(threading.Thread(target=self._incidents, daemon=True))
+
+    def __enter__(self) -> _Load:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(30)
+
+    def _scan(self, node: str) -> None:
+        import httpx
+
+        with httpx.Client(base_url=self.stack.nodes[node].url, timeout=30, headers={
+                "Authorization": f"Bearer {self.stack.nodes[node].token}"}) as c:
+            i = 0
+            while not self.stop.wait(0.25):
+                c.get(f"/api/v1/machines/{MACHINES[i % len(MACHINES)]}/briefing")
+                i += 1
+                self.count += 1
+
+    def _incidents(self) -> None:
+        import httpx
+
+        a = self.stack.nodes["a"]
+        with httpx.Client(base_url=a.url, timeout=30,
+                          headers={"Authorization": f"Bearer {a.token}"}) as c:
+            i = 0
+            while not self.stop.wait(1.0):
+                c.post("/api/v1/incidents", json=[{
+                    "machine_id": MACHINES[i % len(MACHINES)],
+                    "occurred_at": datetime.now().astimezone().isoformat(),
+                    "error_code": f"E{100 + i % 7}",
+                    "symptom": f"background incident {i}: pressure drop at station {i % 5}",
+                    "action": "reset the valve"}])
+                i += 1
+                self.count += 1
+
+
+class _BriefingPoller:
+    """A tablet at B re-scanning the machines of corrections not seen yet."""
+
+    def __init__(self, stack: Any) -> None:
+        import httpx
+
+        self.b = stack.nodes["b"]
+        self.client = httpx.Client(base_url=self.b.url, timeout=30,
+                                   headers={"Authorization": f"Bearer {self.b.token}"})
+        self.pending: dict[str, str] = {}  # correction id -> machine
+        self.seen: dict[str, float] = {}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def expect(self, cid: str, machine: str) -> None:
+        with self.lock:
+            self.pending[cid] = machine
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            with self.lock:
+                machines = sorted(set(self.pending.values()))
+            if not machines:
+                time.sleep(0.005)
+                continue
+            for m in machines:
+                r = self.client.get(f"/api/v1/machines/{m}/briefing")
+                at = time.perf_counter()
+                ids = {c["id"] for c in r.json().get("corrections", [])}
+                with self.lock:
+                    for cid in [c for c, mm in self.pending.items() if mm == m and c in ids]:
+                        self.seen[cid] = at
+                        del self.pending[cid]
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(30)
+        self.client.close()
+
+
+def _measure(stack: Any, n: int) -> dict[str, list[float]]:
+    watcher = stack.watch("b")  # every machine of the tenant
+    poller = _BriefingPoller(stack)
+    sent: dict[str, tuple[float, float, str]] = {}  # id -> (perf t0, wall t0, machine)
+    post_ms: list[float] = []
+    try:
+        with _Load(stack):
+            time.sleep(2.0)  # load running before the first sample
+            next_at = time.perf_counter()
+            for i in range(n):
+                next_at += 1.0 / RATE_PER_S
+                m = MACHINES[i % len(MACHINES)]
+                t0, w0 = time.perf_counter(), time.time()
+                c = stack.post_correction("a", m, f"lag probe {i}: the coupling bolt on "
+                                          f"{m} was finger-tight, torque to 45 Nm")
+                post_ms.append((time.perf_counter() - t0) * 1000)
+                sent[c["id"]] = (t0, w0, m)
+                poller.expect(c["id"], m)
+                time.sleep(max(0.0, next_at - time.perf_counter()))
+            deadline = time.perf_counter() + 60
+            while time.perf_counter() < deadline and (
+                    len(poller.seen) < n or not set(sent) <= set(watcher.correction_ids())):
+                time.sleep(0.05)
+    finally:
+        poller.close()
+    pushed: dict[str, float] = {}
+    for at, f in list(watcher.frames):
+        if f.get("type") == "correction":
+            pushed.setdefault(f["data"]["correction"]["id"], at)
+    missing = [cid for cid in sent if cid not in pushed or cid not in poller.seen]
+    if missing:
+        raise RuntimeError(f"{len(missing)} of {n} corrections never reached B "
+                           f"(e.g. {missing[:3]})")
+    received = {r[0]: r[1] for r in stack.sql(
+        "SELECT id, received_at FROM corrections WHERE id = ANY(:ids)", ids=list(sent))}
+    to_central, central_to_b = [], []
+    for cid, (t0, w0, _) in sent.items():
+        r_at = received[cid].timestamp()
+        to_central.append((r_at - w0) * 1000)
+        # push arrival on the wall clock: perf → wall through the POST's pair of stamps
+        central_to_b.append(((pushed[cid] - t0) + w0 - r_at) * 1000)
+    return {"push": [(pushed[c] - t0) * 1000 for c, (t0, _, _) in sent.items()],
+            "briefing": [(poller.seen[c] - t0) * 1000 for c, (t0, _, _) in sent.items()],
+            "post": post_ms, "to_central": to_central, "central_to_b": central_to_b}
+
+
+def run(quick: bool = False) -> list[Row]:
+    from rae_central.embedded_pg import PgServer, find_pg_bin
+    from tests.fixtures.mosquitto import Mosquitto
+    from tests.fixtures.stack import Stack
+
+    n = 30 if quick else 100
+    bin_dir = find_pg_bin()
+    if bin_dir is None:
+        raise RuntimeError("PostgreSQL is not installed (Debian package 'postgresql')")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-e2e-lag-"))
+    tmp.chmod(0o755)  # as root, PostgreSQL runs as user postgres under this folder
+    pg = PgServer(bin_dir, tmp / "pg")
+    broker = Mosquitto(tmp / "mosquitto")
+    stack: Stack | None = None
+    try:
+        pg.init()
+        pg.start()
+        broker.start()
+        raw = _raw_mqtt_ms(broker.port, n)
+        stack = Stack(tmp / "stack", pg, broker).start_central()
+        stack.add_node("a", start=False)
+        stack.add_node("b", start=False)
+        stack.start_nodes()
+        machines = [{"id": m, "name": m, "qr_code": f"QR-{m}", "site": "x"} for m in MACHINES]
+        stack.add_machines(["a", "b"], machines)
+        _measure(stack, 4)  # warm-up: first requests, first sync round trips
+        got = _measure(stack, n)
+    finally:
+        if stack is not None:
+            stack.close()
+        broker.kill()
+        pg.destroy()
+        shutil.rmtree(tmp, ignore_errors=True)
+    p, b, r = percentiles(got["push"]), percentiles(got["briefing"]), percentiles(raw)
+    post, a2c, c2b = (percentiles(got[k]) for k in ("post", "to_central", "central_to_b"))
+    cond = (f"{n} corrections at {RATE_PER_S:g}/s with background scans (4/s per plant) and "
+            f"incidents (1/s at A)")
+    return [
+        row("A POST → B push socket, p95", p["p95"], "ms", target="<= 1000 ms",
+            baseline="raw MQTT QoS1 pub→sub p95", baseline_value=r["p95"],
+            ok=p["p95"] <= 1000,
+            notes=f"p50 {p['p50']:.0f} ms, p99 {p['p99']:.0f} ms; {cond}"),
+        row("A POST → B briefing, p95", b["p95"], "ms", target="<= 1000 ms",
+            baseline="raw MQTT QoS1 pub→sub p95", baseline_value=r["p95"],
+            ok=b["p95"] <= 1000,
+            notes=f"p50 {b['p50']:.0f} ms, p99 {b['p99']:.0f} ms (polled at B: resolution "
+                  f"is one briefing round trip)"),
+        row("A POST → B push socket, p50", p["p50"], "ms"),
+        row("A POST → B briefing, p50", b["p50"], "ms"),
+        row("  part: POST at A answered, p50", post["p50"], "ms",
+            notes=f"p95 {post['p95']:.0f} ms"),
+        row("  part: POST → committed at central, p50", a2c["p50"], "ms",
+            notes=f"p95 {a2c['p95']:.0f} ms (corrections.received_at, same machine clock)"),
+        row("  part: central commit → pushed at B, p50", c2b["p50"], "ms",
+            notes=f"p95 {c2b['p95']:.0f} ms (fan-out publish, B's apply, its push bus)"),
+        row("raw MQTT QoS1 publish → delivered, p50", r["p50"], "ms",
+            notes=f"p95 {r['p95']:.2f} ms, p99 {r['p99']:.2f} ms; same broker, {len(raw)} "
+                  f"messages"),
+    ]
+
+
+if __name__ == "__main__":
+    main_for(run)
