@@ -244,3 +244,44 @@ def test_demo_syncs_two_plants_and_stops_clean(demo_dir: Path,
         assert not left, f"processes left behind after the second Ctrl-C: {left}"
     finally:
         run.stop()
+
+
+def test_demo_no_sync_runs_one_node_alone(demo_dir: Path) -> None:
+    """``--no-sync``: the single node as before central existed (no broker, no database)."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "rae_tablet_api.demo", "--no-sync",
+                             "--data-dir", str(demo_dir), "--port", str(port)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    lines: list[str] = []
+    assert proc.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 300
+        url = f"http://127.0.0.1:{port}"
+        while not any("admin token:" in line for line in lines) or \
+                not _healthy(f"{url}/api/v1/health"):
+            assert proc.poll() is None, "".join(lines)
+            assert time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.5)
+        out = "".join(lines)
+        assert "sample plant: 4 machines" in out
+        token = re.search(r"admin token: (\S+)", out)
+        assert token, out
+        brief = _get(f"{url}/api/v1/machines/{MACHINE_QR}/briefing", token.group(1))
+        assert brief["machine"]["id"] == "press-1"
+        assert not (demo_dir / "pg").exists() and not (demo_dir / "mosquitto").exists()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0, "".join(lines)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -20,6 +20,7 @@ without central or broker. Logs: ``DATA/logs``. Each node loads the embedding mo
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import secrets
 import shutil
@@ -130,8 +131,6 @@ class Demo:
         folder = self.root / "mosquitto"
         (folder / "data").mkdir(parents=True, exist_ok=True)
         conf = folder / "mosquitto.conf"
-        import getpass
-
         conf.write_text("\n".join([
             f"listener {self.mqtt_port} 127.0.0.1",
             "allow_anonymous true",  # loopback only; the demo uses no TLS
