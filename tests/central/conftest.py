@@ -1,5 +1,10 @@
 """Central test set-up: a migrated database on the real PostgreSQL, a real mosquitto,
-central's settings and enrolled node identities; an in-process ingest worker."""
+central's settings and enrolled node identities; an in-process ingest worker.
+
+``Central.store`` is on the owner's connection (``database_url``, a superuser here): the
+tests' view of every tenant. The worker, ``rae-central serve`` and ``Central.app_store()``
+connect as the application's login role (``settings.app_url()``, created by the
+migration), which row-level security binds."""
 
 from __future__ import annotations
 
@@ -34,6 +39,11 @@ class Central:
 
     def edge(self, name: str) -> EdgeSim:
         return EdgeSim.from_file(self.identities[name], self.broker.url).connect()
+
+    def app_store(self) -> CentralStore:
+        """A store on the application's role, as the worker and the console use it
+        (dispose its engine when done)."""
+        return CentralStore(make_engine(self.settings.app_url(), pool_size=1))
 
 
 @pytest.fixture

@@ -1,7 +1,10 @@
-"""Runs ``rae-central serve`` as a real process for fault and browser tests."""
+"""Runs ``rae-central serve`` as a real process for fault and browser tests. It gets the
+owner's ``--database-url`` and connects, as central does, as the application's login role
+(``rae_central_app``, created by the migration) that row-level security binds."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,7 +17,9 @@ import httpx
 from tests.central.conftest import Central
 from tests.fixtures.mosquitto import free_port
 
-ADMIN_TOKEN = "test-admin-token-0123456789"
+ADMIN_TOKEN = "test-admin-token-0123456789"  # the operator's: fleet health, no content
+#: each tenant's own console token (its nodes, dead letters with payloads, corrections)
+TENANT_TOKENS = {"acme": "test-acme-console-token-0123", "globex": "test-globex-token-0123"}
 
 
 class ServeProc:
@@ -32,6 +37,7 @@ class ServeProc:
     def start(self, timeout: float = 90) -> ServeProc:
         s = self.central.settings
         env = {**os.environ, "RAE_CENTRAL_ADMIN__TOKEN": ADMIN_TOKEN,
+               "RAE_CENTRAL_ADMIN__TENANT_TOKENS": json.dumps(TENANT_TOKENS),
                "RAE_CENTRAL_INGEST__GAP_GRACE_S": "5", "RAE_CENTRAL_VECTORS__BATCH_SIZE": "64"}
         cmd = [sys.executable, "-m", "rae_central.cli", "serve", "--database-url",
                s.database_url, "--qdrant", s.vectors.qdrant, "--mqtt-url", str(s.mqtt_url),

@@ -1,6 +1,7 @@
 """The admin sync console in headless Chromium, served by ``rae-central serve``: a node
 with its outbox depth and lag (from its status message), its last seq and a gap, a dead
-letter with its reason; then revoking the node from the page."""
+letter with its reason; then revoking the node from the page. With the tenant's console
+token; the operator token sees the node and the dead letter but no correction text."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from rae_sync.domain import utcnow
 from rae_sync.messages import NodeStatusMsg
 from tests.central.conftest import Central
 from tests.central.edge_sim import wait_for
-from tests.central.serve_proc import ADMIN_TOKEN, ServeProc
+from tests.central.serve_proc import ADMIN_TOKEN, TENANT_TOKENS, ServeProc
 
 pytestmark = pytest.mark.browser
 CHROMIUM = Path("/usr/bin/chromium")
@@ -46,6 +47,14 @@ def test_console_shows_nodes_lag_and_dead_letters(central: Central,
                 page = browser.new_page(viewport={"width": 1280, "height": 900})
                 page.on("dialog", lambda d: d.accept())
                 page.goto(f"{serve.url}/#token={ADMIN_TOKEN}")
+                row = page.locator("#nodes tbody tr", has_text="acme/plant-1/node-a")
+                expect(row).to_be_visible(timeout=15_000)
+                expect(page.locator("#dead tbody tr").first).to_contain_text("malformed")
+                expect(page.locator("#corrections-note")).to_contain_text("operator token")
+                assert "coupling bolt" not in page.locator("#corrections").inner_text()
+                page.evaluate("sessionStorage.clear()")
+                page.goto(f"{serve.url}/#token={TENANT_TOKENS['acme']}")
+                page.reload()
                 row = page.locator("#nodes tbody tr", has_text="acme/plant-1/node-a")
                 expect(row).to_be_visible(timeout=15_000)
                 expect(row).to_contain_text("active")

@@ -65,7 +65,7 @@ def test_ingest_is_idempotent_and_fans_out(store: CentralStore) -> None:
     again = store.ingest([_cor(A, 2), _cor(A, 1)], build)
     assert not again.new and len(again.duplicates) == 2 and not again.fanout
     assert store.count("corrections") == 2 and store.count("messages") == 2
-    store.fanout_sent(f.id for f in out.fanout)
+    store.fanout_sent(out.fanout)
     assert store.count("fanout") == 0
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from rae_central.config import CentralSettings
 from rae_central.db import migrate
 from rae_central.db.engine import make_engine
 from rae_central.store import CentralStore
@@ -48,7 +49,9 @@ def test_indexer_embeds_each_row_once(pg_url: str, tmp_path: Path) -> None:
     store.ingest([_cor(A, i) for i in range(1, 6)] + [_cor(OTHER, 1)])
     emb = default_embedder()
     vs = VectorStore(str(tmp_path / "q"), embedder_tag=emb.tag, dim=emb.dim)
-    idx = VectorIndexer(engine, vs, emb, batch_size=4)
+    # as serve runs it: on the application's role, tenant by tenant
+    app_engine = make_engine(CentralSettings(database_url=pg_url).app_url())
+    idx = VectorIndexer(app_engine, vs, emb, batch_size=4)
     assert idx.drain() == 6
     assert idx.drain() == 0  # nothing left: rows are marked embedded
     assert sorted(vs.memory_ids("acme", "correction")) == sorted(
@@ -59,3 +62,4 @@ def test_indexer_embeds_each_row_once(pg_url: str, tmp_path: Path) -> None:
     assert vs.query("acme", q.tolist(), k=1)[0].memory_id == "cor-node-a-3"
     vs.close()
     engine.dispose()
+    app_engine.dispose()

@@ -129,3 +129,64 @@ def test_the_app_role_cannot_bypass_rls(rls_db: dict[str, str], sql: str) -> Non
         role = conn.execute("SELECT rolsuper, rolbypassrls FROM pg_roles "
                             "WHERE rolname = current_user").fetchone()
         assert role == (False, False)
+
+
+def test_cross_tenant_needs_are_narrow_functions(rls_db: dict[str, str]) -> None:
+    """The worker's key lookup and the operator's fleet view cross tenants only through
+    SECURITY DEFINER functions that return no memory content; a role outside rae_app
+    cannot call them; an empty tenant is no tenant; dead letters of an unknown tenant can
+    be written by the app but not read back."""
+    with psycopg.connect(rls_db["owner"], autocommit=True) as owner:
+        owner.execute("INSERT INTO nodes (tenant_id, site_id, node_id, public_key, "
+                      "enrolled_at) VALUES ('globex', 's', 'n', 'PEM', now())")
+        owner.execute("CREATE ROLE rae_outsider_t LOGIN")
+    try:
+        with psycopg.connect(rls_db["app"]) as conn:
+            assert conn.execute("SELECT * FROM rae_node_key('globex', 's', 'n')").fetchall() \
+                == [("PEM", False)]
+            assert conn.execute("SELECT * FROM rae_node_key('acme', 's', 'n')").fetchall() == []
+            assert conn.execute("SELECT rae_tenants()").fetchall() == [("globex",)]
+            cols = [d.name for d in conn.execute("SELECT * FROM rae_fleet_nodes()").description]
+            assert "public_key" not in cols and "text" not in cols
+            cols = [d.name for d in
+                    conn.execute("SELECT * FROM rae_fleet_dead_letters(10)").description]
+            assert "payload" not in cols
+            conn.execute("SELECT set_config(%s, '', true)", [TENANT_SETTING])
+            assert conn.execute("SELECT count(*) FROM nodes").fetchone() == (0,)
+            conn.execute("INSERT INTO dead_letters (tenant_id, site_id, node_id, topic, "
+                         "payload, reason, at) VALUES ('', '', '', 'x', 'p', 'r', now())")
+            assert conn.execute("SELECT count(*) FROM dead_letters").fetchone() == (0,)
+            conn.commit()
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("INSERT INTO dead_letters (tenant_id, site_id, node_id, topic, "
+                             "payload, reason, at) VALUES ('globex', '', '', 'x', 'p', 'r', "
+                             "now())")
+        outsider = rls_db["app"].rsplit("user=", 1)[0] + "user=rae_outsider_t"
+        with psycopg.connect(outsider) as conn, \
+                pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT * FROM rae_node_key('globex', 's', 'n')")
+    finally:
+        with psycopg.connect(rls_db["owner"], autocommit=True) as owner:
+            owner.execute("DROP ROLE rae_outsider_t")
+    with psycopg.connect(rls_db["owner"]) as owner:
+        assert owner.execute("SELECT count(*) FROM dead_letters WHERE tenant_id = ''"
+                             ).fetchone() == (1,)
+
+
+def test_migrate_creates_the_app_login_and_refuses_a_privileged_one(pg_url: str) -> None:
+    from rae_central.rls import PrivilegedRoleError, ensure_app_login
+
+    upgrade(pg_url, app_role="rae_login_t", app_password="s3cret-pw")
+    with psycopg.connect(_dsn(pg_url), autocommit=True) as owner:
+        row = owner.execute("SELECT rolcanlogin, rolsuper, rolbypassrls, rolpassword IS NOT "
+                            "NULL, pg_has_role('rae_login_t', %s, 'MEMBER') FROM pg_authid "
+                            "WHERE rolname = 'rae_login_t'", [APP_ROLE]).fetchone()
+        assert row == (True, False, False, True, True)
+        with pytest.raises(PrivilegedRoleError, match="owner"):
+            ensure_app_login(pg_url, "postgres")
+        owner.execute("CREATE ROLE rae_super_t SUPERUSER")
+        try:
+            with pytest.raises(PrivilegedRoleError, match="superuser"):
+                ensure_app_login(pg_url, "rae_super_t")
+        finally:
+            owner.execute("DROP ROLE rae_super_t")

@@ -1,5 +1,10 @@
 """``rae-central``: serve, worker, migrate, enroll, revoke.
 
+``migrate``, ``enroll`` and ``revoke`` connect with ``--database-url`` (the owner; these
+are the operator's commands); ``serve`` and ``worker`` with the application's login role
+(``--app-database-url``, or ``--database-url``'s server as ``app_role``), which ``migrate``
+creates and row-level security binds (:mod:`rae_central.rls`).
+
 Every command takes ``--database-url`` and ``--config FILE``; settings come from the file,
 then ``RAE_CENTRAL_*`` environment variables, then flags.
 """
@@ -38,8 +43,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from rae_central.db import migrate
 
     s = _settings(args)
-    rev = migrate.upgrade(s.database_url)
-    print(f"database at schema revision {rev}")
+    role, password = s.app_login()
+    rev = migrate.upgrade(s.database_url, app_role=role, app_password=password)
+    print(f"database at schema revision {rev}; the application connects as {role!r} "
+          "(a member of rae_app: row-level security binds it)")
     return 0
 
 
@@ -66,7 +73,14 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 
 def _ingest_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return {"mqtt_url": args.mqtt_url, "ingest": {"workers": getattr(args, "workers", None)}}
+    return {"mqtt_url": args.mqtt_url, "app_database_url": args.app_database_url,
+            "ingest": {"workers": getattr(args, "workers", None)}}
+
+
+def _app_url_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--app-database-url", default=None,
+                   help="URL of the application's login role (default: --database-url's "
+                   "server and database as app_role, which `migrate` creates)")
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -104,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None, help="address of the admin console")
     p.add_argument("--port", type=int, default=None, help="port of the admin console")
     p.add_argument("--workers", type=int, default=None, help="ingest worker processes")
+    _app_url_arg(p)
     p.set_defaults(handler=cmd_serve)
 
     p = sub.add_parser("worker", help="one ingest worker (no console), e.g. on another host")
@@ -111,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mqtt-url", default=None, help="mqtt://host:port of the broker")
     p.add_argument("--index", type=int, default=0,
                    help="worker number: its MQTT session is {share_group}-{index}")
+    _app_url_arg(p)
     p.set_defaults(handler=cmd_worker)
 
     p = sub.add_parser("enroll", help="issue a node's identity and register its key")
@@ -137,10 +153,11 @@ def main(argv: list[str] | None = None) -> int:
         from pydantic import ValidationError
 
         from rae_central.db.migrate import SchemaMismatchError
+        from rae_central.rls import PrivilegedRoleError
         from rae_central.store import NodeNotFoundError
 
         if isinstance(exc, SchemaMismatchError | NodeNotFoundError | ValidationError |
-                      FileExistsError | ValueError):
+                      FileExistsError | ValueError | PrivilegedRoleError):
             print(f"error: {exc}", file=sys.stderr)
             return 2
         raise

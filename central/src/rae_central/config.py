@@ -28,6 +28,11 @@ class AdminSettings(_Section):
     )
     host: str = Field(default="127.0.0.1", description="address the console binds to")
     port: int = Field(default=8480, ge=0, le=65535, description="TCP port of the console")
+    tenant_tokens: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="tenant id -> bearer token of that tenant's console: it sees only its "
+        "tenant's nodes, dead letters and corrections (RAE_CENTRAL_ADMIN__TENANT_TOKENS as "
+        "JSON). admin.token is the operator's: fleet health of every tenant, no content")
 
 
 class IngestSettings(_Section):
@@ -67,6 +72,18 @@ class CentralSettings(BaseSettings):
         default="postgresql+psycopg://postgres@127.0.0.1:5432/rae_central",
         description="SQLAlchemy URL of central's PostgreSQL database",
     )
+    app_database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL the running application (workers, console, indexer) "
+        "connects with: a login role in rae_app that row-level security binds. None: "
+        "database_url's server and database as user app_role with app_password",
+    )
+    app_role: str = Field(default="rae_central_app",
+                          description="the application's login role; `rae-central migrate` "
+                          "creates it (a member of rae_app, NOSUPERUSER NOBYPASSRLS)")
+    app_password: SecretStr | None = Field(
+        default=None, description="its password (set by `rae-central migrate`); None: "
+        "left as it is (e.g. trust or peer authentication on loopback)")
     signing_key_file: Path = Field(
         default=Path("data/central/central-signing-key.pem"),
         description="central's Ed25519 key (PEM, created on first use): signs every down "
@@ -77,6 +94,27 @@ class CentralSettings(BaseSettings):
     admin: AdminSettings = Field(default_factory=AdminSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     vectors: VectorSettings = Field(default_factory=VectorSettings)
+
+    def app_url(self) -> str:
+        """The URL the application connects with (see ``app_database_url``)."""
+        if self.app_database_url:
+            return self.app_database_url
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.database_url).set(
+            username=self.app_role,
+            password=self.app_password.get_secret_value() if self.app_password else None)
+        return url.render_as_string(hide_password=False)
+
+    def app_login(self) -> tuple[str, str | None]:
+        """(role, password) of the application's login, as ``migrate`` sets it up."""
+        if self.app_database_url:
+            from sqlalchemy.engine import make_url
+
+            url = make_url(self.app_database_url)
+            return str(url.username or self.app_role), url.password
+        return self.app_role, (self.app_password.get_secret_value()
+                               if self.app_password else None)
 
     @classmethod
     def settings_customise_sources(
@@ -129,4 +167,9 @@ def load(config_file: Path | None = None, **overrides: Any) -> CentralSettings:
     env_data = CentralSettings().model_dump(exclude_unset=True)
     if "admin" in env_data and env_data["admin"].get("token") is not None:
         env_data["admin"]["token"] = env_data["admin"]["token"].get_secret_value()
+    if "admin" in env_data and env_data["admin"].get("tenant_tokens"):
+        env_data["admin"]["tenant_tokens"] = {
+            k: v.get_secret_value() for k, v in env_data["admin"]["tenant_tokens"].items()}
+    if env_data.get("app_password") is not None:
+        env_data["app_password"] = env_data["app_password"].get_secret_value()
     return CentralSettings(**_deep_merge(_deep_merge(file_data, env_data), _drop_none(overrides)))

@@ -1,6 +1,7 @@
 """From wire to rows, and from rows to down messages: the part of a worker that knows
 :mod:`rae_sync`'s envelope and message classes, with no MQTT in it.
 
+- :class:`NodeKeys`: the senders' public keys (``rae_node_key``, one query per batch);
 - :class:`Decoder` opens one received message (topic + bytes): schema, sender key
   (enrolled and not revoked), signature, payload, and that the payload's tenant is the
   sender's; it returns an :class:`~rae_central.store.Accepted` or raises a
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import Engine, text
@@ -42,37 +43,47 @@ from rae_sync.signing import (
 )
 from rae_sync.topics import Direction, down_topic
 
-KeySource = Callable[[], dict[NodeKey, str]]
+# Looks up (public key PEM, revoked) of the given nodes: CentralStore.node_keys.
+KeySource = Callable[[Iterable[NodeKey]], dict[NodeKey, tuple[str, bool]]]
 
 
 class NodeKeys:
-    """Public keys of active nodes, re-read from Postgres at most every ``ttl_s`` (the
-    worker refreshes before every batch, so a revocation takes effect at the next batch)
-    and at once for a node not in the cache."""
+    """Public keys of the active nodes that are sending, looked up in Postgres through
+    ``rae_node_key`` (the application cannot read other tenants' ``nodes`` rows): the
+    worker refreshes the nodes of each batch before verifying it, so a revocation counts
+    from the next batch; a node not refreshed yet is looked up on its own."""
 
-    def __init__(self, source: KeySource, ttl_s: float = 0.0) -> None:
+    def __init__(self, source: KeySource) -> None:
         self._source = source
-        self._ttl = ttl_s
         self._keys: dict[NodeKey, Ed25519PublicKey] = {}
         self._pem: dict[NodeKey, str] = {}
-        self._at = 0.0
+        self._checked: set[NodeKey] = set()  # looked up since the batch began
         self._lock = threading.Lock()
 
-    def refresh(self, force: bool = False) -> None:
+    def refresh(self, nodes: Iterable[NodeKey], *, new_batch: bool = False) -> None:
+        nodes = set(nodes)
+        found = self._source(nodes) if nodes else {}
         with self._lock:
-            if not force and time.monotonic() - self._at < self._ttl:
-                return
-            pem = self._source()
-            self._keys = {n: (self._keys[n] if self._pem.get(n) == p else load_public_key(p))
-                          for n, p in pem.items()}
-            self._pem = pem
-            self._at = time.monotonic()
+            if new_batch:
+                self._checked = set()
+            self._checked |= nodes
+            for n in nodes:
+                pem, revoked = found.get(n, ("", True))
+                if revoked:
+                    self._keys.pop(n, None)
+                    self._pem.pop(n, None)
+                elif self._pem.get(n) != pem:
+                    self._keys[n] = load_public_key(pem)
+                    self._pem[n] = pem
 
     def get(self, node: NodeKey) -> Ed25519PublicKey | None:
-        key = self._keys.get(node)
-        if key is None and time.monotonic() - self._at > 0.2:  # enrolled a moment ago?
-            self.refresh(force=True)
+        with self._lock:
             key = self._keys.get(node)
+            checked = node in self._checked
+        if key is None and not checked:  # a node not named by the batch's topics
+            self.refresh([node])
+            with self._lock:
+                key = self._keys.get(node)
         return key
 
 

@@ -7,6 +7,8 @@
   process);
 - the admin sync console and its JSON API (uvicorn).
 
+Everything connects as the application's login role (``app_database_url``), never the
+owner: a superuser or owner connection is refused at start (:mod:`rae_central.rls`).
 The database must be at this code's schema (``rae-central migrate`` first); a newer or an
 unmigrated database is refused at start.
 """
@@ -76,10 +78,13 @@ def serve(settings: CentralSettings) -> int:
     from rae_central.admin.app import create_app
     from rae_central.db.engine import make_engine
     from rae_central.db.migrate import check_current
+    from rae_central.rls import check_app_role
     from rae_central.store import CentralStore
     from rae_central.vectors import VectorIndexer, VectorStore, default_embedder
 
-    engine = make_engine(settings.database_url)
+    # The console and the indexer connect as the application's role, like the workers.
+    engine = make_engine(settings.app_url(), application_name="rae-central-serve")
+    check_app_role(engine)
     check_current(engine)
     store = CentralStore(engine)
     indexer: VectorIndexer | None = None
@@ -105,7 +110,8 @@ def serve(settings: CentralSettings) -> int:
             return asdict(indexer.stats) if indexer else {}
 
         token = settings.admin.token.get_secret_value() if settings.admin.token else None
-        app = create_app(store, token, indexer_stats=stats)
+        app = create_app(store, token, indexer_stats=stats, tenant_tokens={
+            t: v.get_secret_value() for t, v in settings.admin.tenant_tokens.items()})
         log.info("admin console on http://%s:%s/", settings.admin.host, settings.admin.port)
         uvicorn.run(app, host=settings.admin.host, port=settings.admin.port,
                     log_level="warning")

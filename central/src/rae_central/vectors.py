@@ -32,6 +32,8 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 from sqlalchemy import Engine, text
 
+from rae_central.rls import set_tenant
+
 log = logging.getLogger(__name__)
 
 _NS = uuid.UUID("6f1c1d9e-2b8a-4e47-9a55-3f0d8f3a7c21")
@@ -182,12 +184,14 @@ class VectorStore:
 _PICK = {
     "correction": text(
         "SELECT tenant_id, id, machine_id, text, hlc, origin_node, target_id FROM corrections "
-        "WHERE embedded_at IS NULL ORDER BY received_at LIMIT :n FOR UPDATE SKIP LOCKED"),
+        "WHERE tenant_id = :t AND embedded_at IS NULL ORDER BY received_at LIMIT :n "
+        "FOR UPDATE SKIP LOCKED"),
     "incident": text(
         "SELECT tenant_id, id, machine_id, "
         "coalesce(error_code || ': ', '') || symptom || coalesce(' / ' || action, ''), "
         "occurred_at::text, origin_node, NULL FROM incidents "
-        "WHERE embedded_at IS NULL ORDER BY received_at LIMIT :n FOR UPDATE SKIP LOCKED"),
+        "WHERE tenant_id = :t AND embedded_at IS NULL ORDER BY received_at LIMIT :n "
+        "FOR UPDATE SKIP LOCKED"),
 }
 _DONE = {
     "correction": text("UPDATE corrections SET embedded_at = :at "
@@ -223,11 +227,18 @@ class VectorIndexer:
         self._thread: threading.Thread | None = None
 
     def run_once(self) -> int:
-        """One batch of each kind; returns how many points were written."""
+        """One batch of each kind for each tenant (every transaction scoped to one tenant
+        by row-level security); returns how many points were written."""
+        with self.engine.connect() as conn:
+            tenants = [str(t) for t in conn.execute(text("SELECT rae_tenants()")).scalars()]
+        return sum(self._run_tenant(t) for t in tenants)
+
+    def _run_tenant(self, tenant: str) -> int:
         done = 0
         for kind in ("correction", "incident"):
             with self.engine.begin() as conn:
-                rows = conn.execute(_PICK[kind], {"n": self.batch_size}).all()
+                set_tenant(conn, tenant)
+                rows = conn.execute(_PICK[kind], {"t": tenant, "n": self.batch_size}).all()
                 if not rows:
                     continue
                 t0 = time.perf_counter()
@@ -239,12 +250,8 @@ class VectorIndexer:
                                  "origin_node": r[5], "target_id": r[6]})
                     for i, r in enumerate(rows)])
                 t2 = time.perf_counter()
-                by_tenant: dict[str, list[str]] = {}
-                for r in rows:
-                    by_tenant.setdefault(r[0], []).append(r[1])
-                now = datetime.now(UTC)
-                for tenant, ids in by_tenant.items():
-                    conn.execute(_DONE[kind], {"at": now, "t": tenant, "ids": ids})
+                conn.execute(_DONE[kind], {"at": datetime.now(UTC), "t": tenant,
+                                           "ids": [r[1] for r in rows]})
             self.stats.embed_s += t1 - t0
             self.stats.upsert_s += t2 - t1
             self.stats.points += len(rows)

@@ -17,6 +17,10 @@ Per batch (up to ``ingest.batch_size`` messages or ``ingest.batch_wait_ms``):
 3. after the commit: an :class:`AckMsg` to each sender's down topic, the fanned-out
    corrections to the tenant's other nodes, then the MQTT acks to the broker.
 
+The worker connects as the application's login role (``app_database_url``), which row
+level security binds; it refuses to start as a superuser or an owner
+(:func:`rae_central.rls.check_app_role`). Every transaction is scoped to one tenant.
+
 Periodically the worker asks nodes with a lasting seq gap to replay it
 (:class:`ReplayRequestMsg`), and re-sends fan-out rows a dead worker left behind.
 
@@ -44,6 +48,7 @@ from rae_central.db.engine import make_engine
 from rae_central.db.migrate import check_current
 from rae_central.ingest import Decoder, DownSigner, NodeKeys
 from rae_central.keys import load_or_create
+from rae_central.rls import check_app_role
 from rae_central.store import Accepted, CentralStore, FanoutItem, NodeKey
 from rae_sync.errors import TransportError, VerificationError
 from rae_sync.topics import parse_topic, shared, up_filter
@@ -125,15 +130,18 @@ class IngestWorker:
     def __init__(self, settings: CentralSettings, *, index: int = 0,
                  transport: Transport | None = None) -> None:
         self.settings = settings
-        self.engine = make_engine(settings.database_url, pool_size=2)
+        # The application's login role, never the owner: row-level security binds it.
+        self.engine = make_engine(settings.app_url(), pool_size=2,
+                                  application_name=f"rae-central-worker-{index}")
+        self.db_role = check_app_role(self.engine)
         check_current(self.engine)
         self.store = CentralStore(self.engine)
-        self.keys = NodeKeys(self.store.active_keys)
+        self.keys = NodeKeys(self.store.node_keys)
         self.decoder = Decoder(self.keys)
         self.signer = DownSigner(load_or_create(settings.signing_key_file), self.engine)
         self.inbox: queue.Queue[Delivery] = queue.Queue()
         self.stats = WorkerStats()
-        self._sent_fanout: list[int] = []
+        self._sent_fanout: list[FanoutItem] = []
         self._stop = threading.Event()
         ing = settings.ingest
         self.client_id = f"{ing.share_group}-{index}"
@@ -203,7 +211,9 @@ class IngestWorker:
     def process(self, batch: list[Delivery]) -> None:
         """Verifies, commits, answers and acknowledges one batch."""
         self.stats.received += len(batch)
-        self.keys.refresh()  # one small query per batch: a revocation counts at once
+        # one small query per batch: a revocation counts at once
+        senders = {n for d in batch if (n := _node_of(d.msg.topic)) is not None}
+        self._retry_db(lambda: self.keys.refresh(senders, new_batch=True))
         good: list[Accepted] = []
         dead: list[tuple[str, bytes, str, NodeKey | None]] = []
         for d in batch:
@@ -293,7 +303,7 @@ class IngestWorker:
         self.stats.fanout += len(items)
         # deleted with the next batch's commit (or by the chores when idle); until then a
         # sweep could send them again, which the edges' idempotent apply absorbs
-        self._sent_fanout.extend(f.id for f in items)
+        self._sent_fanout.extend(items)
 
     def _chores(self) -> None:
         ing = self.settings.ingest

@@ -1,9 +1,17 @@
 """The admin sync console: one page and a small JSON API under ``/api/v1/admin``.
 
-Every API call needs ``Authorization: Bearer <admin token>`` (``admin.token`` in the
-settings, ``RAE_CENTRAL_ADMIN__TOKEN`` in the environment). With no token configured the
-API answers 503 to everyone rather than run open. Errors use the INTERFACE shape
-``{"error": {"code", "message"}}``.
+Every API call needs ``Authorization: Bearer <token>``, one of two kinds (why: see
+:mod:`rae_central.rls`):
+
+- a **tenant token** (``admin.tenant_tokens``): that tenant's nodes, dead letters (with
+  payload heads), corrections, and revoking its nodes; every query runs under
+  :func:`rae_central.rls.set_tenant`, so row-level security keeps other tenants out;
+- the **operator token** (``admin.token``, ``RAE_CENTRAL_ADMIN__TOKEN``): the health of
+  every tenant's nodes and the dead letters' reasons (no payloads, no corrections'
+  text), and revoking any node.
+
+With no token configured the API answers 503 to everyone rather than run open. Errors
+use the INTERFACE shape ``{"error": {"code", "message"}}``.
 """
 
 from __future__ import annotations
@@ -39,15 +47,50 @@ def _not_found(_: Request[Any, Any, Any], exc: NodeNotFoundError) -> Response[An
     return Response(error_body("not_found", str(exc)), status_code=404)
 
 
-def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+OPERATOR = "*"  # the principal of the operator token
+
+
+def _principal(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """``OPERATOR``, the tenant a tenant token belongs to, or ``None``."""
+    given = connection.headers.get("authorization", "")
+    if not given.startswith("Bearer "):
+        return None
+    got = given[7:].encode()
+    found: str | None = None
     token: str | None = connection.app.state.admin_token
-    if not token:
+    # Every token is compared (constant time each), so timing tells nothing of which.
+    if token and hmac.compare_digest(got, token.encode()):
+        found = OPERATOR
+    tenants: dict[str, str] = connection.app.state.tenant_tokens
+    for tenant, t in tenants.items():
+        if hmac.compare_digest(got, t.encode()):
+            found = tenant
+    return found
+
+
+def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    if not connection.app.state.admin_token and not connection.app.state.tenant_tokens:
         raise HTTPException(status_code=503, detail="no admin token is configured: set "
                             "RAE_CENTRAL_ADMIN__TOKEN (or admin.token) and restart")
-    given = connection.headers.get("authorization", "")
-    if not (given.startswith("Bearer ") and
-            hmac.compare_digest(given[7:].encode(), token.encode())):
+    who = _principal(connection)
+    if who is None:
         raise NotAuthorizedException(detail="a valid admin bearer token is required")
+    connection.scope["rae_principal"] = who  # type: ignore[typeddict-unknown-key]
+
+
+def _who(request: Request[Any, Any, Any]) -> str:
+    who: str = request.scope["rae_principal"]  # type: ignore[typeddict-item]
+    return who
+
+
+def _scope(request: Request[Any, Any, Any], tenant: str | None) -> str | None:
+    """The tenant a tenant token may see (a ``?tenant=`` of another is refused)."""
+    who = _who(request)
+    if who == OPERATOR:
+        return tenant
+    if tenant and tenant != who:
+        raise HTTPException(status_code=404, detail=f"no tenant {tenant!r} for this token")
+    return who
 
 
 def _store(state: State) -> CentralStore:
@@ -72,47 +115,78 @@ def console_js() -> str:
 
 
 @get("/api/v1/admin/nodes", guards=[admin_guard], sync_to_thread=True)
-def list_nodes(state: State, tenant: FromQuery[str | None] = None) -> list[dict[str, Any]]:
+def list_nodes(state: State, request: Request[Any, Any, Any],
+               tenant: FromQuery[str | None] = None) -> list[dict[str, Any]]:
     """Every enrolled node: last seen, outbox depth, lag, last seq, gaps, dead letters."""
-    return _store(state).nodes_overview(tenant)
+    return _nodes(_store(state), request, tenant)
+
+
+def _nodes(store: CentralStore, request: Request[Any, Any, Any],
+           tenant: str | None) -> list[dict[str, Any]]:
+    if _who(request) == OPERATOR:
+        return [n for n in store.fleet_overview() if not tenant or n["tenant_id"] == tenant]
+    return store.nodes_overview(_scope(request, tenant))
+
+
+def _dead(store: CentralStore, request: Request[Any, Any, Any], limit: int,
+          tenant: str | None) -> list[dict[str, Any]]:
+    if _who(request) == OPERATOR:
+        return [d for d in store.fleet_dead_letters(limit if not tenant else 1000)
+                if not tenant or d["tenant_id"] == tenant][:limit]
+    return store.dead_letters(limit, _scope(request, tenant))
+
+
+def _corrections(store: CentralStore, request: Request[Any, Any, Any], limit: int,
+                 tenant: str | None) -> list[dict[str, Any]]:
+    if _who(request) == OPERATOR:
+        return []  # a tenant's knowledge: its own console token only
+    return store.recent_corrections(limit, _scope(request, tenant))
 
 
 @get("/api/v1/admin/dead-letters", guards=[admin_guard], sync_to_thread=True)
-def list_dead_letters(state: State, limit: FromQuery[int] = 100,
+def list_dead_letters(state: State, request: Request[Any, Any, Any], limit: FromQuery[int] = 100,
                       tenant: FromQuery[str | None] = None) -> list[dict[str, Any]]:
-    """The newest dead letters with their reasons."""
-    return _store(state).dead_letters(min(max(limit, 1), 1000), tenant)
+    """The newest dead letters with their reasons (payload heads for a tenant token)."""
+    return _dead(_store(state), request, min(max(limit, 1), 1000), tenant)
 
 
 @get("/api/v1/admin/corrections", guards=[admin_guard], sync_to_thread=True)
-def list_corrections(state: State, limit: FromQuery[int] = 50,
+def list_corrections(state: State, request: Request[Any, Any, Any], limit: FromQuery[int] = 50,
                      tenant: FromQuery[str | None] = None) -> list[dict[str, Any]]:
-    """The stream of recently received corrections, newest first."""
-    return _store(state).recent_corrections(min(max(limit, 1), 1000), tenant)
+    """The stream of recently received corrections, newest first (a tenant token's own;
+    the operator token sees none)."""
+    return _corrections(_store(state), request, min(max(limit, 1), 1000), tenant)
 
 
 @get("/api/v1/admin/overview", guards=[admin_guard], sync_to_thread=True)
-def overview(state: State) -> dict[str, Any]:
-    """What the console shows, in one call."""
+def overview(state: State, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """What the console shows, in one call; ``scope`` is ``operator`` or the tenant."""
     s = _store(state)
-    return {"nodes": s.nodes_overview(), "dead_letters": s.dead_letters(50),
-            "corrections": s.recent_corrections(30),
+    who = _who(request)
+    return {"scope": "operator" if who == OPERATOR else who,
+            "nodes": _nodes(s, request, None), "dead_letters": _dead(s, request, 50, None),
+            "corrections": _corrections(s, request, 30, None),
             "indexer": state.get("indexer_stats", lambda: {})()}
 
 
 @post("/api/v1/admin/nodes/{tenant:str}/{site:str}/{node:str}/revoke", guards=[admin_guard],
       sync_to_thread=True, status_code=200)
-def revoke_node(state: State, tenant: FromPath[str], site: FromPath[str],
-                node: FromPath[str]) -> dict[str, Any]:
+def revoke_node(state: State, request: Request[Any, Any, Any], tenant: FromPath[str],
+                site: FromPath[str], node: FromPath[str]) -> dict[str, Any]:
     """Revokes a node: its messages are refused (dead-lettered) from now on."""
-    at = _store(state).revoke((tenant, site, node), actor="admin-console")
+    who = _who(request)
+    if who != OPERATOR and who != tenant:
+        raise NodeNotFoundError(f"no enrolled node {tenant}/{site}/{node}")
+    at = _store(state).revoke((tenant, site, node), actor=f"admin-console:{who}")
     return {"tenant_id": tenant, "site_id": site, "node_id": node,
             "revoked_at": at.isoformat()}
 
 
-def create_app(store: CentralStore, admin_token: str | None,
-               indexer_stats: Any = None) -> Litestar:
-    state = State({"store": store, "admin_token": admin_token})
+def create_app(store: CentralStore, admin_token: str | None, indexer_stats: Any = None,
+               tenant_tokens: dict[str, str] | None = None) -> Litestar:
+    """``admin_token``: the operator's; ``tenant_tokens``: tenant id -> its token."""
+    state = State({"store": store, "admin_token": admin_token,
+                   "tenant_tokens": dict(tenant_tokens or {})})
     if indexer_stats is not None:
         state["indexer_stats"] = indexer_stats
     return Litestar(

@@ -12,6 +12,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine
 
+from rae_central.rls import DEFAULT_APP_LOGIN, ensure_app_login
+
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -32,8 +34,12 @@ def head() -> str:
     return head_rev
 
 
-def upgrade(url: str, revision: str = "head") -> str:
-    """Migrates the database at ``url``; returns the revision it is at afterwards."""
+def upgrade(url: str, revision: str = "head", *, app_role: str | None = DEFAULT_APP_LOGIN,
+            app_password: str | None = None) -> str:
+    """Migrates the database at ``url`` (the owner's); returns the revision it is at
+    afterwards. Then makes sure the application's login role ``app_role`` exists (a member
+    of ``rae_app``; its password set when given; ``None``: leave roles alone), see
+    :func:`rae_central.rls.ensure_app_login`."""
     cfg = alembic_config(url)
     engine = create_engine(url)
     try:
@@ -42,9 +48,12 @@ def upgrade(url: str, revision: str = "head") -> str:
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727274)")
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
-        return current(engine) or ""
+        rev = current(engine) or ""
     finally:
         engine.dispose()
+    if app_role is not None and rev == head():
+        ensure_app_login(url, app_role, app_password)
+    return rev
 
 
 def current(engine: Engine) -> str | None:

@@ -97,6 +97,10 @@ async function refresh() {
       cell(new Date(c.received_at).toLocaleString()), cell(c.origin), cell(c.machine_id),
       cell(c.text, "wrap"), cell(c.hlc, "muted"), cell(c.embedded ? "yes" : "pending"),
     ]);
+    // The operator token sees fleet health only; a tenant's token sees its corrections.
+    $("#corrections-note").textContent = o.scope === "operator"
+      ? "The operator token shows no tenant's corrections: use that tenant's console token."
+      : `Tenant ${o.scope}`;
     $("#status").textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (e) {
     $("#status").textContent = `error: ${e.message}`;
