@@ -255,8 +255,11 @@ class Demo:
         lines += [
             f"  data {self.root}, logs {self.logs}",
             "",
-            f"ready in {took:.1f} s. Make a correction at plant-a; watch it in the console"
-            + (" and at plant-b" if len(self.plants) > 1 else "") + ". Ctrl-C stops all.",
+            f"ready in {took:.1f} s. Try it: open plant-a's tablet page, give it its token, "
+            "scan or type PLANT1-PRESS-1 and add a correction;",
+            "it shows in the console" + (" and in plant-b's briefing of the same machine"
+                                         if len(self.plants) > 1 else "")
+            + " within seconds. Ctrl-C stops everything.",
             "",
         ]
         print("\n".join(lines), flush=True)
