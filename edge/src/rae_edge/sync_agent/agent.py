@@ -386,9 +386,9 @@ class SyncAgent:
         if c.hlc:
             self.clock.update(c.hlc)
         stored = self.node.duck.insert_correction(c, outbox=False)
-        node_type = type(self.node)
-        if self.index and hasattr(node_type, "indexer"):
-            self.node.indexer.index_corrections([c])  # skips rows already indexed
+        # In the briefing from here on (it reads DuckDB): push it to the tablets now, and
+        # index it for search after (embedding + a Lance write take longer than the rest of
+        # the path from plant A together).
         if stored and hasattr(self.node, "push"):
             from rae_edge.memory.models import CorrectionOut
 
@@ -396,6 +396,9 @@ class SyncAgent:
             self.node.push.publish(c.tenant_id, c.machine_id, "correction", {
                 "machine_id": c.machine_id, "text": c.text, "target_id": c.target_id,
                 "correction": CorrectionOut.of(c).model_dump(mode="json"), "origin": origin})
+        node_type = type(self.node)
+        if self.index and hasattr(node_type, "indexer"):
+            self.node.indexer.index_corrections([c])  # skips rows already indexed
         self.ledger.mark_applied(env.message_id, env.type.value)
         with self._lock:
             self._counts["applied"] += int(stored)
