@@ -6,14 +6,21 @@ contiguous. The hash covers ``seq``, so an edited, deleted or reordered entry br
 chain at that point. Deleting the newest entries leaves a shorter but well-formed chain,
 so each tenant's head (``seq`` and hash) is also kept in ``meta`` and compared.
 
-The head is read and the entry appended in one DuckDB transaction under the store's
-lock, so concurrent writers in the process cannot fork the chain (DuckDB lets one
-process write the file, so no other process can interleave).
+Appends use a group commit: each caller queues its entry and waits; one of them (the
+one holding the commit lock) writes every queued entry in one DuckDB transaction and
+commits once, so a burst of concurrent API calls pays one disk flush instead of one
+each, and every caller still returns only once its own entry is committed. The chain
+heads (last ``seq``, each tenant's last hash) are kept in memory per store, loaded from
+the table on first use and reloaded after any failed write: DuckDB lets one process
+write the file, and within the process every append goes through the commit lock, so
+nothing else can move the head (``seq`` is the primary key: a stale head could only
+fail, never fork the chain).
 """
 
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +36,7 @@ OUTBOX_KIND = "audit_entry"  # rae_sync.messages.MessageType.AUDIT_ENTRY; payloa
 _HEAD_KEY = "audit_head:"  # meta key prefix; value "seq:hash"
 _COLUMNS = 'seq, tenant_id, "at", actor, action, resource, memory_ids, prev_hash, hash'
 MAX_MEMORY_IDS = 1000  # a huge answer records its first ids; the count goes in the action
+MAX_BATCH = 256  # entries per group commit (the rest wait for the next one)
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,46 @@ class VerifyReport:
     heads: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(eq=False)
+class _Pending:
+    """One queued append: its fields, then (once written) its entry or the error."""
+
+    tenant: str
+    actor: str
+    action: str
+    resource: str
+    ids: tuple[str, ...]
+    at: datetime
+    outbox: bool
+    entry: AuditEntry | None = None
+    error: BaseException | None = None
+    done: bool = False  # set only once the entry is committed (or its write failed)
+
+
+class _Chain:
+    """The chain heads and the group-commit queue of one store (shared by every
+    :class:`AuditLog` on it)."""
+
+    def __init__(self) -> None:
+        self.commit_lock = threading.Lock()  # held by the one caller writing a batch
+        self.queue_lock = threading.Lock()
+        self.queue: list[_Pending] = []
+        self.seq: int | None = None  # None: not loaded (or stale after a failure)
+        self.heads: dict[str, str] = {}
+
+
+_chains: weakref.WeakKeyDictionary[DuckStore, _Chain] = weakref.WeakKeyDictionary()
+_chains_lock = threading.Lock()
+
+
+def _chain_of(duck: DuckStore) -> _Chain:
+    with _chains_lock:
+        chain = _chains.get(duck)
+        if chain is None:
+            chain = _chains[duck] = _Chain()
+        return chain
+
+
 class AuditLog:
     """Appends to and verifies one node's audit log.
 
@@ -53,9 +101,7 @@ class AuditLog:
     def __init__(self, duck: DuckStore, outbox: bool = False) -> None:
         self.duck = duck
         self.outbox = outbox
-        # DuckStore's own lock already serialises transactions; this one also covers
-        # callers that hold a cursor of their own.
-        self._lock = threading.RLock()
+        self._chain = _chain_of(duck)
 
     def record(
         self,
@@ -69,42 +115,71 @@ class AuditLog:
         """Appends one entry and returns it; on return it is committed to disk."""
         ids = tuple(dict.fromkeys(str(i) for i in memory_ids))[:MAX_MEMORY_IDS]
         when = (at or datetime.now(UTC)).astimezone(UTC)
-        with self._lock, self.duck.transaction() as cur:
-            entry = self._append(cur, tenant, actor, action, resource, ids, when)
-            if self.outbox:
-                cur.execute(
-                    "INSERT INTO outbox (tenant_id, kind, payload) VALUES (?, ?, ?)",
-                    [tenant, OUTBOX_KIND, entry.model_dump_json()],
-                )
-        return entry
+        mine = _Pending(tenant, actor, action, resource, ids, when, self.outbox)
+        chain = self._chain
+        with chain.queue_lock:
+            chain.queue.append(mine)
+        while not mine.done:
+            with chain.commit_lock:
+                # While we waited, the previous holder may have written our entry already.
+                if not mine.done:
+                    with chain.queue_lock:
+                        batch = chain.queue[:MAX_BATCH]
+                        del chain.queue[:MAX_BATCH]
+                    self._write(batch)
+        if mine.error is not None:
+            raise mine.error
+        assert mine.entry is not None
+        return mine.entry
 
-    @staticmethod
-    def _append(
-        cur: duckdb.DuckDBPyConnection,
-        tenant: str,
-        actor: str,
-        action: str,
-        resource: str,
-        ids: tuple[str, ...],
-        when: datetime,
-    ) -> AuditEntry:
-        row = cur.execute("SELECT coalesce(max(seq), 0) FROM audit_log").fetchone()
-        seq = int(row[0] if row else 0) + 1
-        head = cur.execute(
-            "SELECT hash FROM audit_log WHERE tenant_id = ? ORDER BY seq DESC LIMIT 1", [tenant]
-        ).fetchone()
-        prev = str(head[0]) if head else GENESIS
-        digest = AuditEntry.compute_hash(prev, seq, when, tenant, actor, action, resource, ids)
-        entry = AuditEntry(tenant_id=tenant, seq=seq, at=when, actor=actor, action=action,
-                           resource=resource, memory_ids=ids, prev_hash=prev, hash=digest)
-        cur.execute(
-            f"INSERT INTO audit_log ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [seq, tenant, when, actor, action, resource, list(ids), prev, digest],
-        )
-        cur.execute(
-            "INSERT OR REPLACE INTO meta VALUES (?, ?)", [_HEAD_KEY + tenant, f"{seq}:{digest}"]
-        )
-        return entry
+    def _write(self, batch: list[_Pending]) -> None:
+        """Writes ``batch`` (in queue order) in one transaction; holds the commit lock."""
+        chain = self._chain
+        try:
+            with self.duck.transaction() as cur:
+                if chain.seq is None:
+                    chain.seq, chain.heads = _load_heads(cur)
+                seq, heads = chain.seq, dict(chain.heads)
+                rows: list[Any] = []
+                outbox: list[Any] = []
+                entries: list[AuditEntry] = []
+                for p in batch:
+                    seq += 1
+                    prev = heads.get(p.tenant, GENESIS)
+                    digest = AuditEntry.compute_hash(prev, seq, p.at, p.tenant, p.actor,
+                                                     p.action, p.resource, p.ids)
+                    entry = AuditEntry(tenant_id=p.tenant, seq=seq, at=p.at, actor=p.actor,
+                                       action=p.action, resource=p.resource, memory_ids=p.ids,
+                                       prev_hash=prev, hash=digest)
+                    entries.append(entry)
+                    heads[p.tenant] = digest
+                    rows += [seq, p.tenant, p.at, p.actor, p.action, p.resource, list(p.ids),
+                             prev, digest]
+                    if p.outbox:
+                        outbox += [p.tenant, OUTBOX_KIND, entry.model_dump_json()]
+                cur.execute(f"INSERT INTO audit_log ({_COLUMNS}) VALUES "
+                            + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(batch)), rows)
+                last_seq = {e.tenant_id: e.seq for e in entries}
+                for tenant, tenant_seq in last_seq.items():
+                    head = f"{tenant_seq}:{heads[tenant]}"
+                    if tenant in chain.heads:  # its meta row exists: a cheap in-place update
+                        cur.execute("UPDATE meta SET value = ? WHERE key = ?",
+                                    [head, _HEAD_KEY + tenant])
+                    else:
+                        cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                    [_HEAD_KEY + tenant, head])
+                if outbox:
+                    cur.execute("INSERT INTO outbox (tenant_id, kind, payload) VALUES "
+                                + ", ".join(["(?, ?, ?)"] * (len(outbox) // 3)), outbox)
+        except BaseException as exc:
+            chain.seq = None  # rolled back: re-read the heads from disk next time
+            chain.heads = {}
+            for p in batch:
+                p.error, p.done = exc, True
+            return
+        chain.seq, chain.heads = seq, heads
+        for p, e in zip(batch, entries, strict=True):
+            p.entry, p.done = e, True
 
     def entries(
         self, tenant: str | None = None, after_seq: int = 0, limit: int = 1000
@@ -123,7 +198,7 @@ class AuditLog:
         """Walks the entries in ``seq`` order and checks the chain (every tenant's, or one
         tenant's only: then the global seq gaps of other tenants are not its business, and
         its own links and head still show any missing entry); see :func:`verify_rows`."""
-        with self._lock:
+        with self._chain.commit_lock:  # no batch half-written while the chain is read
             if tenant is None:
                 rows = self.duck.query_dicts(f"SELECT {_COLUMNS} FROM audit_log ORDER BY seq")
             else:
@@ -138,6 +213,14 @@ class AuditLog:
                 if tenant is None or str(k) == _HEAD_KEY + tenant
             }
         return verify_rows(rows, heads, contiguous=tenant is None)
+
+
+def _load_heads(cur: duckdb.DuckDBPyConnection) -> tuple[int, dict[str, str]]:
+    """The last ``seq`` and each tenant's last hash, read from the entries themselves."""
+    row = cur.execute("SELECT coalesce(max(seq), 0) FROM audit_log").fetchone()
+    heads = cur.execute(
+        "SELECT tenant_id, arg_max(hash, seq) FROM audit_log GROUP BY tenant_id").fetchall()
+    return int(row[0] if row else 0), {str(t): str(h) for t, h in heads}
 
 
 def _entry(r: dict[str, Any]) -> AuditEntry:

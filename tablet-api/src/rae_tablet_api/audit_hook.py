@@ -8,6 +8,8 @@ answer held (every ``"id"`` value and ``"ids"`` list item in a JSON body).
 A JSON answer is held back until its entry is committed: a read that could not be put on
 record is answered 500 instead of being served. Other answers (audio, files) stream and are
 recorded when they end. Health and the OpenAPI document carry no data and are skipped.
+The token is looked up once per request: the principal found here is left in the ASGI
+scope for the ``principal`` dependency (:func:`rae_tablet_api.auth.provide_principal`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 
 MAX_HELD_BYTES = 32 * 1024 * 1024  # a JSON answer larger than this streams unparsed
 _SECRET_PARAMS = {"token", "access_token"}
+PRINCIPAL_KEY = "rae.principal"  # scope key: (bearer token, its Principal), set per request
 
 
 def actor_of(principal: Principal) -> str:
@@ -93,6 +96,8 @@ class AuditMiddleware(ASGIMiddleware):
         if principal is None:  # unauthenticated: the handler refuses it, nothing is read
             await next_app(scope, receive, send)
             return
+        # The ``principal`` dependency takes it from here instead of a second token lookup.
+        scope[PRINCIPAL_KEY] = (token, principal)  # type: ignore[literal-required]
         action = f"{scope.get('method', 'WS')} {scope['path']}"
         query = _query(scope)
         held: list[Message] = []

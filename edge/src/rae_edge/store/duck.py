@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from rae_edge.errors import SchemaTooNewError
 from rae_edge.store.migrations import MIGRATIONS, SCHEMA_VERSION
@@ -26,6 +27,14 @@ from rae_sync.domain import Correction, CorrectionMethod, Incident, Machine
 # stamp when the sync agent seals it, after every stamp this node has seen, so the few
 # not stamped yet (or all of them with sync off) come last, by time.
 _CORRECTION_ORDER = " ORDER BY hlc = '', hlc, valid_from, id"
+
+_INCIDENT_COLUMNS = ("tenant_id", "id", "machine_id", "occurred_at", "error_code", "symptom",
+                     "action", "source", "content_hash")
+_INCIDENT_ARROW = pa.schema([
+    ("tenant_id", pa.string()), ("id", pa.string()), ("machine_id", pa.string()),
+    ("occurred_at", pa.timestamp("us", tz="UTC")), ("error_code", pa.string()),
+    ("symptom", pa.string()), ("action", pa.string()), ("source", pa.string()),
+    ("content_hash", pa.string())])
 
 
 class DuckStore:
@@ -160,26 +169,39 @@ class DuckStore:
     ) -> list[Incident]:
         """Stores the incidents not already stored (by content hash); returns the new ones.
 
-        With ``outbox`` each new incident is queued for sync in the same transaction.
+        With ``outbox`` each new incident is queued for sync in the same transaction. One
+        set-based existence check and one bulk insert per call (an Arrow table scanned by
+        DuckDB), not a statement per row: a 6k-row log is one short transaction.
         """
-        added: list[Incident] = []
+        unique: dict[tuple[str, str], Incident] = {}
+        for inc in incidents:
+            unique.setdefault((inc.tenant_id, inc.id), inc)
+        if not unique:
+            return []
         with self.transaction() as cur:
-            for inc in incidents:
-                exists = cur.execute(
-                    "SELECT 1 FROM incidents WHERE tenant_id = ? AND id = ?",
-                    [inc.tenant_id, inc.id],
-                ).fetchone()
-                if exists:
-                    continue
-                cur.execute(
-                    """INSERT INTO incidents (tenant_id, id, machine_id, occurred_at, error_code,
-                       symptom, action, source, content_hash) VALUES (?,?,?,?,?,?,?,?,?)""",
-                    [inc.tenant_id, inc.id, inc.machine_id, inc.occurred_at, inc.error_code,
-                     inc.symptom, inc.action, inc.source, inc.content_hash],
-                )
-                if outbox:
-                    self._enqueue(cur, inc.tenant_id, "incident", inc.model_dump(mode="json"))
-                added.append(inc)
+            cur.register("_new_keys", pa.table({
+                "tenant_id": [t for t, _ in unique], "id": [i for _, i in unique]}))
+            try:
+                present = {(str(t), str(i)) for t, i in cur.execute(
+                    "SELECT i.tenant_id, i.id FROM incidents i JOIN _new_keys k "
+                    "ON i.tenant_id = k.tenant_id AND i.id = k.id").fetchall()}
+            finally:
+                cur.unregister("_new_keys")
+            added = [inc for key, inc in unique.items() if key not in present]
+            if not added:
+                return []
+            cols = _INCIDENT_COLUMNS
+            table = pa.table({c: [getattr(inc, c) for inc in added] for c in cols},
+                             schema=_INCIDENT_ARROW)
+            cur.register("_new_incidents", table)
+            try:
+                cur.execute(f"INSERT INTO incidents ({', '.join(cols)}) "
+                            f"SELECT {', '.join(cols)} FROM _new_incidents")
+            finally:
+                cur.unregister("_new_incidents")
+            if outbox:
+                self._enqueue_many(cur, [(inc.tenant_id, "incident", inc.model_dump(mode="json"))
+                                         for inc in added])
         return added
 
     def incidents_for_machine(
@@ -274,6 +296,21 @@ class DuckStore:
             "INSERT INTO outbox (tenant_id, kind, payload) VALUES (?, ?, ?)",
             [tenant_id, kind, json.dumps(payload)],
         )
+
+    @staticmethod
+    def _enqueue_many(cur: duckdb.DuckDBPyConnection,
+                      items: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
+        """Queues many outbox rows with one statement (in order: their ``seq`` follows)."""
+        table = pa.table({"ord": list(range(len(items))),
+                          "tenant_id": [t for t, _, _ in items],
+                          "kind": [k for _, k, _ in items],
+                          "payload": [json.dumps(p) for _, _, p in items]})
+        cur.register("_new_outbox", table)
+        try:
+            cur.execute("INSERT INTO outbox (tenant_id, kind, payload) "
+                        "SELECT tenant_id, kind, payload FROM _new_outbox ORDER BY ord")
+        finally:
+            cur.unregister("_new_outbox")
 
     def outbox_depth(self) -> int:
         return int(self.query("SELECT count(*) FROM outbox")[0][0])
