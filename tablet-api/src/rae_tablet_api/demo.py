@@ -106,7 +106,7 @@ class Demo:
         self.stack = Stack()
         self.db_url = ""
         self._stop_requested = False
-        self._ready = False
+        self._starting = False  # a Ctrl-C now interrupts the bring-up where it waits
 
     # -- the parts -------------------------------------------------------------------------
     def _central_args(self) -> list[str]:
@@ -270,7 +270,8 @@ class Demo:
             self.stack.kill_all()
             raise SystemExit(130)
         self._stop_requested = True
-        if not self._ready:  # interrupt the bring-up where it waits
+        if self._starting:
+            self._starting = False
             raise KeyboardInterrupt
 
     def run(self) -> int:
@@ -280,8 +281,9 @@ class Demo:
         code = 0
         try:
             print(f"starting the demo in {self.root} (logs in {self.logs}) ...", flush=True)
+            self._starting = True
             tokens = self.bring_up()
-            self._ready = True
+            self._starting = False
             self.print_ready(tokens, time.monotonic() - t0)
             while not self._stop_requested:
                 dead = self.stack.died()
@@ -298,6 +300,7 @@ class Demo:
         except KeyboardInterrupt:
             code = 130
         finally:
+            self._starting = False
             print("stopping: edges, central, broker, database ...", flush=True)
             self.stack.stop([[p.node for p in self.plants], ["central"], ["broker"],
                              ["database"]])
