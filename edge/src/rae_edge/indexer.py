@@ -9,7 +9,7 @@ the caller indexes many batches and calls :meth:`Indexer.refresh` itself).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -95,10 +95,13 @@ class Indexer:
 
     # -- indexing -------------------------------------------------------------------
     def index_incidents(self, incidents: Sequence[Incident], *, refresh: bool = True,
-                        progress: Callable[[int], None] | None = None) -> int:
-        """Indexes incidents not yet indexed; returns how many rows were added."""
+                        progress: Callable[[int], None] | None = None,
+                        vectors: Mapping[str, Sequence[float]] | None = None) -> int:
+        """Indexes incidents not yet indexed; returns how many rows were added.
+        ``vectors``: ids already embedded by the caller (their ``search_text`` with this
+        model), so they are not embedded twice."""
         return self.index_rows([self.incident_row(i) for i in incidents], refresh=refresh,
-                               progress=progress)
+                               progress=progress, vectors=vectors)
 
     def index_chunks(self, chunks: Sequence[DocumentChunk], *, refresh: bool = True,
                      progress: Callable[[int], None] | None = None) -> int:
@@ -112,12 +115,19 @@ class Indexer:
         return self.index_rows([self.correction_row(c) for c in corrections], refresh=refresh)
 
     def index_rows(self, rows: Sequence[Row], *, refresh: bool = True,
-                   progress: Callable[[int], None] | None = None) -> int:
+                   progress: Callable[[int], None] | None = None,
+                   vectors: Mapping[str, Sequence[float]] | None = None) -> int:
         """Embeds ``search_text`` of the rows not stored yet and appends them.
 
-        ``progress`` is called with the number of rows handled after each batch.
+        ``progress`` is called with the number of rows handled after each batch;
+        ``vectors`` holds rows (by id) the caller embedded already.
         """
         new = self.new_rows(rows)
+        if vectors:
+            for r in new:
+                vec = vectors.get(str(r["id"]))
+                if vec is not None:
+                    r["vector"], r["model_id"] = vec, self.node.embedder.model_id
         if progress and len(rows) > len(new):
             progress(len(rows) - len(new))
         lance = self.node.lance
@@ -136,6 +146,9 @@ class Indexer:
     def _embed_rows(self, rows: Sequence[Row]) -> None:
         # Logs repeat themselves ("REPLACED FUEL SERVO"): each distinct text is embedded once.
         embedder = self.node.embedder
+        rows = [r for r in rows if r.get("vector") is None]  # not embedded by the caller
+        if not rows:
+            return
         texts = list(dict.fromkeys(str(r["search_text"]) for r in rows))
         vectors = dict(zip(texts, embedder.embed(texts), strict=True))
         for r in rows:

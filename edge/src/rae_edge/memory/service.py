@@ -137,7 +137,7 @@ class MemoryService:
                 self.announce_incident(inc, vector=vecs.get(inc.id))
             except Exception:
                 log.exception("push of new incident %s failed", inc.id)
-        self.node.indexer.index_incidents(list(incidents))
+        self.node.indexer.index_incidents(list(incidents), vectors=vecs)  # embedded once
         return [i.id for i in incidents], new
 
     def _embed_incidents(self, incidents: Sequence[Incident]) -> dict[str, list[float]]:

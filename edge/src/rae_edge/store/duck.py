@@ -179,14 +179,13 @@ class DuckStore:
         if not unique:
             return []
         with self.transaction() as cur:
+            # Registered Arrow tables live on this cursor, which the transaction closes
+            # (unregistering inside a failed transaction would hide its error).
             cur.register("_new_keys", pa.table({
                 "tenant_id": [t for t, _ in unique], "id": [i for _, i in unique]}))
-            try:
-                present = {(str(t), str(i)) for t, i in cur.execute(
-                    "SELECT i.tenant_id, i.id FROM incidents i JOIN _new_keys k "
-                    "ON i.tenant_id = k.tenant_id AND i.id = k.id").fetchall()}
-            finally:
-                cur.unregister("_new_keys")
+            present = {(str(t), str(i)) for t, i in cur.execute(
+                "SELECT i.tenant_id, i.id FROM incidents i JOIN _new_keys k "
+                "ON i.tenant_id = k.tenant_id AND i.id = k.id").fetchall()}
             added = [inc for key, inc in unique.items() if key not in present]
             if not added:
                 return []
@@ -194,11 +193,8 @@ class DuckStore:
             table = pa.table({c: [getattr(inc, c) for inc in added] for c in cols},
                              schema=_INCIDENT_ARROW)
             cur.register("_new_incidents", table)
-            try:
-                cur.execute(f"INSERT INTO incidents ({', '.join(cols)}) "
-                            f"SELECT {', '.join(cols)} FROM _new_incidents")
-            finally:
-                cur.unregister("_new_incidents")
+            cur.execute(f"INSERT INTO incidents ({', '.join(cols)}) "
+                        f"SELECT {', '.join(cols)} FROM _new_incidents")
             if outbox:
                 self._enqueue_many(cur, [(inc.tenant_id, "incident", inc.model_dump(mode="json"))
                                          for inc in added])
@@ -305,12 +301,9 @@ class DuckStore:
                           "tenant_id": [t for t, _, _ in items],
                           "kind": [k for _, k, _ in items],
                           "payload": [json.dumps(p) for _, _, p in items]})
-        cur.register("_new_outbox", table)
-        try:
-            cur.execute("INSERT INTO outbox (tenant_id, kind, payload) "
-                        "SELECT tenant_id, kind, payload FROM _new_outbox ORDER BY ord")
-        finally:
-            cur.unregister("_new_outbox")
+        cur.register("_new_outbox", table)  # lives on the transaction's cursor
+        cur.execute("INSERT INTO outbox (tenant_id, kind, payload) "
+                    "SELECT tenant_id, kind, payload FROM _new_outbox ORDER BY ord")
 
     def outbox_depth(self) -> int:
         return int(self.query("SELECT count(*) FROM outbox")[0][0])
