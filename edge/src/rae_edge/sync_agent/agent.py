@@ -60,6 +60,7 @@ class SyncOptions:
     outbox_limit: int = 1_000_000  # alert above this outbox depth (never drop)
     resend_after_s: float = 30.0  # re-send what is unacked when no ack came for this long
     status_every_s: float = 60.0  # node status to central
+    status_busy_s: float = 5.0  # ... while the last status showed a backlog (console lag)
     retain_acked: int = 10_000  # acked envelopes kept for replays
     poll_s: float = 0.2  # how often an idle agent looks at the outbox
     publish_timeout_s: float = 30.0
@@ -105,6 +106,7 @@ class SyncAgent:
         self._sent_upto = 0  # envelopes up to this seq went out on the current connection
         self._last_progress = time.monotonic()
         self._last_status = 0.0
+        self._reported_backlog = False
         self._last_bound_check = 0.0
         self._last_prune = 0.0
         self._inflight: tuple[list[Sealed], list[PublishHandle]] | None = None
@@ -230,7 +232,8 @@ class SyncAgent:
             self._check_bound()
         published = 0
         if self.transport.connected:
-            if now - self._last_status >= o.status_every_s:
+            every = o.status_busy_s if self._reported_backlog else o.status_every_s
+            if now - self._last_status >= every:
                 self._last_status = now
                 self._send_status()
             if unacked and now - self._last_progress >= o.resend_after_s:
@@ -291,6 +294,8 @@ class SyncAgent:
             unknown_replay=tuple(self._unknown_replay), alerts=st.alerts)
         self.ledger.seal_message(msg, self.clock, self._seal)
         self._unknown_replay.clear()
+        # a backlog shown at central is re-reported soon, so the console sees it drain
+        self._reported_backlog = st.outbox_depth > 0 or st.unacked > 0
 
     def _check_bound(self) -> None:
         depth = self.node.duck.outbox_depth()
