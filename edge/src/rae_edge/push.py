@@ -45,7 +45,7 @@ TYPES = ("briefing", "incident", "correction", "voice_note")
 _TYPE_RE = re.compile(r"^[a-z][a-z0-9_.]{0,39}$")
 TRIM_EVERY = 500  # publishes between two retention passes
 REPLAY_BATCH = 500
-SOON_WINDOW_S = 0.02  # publish_soon: how long the writer gathers messages per transaction
+SOON_WINDOW_S = 0.1  # publish_soon: how long the writer gathers messages per transaction
 SOON_BATCH = 200  # and at most how many
 
 
