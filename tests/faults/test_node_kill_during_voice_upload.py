@@ -36,8 +36,9 @@ pytestmark = pytest.mark.faults
 BOUNDARY = "rae-fault-boundary-0123456789"
 
 
-def _multipart(audio: bytes, name: str) -> tuple[bytes, bytes]:
-    """The multipart body around ``audio``: (head + audio start, ...) split by the caller."""
+def _multipart(name: str) -> tuple[bytes, bytes]:
+    """What goes before and after the audio bytes in a multipart body (machine_id, then
+    the ``audio`` part named ``name``)."""
     head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"machine_id\"\r\n\r\n"
             f"press-1\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"audio\"; "
             f"filename=\"{name}\"\r\nContent-Type: audio/ogg\r\n\r\n").encode()
@@ -74,7 +75,7 @@ def test_kill_9_during_voice_upload(tmp_path: Path, say: Callable[..., Path]) ->
     assert r.status_code == 202, r.text
     acked_id = r.json()["id"]
 
-    head, tail = _multipart(audio, partial.name)
+    head, tail = _multipart(partial.name)
     cut = len(audio) // 2
     spool_seen: list[str] = []
     killed = threading.Event()
