@@ -42,9 +42,18 @@ class IngestSettings(_Section):
                             description="messages committed in one Postgres transaction")
     batch_wait_ms: int = Field(default=20, ge=0, le=5000,
                                description="longest wait to fill a batch")
+    receive_maximum: int = Field(
+        default=2000, ge=1, le=65_535,
+        description="MQTT 5 Receive Maximum of each worker: unacknowledged messages the "
+        "broker may have in flight to it. Acks wait for the batch's commit, so this bounds "
+        "the batch (mosquitto's default without it is 20, i.e. batches of 20)")
+    reconnect_max_s: int = Field(
+        default=2, ge=1, le=300,
+        description="longest wait between two attempts to reach the broker again: a worker "
+        "that backs off for long after a broker restart holds up the whole backlog")
     session_expiry_s: int = Field(default=86_400, ge=60,
                                   description="MQTT 5 SessionExpiryInterval of each worker")
-    gap_grace_s: float = Field(default=2.0, ge=0,
+    gap_grace_s: float = Field(default=5.0, ge=0,
                                description="a seq gap older than this triggers a replay request")
     replay_every_s: float = Field(default=10.0, ge=0.1,
                                   description="least time between two replay requests to a node")

@@ -14,8 +14,10 @@ Per batch (up to ``ingest.batch_size`` messages or ``ingest.batch_wait_ms``):
    goes on;
 2. the good ones are committed in ONE transaction (:meth:`CentralStore.ingest`): rows,
    seq tracking, fan-out rows; a message id seen before is a no-op;
-3. after the commit: an :class:`AckMsg` to each sender's down topic, the fanned-out
-   corrections to the tenant's other nodes, then the MQTT acks to the broker.
+3. after the commit: the MQTT acks to the broker; then, from a second thread so that
+   waiting for their PUBACKs overlaps the next batch, an :class:`AckMsg` to each sender's
+   down topic and the fanned-out corrections to the tenant's other nodes (their rows are
+   committed: a worker dying first leaves them to the edges' re-send and the sweep).
 
 The worker connects as the application's login role (``app_database_url``), which row
 level security binds; it refuses to start as a superuser or an owner
@@ -142,6 +144,13 @@ class IngestWorker:
         self.inbox: queue.Queue[Delivery] = queue.Queue()
         self.stats = WorkerStats()
         self._sent_fanout: list[FanoutItem] = []
+        self._sent_lock = threading.Lock()
+        # Acks to the edges and the fan-out go out from their own thread, so waiting for
+        # their PUBACKs overlaps the next batch (the rows are committed already).
+        self._answers: queue.Queue[tuple[list[Accepted], list[FanoutItem]] | None] = \
+            queue.Queue(maxsize=4)
+        self._answerer = threading.Thread(target=self._answer_loop, daemon=True,
+                                          name=f"answers-{index}")
         self._stop = threading.Event()
         ing = settings.ingest
         self.client_id = f"{ing.share_group}-{index}"
@@ -149,7 +158,8 @@ class IngestWorker:
             assert settings.mqtt_url, "a worker needs an MQTT URL"
             transport = DeferredAckPahoTransport.from_url(
                 settings.mqtt_url, self.client_id, sink=self.inbox.put,
-                session_expiry_s=ing.session_expiry_s)
+                session_expiry_s=ing.session_expiry_s, receive_maximum=ing.receive_maximum,
+                reconnect_max_s=ing.reconnect_max_s)
             transport.subscribe(shared(ing.share_group, up_filter()), lambda m: None)
         else:
             # Any other Transport: the handler waits until its message is committed, so
@@ -167,6 +177,7 @@ class IngestWorker:
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> None:
         self.transport.connect(timeout=None)
+        self._answerer.start()
         log.info("ingest worker %s started (pid %s)", self.client_id, os.getpid())
         next_chores = 0.0
         try:
@@ -178,6 +189,8 @@ class IngestWorker:
                     self._chores()
                     next_chores = time.monotonic() + 1.0
         finally:
+            self._answers.put(None)  # what was committed is answered before we go
+            self._answerer.join(timeout=30)
             self.transport.close()
             self.engine.dispose()
             log.info("ingest worker %s stopped: %s", self.client_id, self.stats)
@@ -242,9 +255,21 @@ class IngestWorker:
         self.stats.duplicates += len(outcome_dup)
         self.stats.dead += len(dead)
         self.stats.batches += 1
-        self._answer(outcome_new + outcome_dup, fanout)
+        # Everything is committed (rows, fan-out rows, dead letters): free the broker's
+        # in-flight window first, then answer the edges and fan out.
         for d in batch:
             d.ack()
+        if self._answerer.is_alive():
+            self._answers.put((outcome_new + outcome_dup, fanout))
+        else:  # process() called on its own (tests, profiling)
+            self._answer(outcome_new + outcome_dup, fanout)
+
+    def _answer_loop(self) -> None:
+        while (item := self._answers.get()) is not None:
+            try:
+                self._answer(*item)
+            except Exception:  # never lose the thread: the edges re-send, sweeps re-send
+                log.exception("answering a batch failed")
 
     def _retry_db(self, fn: Callable[[], Any]) -> Any:
         """Runs ``fn`` until the database answers (it may be restarting); nothing is
@@ -263,12 +288,14 @@ class IngestWorker:
 
     def _commit(self, good: list[Accepted]) -> list[tuple[Any, list[Any]]]:
         try:
-            sent, self._sent_fanout = self._sent_fanout, []
+            with self._sent_lock:
+                sent, self._sent_fanout = self._sent_fanout, []
             try:
                 return [(self._retry_db(lambda: self.store.ingest(
                     good, self.signer.fanout, sent_fanout=sent)), [])]
             except BaseException:
-                self._sent_fanout = sent + self._sent_fanout
+                with self._sent_lock:
+                    self._sent_fanout = sent + self._sent_fanout
                 raise
         except DBAPIError as e:
             if len(good) == 1:  # the database refuses this one message: dead-letter it
@@ -303,14 +330,21 @@ class IngestWorker:
         self.stats.fanout += len(items)
         # deleted with the next batch's commit (or by the chores when idle); until then a
         # sweep could send them again, which the edges' idempotent apply absorbs
-        self._sent_fanout.extend(items)
+        with self._sent_lock:
+            self._sent_fanout.extend(items)
 
     def _chores(self) -> None:
         ing = self.settings.ingest
         try:
-            if self._sent_fanout:
+            with self._sent_lock:
                 sent, self._sent_fanout = self._sent_fanout, []
-                self.store.fanout_sent(sent)
+            if sent:
+                try:
+                    self.store.fanout_sent(sent)
+                except BaseException:
+                    with self._sent_lock:
+                        self._sent_fanout = sent + self._sent_fanout
+                    raise
             if not self.transport.connected:
                 return
             for gap in self.store.due_replays(ing.gap_grace_s, ing.replay_every_s):

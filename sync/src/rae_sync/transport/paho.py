@@ -76,8 +76,11 @@ class PahoTransport(Transport):
                  use_tls: bool | None = None, clean_start: bool = False,
                  session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S, keepalive: int = 30,
                  reconnect_min_s: int = 1, reconnect_max_s: int = 30,
-                 max_inflight: int = 1000) -> None:
+                 max_inflight: int = 1000, receive_maximum: int | None = None) -> None:
         self.host, self.port, self.client_id = host, port, client_id
+        # MQTT 5 Receive Maximum: how many unacknowledged QoS 1 messages the broker may
+        # send us at once (mosquitto's default without it is max_inflight_messages, 20).
+        self.receive_maximum = receive_maximum
         self.session_expiry_s = session_expiry_s
         self.clean_start = clean_start
         self.keepalive = keepalive
@@ -125,6 +128,8 @@ class PahoTransport(Transport):
         if not self._started:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = self.session_expiry_s
+            if self.receive_maximum is not None:
+                props.ReceiveMaximum = self.receive_maximum
             self._client.connect_async(self.host, self.port, keepalive=self.keepalive,
                                        clean_start=self.clean_start, properties=props)
             self._client.loop_start()  # retries the first connection too
