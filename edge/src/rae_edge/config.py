@@ -6,13 +6,13 @@ Nested keys come from the environment with ``__``: ``RAE_API__PORT=8080``.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rae_sync.layered_settings import LayeredSources, load_layered
 
 
 class _Section(BaseModel):
@@ -59,7 +59,7 @@ class NodeSettings(_Section):
     node_id: str = Field(default="node-1", description="this node's id within the site")
 
 
-class EdgeSettings(BaseSettings):
+class EdgeSettings(LayeredSources, BaseSettings):
     """Everything an edge node can be configured with."""
 
     model_config = SettingsConfigDict(
@@ -86,40 +86,6 @@ class EdgeSettings(BaseSettings):
         """Where API-requested backups may go (``backup_root`` or ``<data_dir>-backups``)."""
         return self.backup_root or self.data_dir.with_name(self.data_dir.name + "-backups")
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Explicit arguments (CLI flags) win over the environment, which wins over the file
-        # (the file arrives through init_settings too, merged under the flags by ``load``).
-        return (init_settings, env_settings, file_secret_settings)
-
-
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def read_config_file(path: Path) -> dict[str, Any]:
-    """Reads a YAML or TOML config file into a dict (validation happens in ``load``)."""
-    text = path.read_text(encoding="utf-8")
-    data: Any = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: the config file must hold a mapping at its top level")
-    return data
-
 
 def load(config_file: Path | None = None, **overrides: Any) -> EdgeSettings:
     """Builds the settings: file, then environment, then explicit ``overrides``.
@@ -127,7 +93,5 @@ def load(config_file: Path | None = None, **overrides: Any) -> EdgeSettings:
     ``overrides`` take nested dicts (``api={"port": 0}``); ``None`` values are ignored so
     CLI flags that were not given do not mask the file or the environment.
     """
-    file_data: dict[str, Any] = read_config_file(config_file) if config_file else {}
-    env_data = EdgeSettings().model_dump(exclude_unset=True)  # what RAE_* variables set
     flags = {k: v for k, v in overrides.items() if v is not None}
-    return EdgeSettings(**_deep_merge(_deep_merge(file_data, env_data), flags))
+    return load_layered(EdgeSettings, config_file, flags)

@@ -16,6 +16,8 @@ Modules:
 - ``signing``: Ed25519 keys (PEM), canonical JSON, sign/verify;
 - ``identity``: :class:`~rae_sync.identity.NodeIdentity`, the file ``rae-central enroll``
   writes and ``rae-edge serve --enroll`` reads;
+- ``layered_settings``: a deployable's settings tree from file < environment < flags,
+  unknown keys named (edge and central build theirs with it);
 - ``schemas``: JSON Schemas of the wire, generated into ``sync/schemas/``;
 - ``transport``: the MQTT transport interface, its paho-mqtt implementation and an
   in-memory broker for tests and single-process setups.

@@ -7,6 +7,8 @@ Modules:
   nodes of two sample plants as processes, URLs and tokens printed, Ctrl-C stops all;
   ``demo_stack``: its process supervisor; ``demo_plant``: one plant's settings, sample
   data and token;
+- ``uploads``: streamed multipart uploads (size limit, form check, ``.partial`` file
+  fsynced and renamed only when complete), shared by the document and voice routes;
 - ``web/`` (a folder, not a module): the tablet page's HTML, CSS, JS and vendored QR
   decoder, served at ``/`` and ``/static`` by ``routes.web``.
 

@@ -13,14 +13,8 @@ direct path (the upload takes none).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import ssl
 import sys
 import time
-import urllib.error
-import urllib.request
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +22,12 @@ import duckdb
 from tqdm import tqdm
 
 from rae_edge.cli import command, settings_from_args
-from rae_edge.commands.token import add_live_args, call_live_node, is_lock_conflict
+from rae_edge.commands.live_node import (
+    add_live_args,
+    call_live_node,
+    is_lock_conflict,
+    upload_to_live_node,
+)
 from rae_edge.config import EdgeSettings
 from rae_edge.errors import ConflictError
 from rae_edge.ingest.pipeline import KINDS, detect_kind, expand_paths, ingest_paths
@@ -104,50 +103,6 @@ def ingest(args: argparse.Namespace) -> int:
 
 
 # -- through a running node ---------------------------------------------------------------
-def _upload(settings: EdgeSettings, args: argparse.Namespace, path: Path, kind: str,
-            machine: str | None) -> dict[str, Any]:
-    """``POST /api/v1/documents`` (multipart) to the node that holds the data folder; the
-    address, token and certificate are found as ``call_live_node`` finds them."""
-    wildcard = settings.api.host in ("0.0.0.0", "::")  # noqa: S104 - a bind address we read
-    host = "127.0.0.1" if wildcard else settings.api.host
-    tls_on = (settings.data_dir / "tls" / "cert.pem").is_file()
-    base = args.url or f"{'https' if tls_on else 'http'}://{host}:{settings.api.port}"
-    url = base.rstrip("/") + "/api/v1/documents"
-    if not url.startswith(("http://", "https://")):
-        raise ConflictError(f"--url must be an http(s) URL, not {url!r}")
-    token = (args.token_file.read_text().strip() if args.token_file
-             else os.environ.get("RAE_ADMIN_TOKEN", ""))
-    held = f"{settings.data_dir} is held by a running node"
-    if not token:
-        raise ConflictError(f"{held}; pass --token-file (a supervisor or admin token) so the "
-                            f"files are uploaded to it at {url}, or stop the node first")
-    boundary = uuid.uuid4().hex
-    fields = {"kind": kind, **({"machine_id": machine} if machine else {})}
-    body = b"".join(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-        for k, v in fields.items())
-    body += (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
-             f'filename="{path.name.replace(chr(34), "_")}"\r\n'
-             f"Content-Type: application/octet-stream\r\n\r\n").encode()
-    body += path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
-    req = urllib.request.Request(  # noqa: S310 - scheme checked above
-        url, data=body, method="POST",
-        headers={"Authorization": f"Bearer {token}",
-                 "Content-Type": f"multipart/form-data; boundary={boundary}"})
-    ctx = None
-    if url.startswith("https://") and tls_on and args.url is None:
-        ctx = ssl.create_default_context(cafile=str(settings.data_dir / "tls" / "cert.pem"))
-    try:
-        with urllib.request.urlopen(req, timeout=600, context=ctx) as resp:  # noqa: S310
-            answer: dict[str, Any] = json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        detail = exc.read()[:500].decode("utf-8", "replace")
-        raise ConflictError(f"{held}; {url} answered {exc.code}: {detail}") from exc
-    except urllib.error.URLError as exc:
-        raise ConflictError(f"{held}, and it does not answer at {url}: {exc.reason}") from exc
-    return answer
-
-
 def _ingest_live(settings: EdgeSettings, args: argparse.Namespace) -> int:
     if args.mapping is not None:
         raise ConflictError(
@@ -165,7 +120,8 @@ def _ingest_live(settings: EdgeSettings, args: argparse.Namespace) -> int:
             rejected += 1
             whole_file_rejected = True
             continue
-        job = _upload(settings, args, path, kind, args.machine)
+        fields = {"kind": kind, **({"machine_id": args.machine} if args.machine else {})}
+        job = upload_to_live_node(settings, args, "/api/v1/documents", fields, path)
         while job["status"] not in ("done", "failed"):
             time.sleep(0.5)
             job = call_live_node(settings, args, "GET", f"/api/v1/jobs/{job['id']}")

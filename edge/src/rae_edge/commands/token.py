@@ -13,19 +13,14 @@ When a running node holds the data folder, the command goes through that node's 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import urllib.error
-import urllib.request
-from pathlib import Path
-from typing import Any
 
 import duckdb
 
 from rae_edge.cli import command, settings_from_args
+from rae_edge.commands.live_node import add_live_args, call_live_node, is_lock_conflict
 from rae_edge.config import EdgeSettings
-from rae_edge.errors import ConflictError, InvalidInputError, NotFoundError
+from rae_edge.errors import InvalidInputError, NotFoundError
 from rae_edge.node import EdgeNode
 from rae_edge.store.duck import DuckStore
 from rae_edge.tokens import create_token, revoke_token
@@ -46,55 +41,6 @@ def _setup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--all-for", default=None, metavar="NAME",
                    help="revoke: every live token with this name")
     add_live_args(p)
-
-
-def add_live_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--url", default=None,
-                   help="a running node's base URL (default: from the config's api section)")
-    p.add_argument("--token-file", type=Path, default=None,
-                   help="admin token for a running node (default: $RAE_ADMIN_TOKEN)")
-
-
-def is_lock_conflict(exc: BaseException) -> bool:
-    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
-
-
-def call_live_node(settings: EdgeSettings, args: argparse.Namespace, method: str, path: str,
-                   body: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The data folder is held by a running node: ask that node (admin API)."""
-    wildcard = settings.api.host in ("0.0.0.0", "::")  # noqa: S104 - a bind address we read
-    host = "127.0.0.1" if wildcard else settings.api.host
-    tls_on = (settings.data_dir / "tls" / "cert.pem").is_file()
-    base = args.url or f"{'https' if tls_on else 'http'}://{host}:{settings.api.port}"
-    url = base.rstrip("/") + path
-    if not url.startswith(("http://", "https://")):
-        raise ConflictError(f"--url must be an http(s) URL, not {url!r}")
-    token = (args.token_file.read_text().strip() if args.token_file
-             else os.environ.get("RAE_ADMIN_TOKEN", ""))
-    held = f"{settings.data_dir} is held by a running node"
-    if not token:
-        raise ConflictError(f"{held}; pass --token-file (an admin token) so the command goes "
-                            f"through it at {url}, or stop the node first")
-    req = urllib.request.Request(  # noqa: S310 - scheme checked above
-        url, data=json.dumps(body).encode() if body is not None else None, method=method,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    ctx = None
-    if url.startswith("https://") and tls_on and args.url is None:
-        import ssl
-
-        # our own node's self-signed certificate, read from its data folder
-        ctx = ssl.create_default_context(cafile=str(settings.data_dir / "tls" / "cert.pem"))
-    try:
-        with urllib.request.urlopen(req, timeout=600, context=ctx) as resp:  # noqa: S310
-            answer: dict[str, Any] = json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        detail = exc.read()[:500].decode("utf-8", "replace")
-        if exc.code == 404 and "not_found" in detail and "no live token" not in detail:
-            raise NotFoundError(detail) from exc
-        raise ConflictError(f"{held}; {url} answered {exc.code}: {detail}") from exc
-    except urllib.error.URLError as exc:
-        raise ConflictError(f"{held}, and it does not answer at {url}: {exc.reason}") from exc
-    return answer
 
 
 def list_tokens(duck: DuckStore, tenant: str | None = None) -> list[dict[str, str]]:

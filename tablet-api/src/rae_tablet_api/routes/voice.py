@@ -16,20 +16,27 @@ from typing import Any
 import anyio
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
-from litestar.exceptions import HTTPException
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
-from multipart import MultipartSegment, ParserError, ParserLimitReached, PushMultipartParser
 
 from rae_edge.errors import InvalidInputError
 from rae_edge.node import EdgeNode
 from rae_edge.tokens import Principal
 from rae_edge.voice import Uploader
-from rae_edge.voice.audio_store import SpooledUpload, TooLargeError
 from rae_sync.domain import Role
 from rae_tablet_api.auth import require
+from rae_tablet_api.uploads import (
+    TooLargeError,
+    UploadForm,
+    check_declared_size,
+    read_upload,
+    too_large,
+)
 
-MAX_FIELD_BYTES = 1024  # machine_id / target_id
-FIELDS = ("machine_id", "target_id")
+FORM = UploadForm(
+    file_field="audio", fields=("machine_id", "target_id"),
+    usage="send multipart/form-data with an 'audio' file part, 'machine_id' and optionally "
+          "'target_id'",
+    several_files="send one 'audio' part, not several", no_file="the form has no 'audio' file part")
 
 
 class _UploadOperation(Operation):
@@ -62,59 +69,6 @@ def _uploader(principal: Principal) -> Uploader:
                     supervisor=principal.can(Role.SUPERVISOR))
 
 
-def _too_large(max_mb: int) -> HTTPException:
-    return HTTPException(status_code=413, detail=f"the recording is larger than the {max_mb} MB "
-                                                 "limit (voice.max_mb)")
-
-
-async def _read_form(request: Request[Any, Any, Any], up: SpooledUpload) -> dict[str, str]:
-    """Streams the multipart body: the ``audio`` part into ``up``, small fields returned."""
-    ctype = request.headers.get("content-type", "")
-    boundary = ""
-    if ctype.lower().startswith("multipart/form-data"):
-        for param in ctype.split(";")[1:]:
-            key, _, value = param.strip().partition("=")
-            if key.lower() == "boundary":
-                boundary = value.strip('"')
-    if not boundary:
-        raise InvalidInputError("send multipart/form-data with an 'audio' file part, "
-                                "'machine_id' and optionally 'target_id'")
-    fields: dict[str, str] = {}
-    audio_parts = 0
-    segment: MultipartSegment | None = None
-    buf = bytearray()
-    try:
-        with PushMultipartParser(boundary.encode("latin-1"), max_segment_count=8) as parser:
-            stream = request.stream()
-            while not parser.closed:
-                chunk = await anext(stream, b"")
-                for part in parser.parse(chunk):
-                    if isinstance(part, MultipartSegment):
-                        segment, buf = part, bytearray()
-                        if segment.name == "audio":
-                            audio_parts += 1
-                            if audio_parts > 1:
-                                raise InvalidInputError("send one 'audio' part, not several")
-                    elif part:
-                        if segment is not None and segment.name == "audio":
-                            up.write(part)
-                        else:
-                            buf.extend(part)
-                            if len(buf) > MAX_FIELD_BYTES:
-                                raise InvalidInputError("a form field is too long")
-                    elif segment is not None:
-                        if segment.name in FIELDS:
-                            fields[segment.name] = buf.decode("utf-8", "replace").strip()
-                        segment = None
-                if not chunk and not parser.closed:
-                    raise InvalidInputError("the multipart body ended early")
-    except (ParserError, ParserLimitReached) as exc:
-        raise InvalidInputError(f"invalid multipart/form-data body ({exc})") from exc
-    if not audio_parts:
-        raise InvalidInputError("the form has no 'audio' file part")
-    return fields
-
-
 @post("/api/v1/voice-notes", status_code=202, operation_class=_UploadOperation,
       summary="Upload a voice note", tags=["voice"],
       description="Multipart: ``audio`` (webm/opus, ogg, m4a/aac, wav, flac, mp3), "
@@ -126,14 +80,12 @@ async def upload_voice_note(request: Request[Any, Any, Any], principal: Principa
     node: EdgeNode = state.node
     voice = node.voice
     max_mb = voice.settings.max_mb
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > voice.max_bytes + 64 * 1024:
-        raise _too_large(max_mb)
+    check_declared_size(request, voice.max_bytes, too_large("recording", max_mb, "voice.max_mb"))
     with voice.audio.spool(voice.max_bytes) as up:
         try:
-            fields = await _read_form(request, up)
+            fields, _ = await read_upload(request, FORM, up)
         except TooLargeError:
-            raise _too_large(max_mb) from None
+            raise too_large("recording", max_mb, "voice.max_mb") from None
         machine_id = fields.get("machine_id", "")
         if not machine_id:
             raise InvalidInputError("machine_id is missing: name the machine the note is about")

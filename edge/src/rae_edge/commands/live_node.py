@@ -1,0 +1,106 @@
+"""Commands beside a running node: DuckDB lets one process write the data folder, so when
+a node holds it a command goes through that node's HTTP API instead.
+
+:func:`add_live_args` adds ``--url`` and ``--token-file``; :func:`is_lock_conflict` tells
+the "held by a running node" error apart; :func:`call_live_node` sends a JSON request and
+:func:`upload_to_live_node` a multipart file upload. Both find the node's address from the
+settings (a wildcard bind is reached on loopback, HTTPS when the node has a certificate in
+its data folder, verified against that certificate), the token from ``--token-file`` or
+``$RAE_ADMIN_TOKEN``, and turn every failure into a :class:`ConflictError` that says what
+to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import ssl
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from rae_edge.config import EdgeSettings
+from rae_edge.errors import ConflictError, NotFoundError
+
+
+def add_live_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", default=None,
+                   help="a running node's base URL (default: from the config's api section)")
+    p.add_argument("--token-file", type=Path, default=None,
+                   help="admin token for a running node (default: $RAE_ADMIN_TOKEN)")
+
+
+def is_lock_conflict(exc: BaseException) -> bool:
+    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+
+
+def _send(settings: EdgeSettings, args: argparse.Namespace, path: str, *, method: str,
+          data: bytes | None, content_type: str, missing_hint: str,
+          not_found_passes: bool) -> dict[str, Any]:
+    """One request to the node holding the data folder; its JSON answer."""
+    wildcard = settings.api.host in ("0.0.0.0", "::")  # noqa: S104 - a bind address we read
+    host = "127.0.0.1" if wildcard else settings.api.host
+    tls_on = (settings.data_dir / "tls" / "cert.pem").is_file()
+    base = args.url or f"{'https' if tls_on else 'http'}://{host}:{settings.api.port}"
+    url = base.rstrip("/") + path
+    if not url.startswith(("http://", "https://")):
+        raise ConflictError(f"--url must be an http(s) URL, not {url!r}")
+    token = (args.token_file.read_text().strip() if args.token_file
+             else os.environ.get("RAE_ADMIN_TOKEN", ""))
+    held = f"{settings.data_dir} is held by a running node"
+    if not token:
+        raise ConflictError(f"{held}; pass --token-file {missing_hint} at {url}, or stop the "
+                            "node first")
+    req = urllib.request.Request(  # noqa: S310 - scheme checked above
+        url, data=data, method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": content_type})
+    ctx = None
+    if url.startswith("https://") and tls_on and args.url is None:
+        # our own node's self-signed certificate, read from its data folder
+        ctx = ssl.create_default_context(cafile=str(settings.data_dir / "tls" / "cert.pem"))
+    try:
+        with urllib.request.urlopen(req, timeout=600, context=ctx) as resp:  # noqa: S310
+            answer: dict[str, Any] = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        detail = exc.read()[:500].decode("utf-8", "replace")
+        if (not_found_passes and exc.code == 404 and "not_found" in detail
+                and "no live token" not in detail):
+            raise NotFoundError(detail) from exc
+        raise ConflictError(f"{held}; {url} answered {exc.code}: {detail}") from exc
+    except urllib.error.URLError as exc:
+        raise ConflictError(f"{held}, and it does not answer at {url}: {exc.reason}") from exc
+    return answer
+
+
+def call_live_node(settings: EdgeSettings, args: argparse.Namespace, method: str, path: str,
+                   body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The data folder is held by a running node: ask that node (admin API). A 404 for a
+    missing thing stays a :class:`NotFoundError`."""
+    return _send(settings, args, path, method=method,
+                 data=json.dumps(body).encode() if body is not None else None,
+                 content_type="application/json",
+                 missing_hint="(an admin token) so the command goes through it",
+                 not_found_passes=True)
+
+
+def upload_to_live_node(settings: EdgeSettings, args: argparse.Namespace, path: str,
+                        fields: dict[str, str], file: Path) -> dict[str, Any]:
+    """``POST`` of ``file`` (multipart part ``file``, beside the text ``fields``) to the
+    node that holds the data folder, e.g. ``/api/v1/documents``."""
+    boundary = uuid.uuid4().hex
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+        for k, v in fields.items())
+    body += (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+             f'filename="{file.name.replace(chr(34), "_")}"\r\n'
+             f"Content-Type: application/octet-stream\r\n\r\n").encode()
+    body += file.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    return _send(settings, args, path, method="POST", data=body,
+                 content_type=f"multipart/form-data; boundary={boundary}",
+                 missing_hint="(a supervisor or admin token) so the files are uploaded to it",
+                 not_found_passes=False)
