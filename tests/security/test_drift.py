@@ -133,3 +133,6 @@ def test_with_sync_on_alerts_are_queued_for_central(tmp_path) -> None:  # type: 
     assert len(queued) == 1
     msg = DriftAlertMsg(**queued[0])
     assert (msg.id, msg.error_code, msg.manual_section_ids) == (alert.id, "E404", (section.id,))
+    # the section's text travels too: central has no manuals to show the evidence from
+    assert [s.id for s in msg.manual_sections] == [section.id]
+    assert "Replace the pressure relief valve" in msg.manual_sections[0].text

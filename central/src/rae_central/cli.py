@@ -1,9 +1,10 @@
-"""``rae-central``: serve, worker, migrate, enroll, revoke.
+"""``rae-central``: serve, worker, migrate, enroll, revoke, audit verify.
 
-``migrate``, ``enroll`` and ``revoke`` connect with ``--database-url`` (the owner; these
-are the operator's commands); ``serve`` and ``worker`` with the application's login role
-(``--app-database-url``, or ``--database-url``'s server as ``app_role``), which ``migrate``
-creates and row-level security binds (:mod:`rae_central.rls`).
+``migrate``, ``enroll``, ``revoke`` and ``audit verify`` connect with ``--database-url``
+(the owner; these are the operator's commands); ``serve`` and ``worker`` with the
+application's login role (``--app-database-url``, or ``--database-url``'s server as
+``app_role``), which ``migrate`` creates and row-level security binds
+(:mod:`rae_central.rls`).
 
 Every command takes ``--database-url`` and ``--config FILE``; settings come from the file,
 then ``RAE_CENTRAL_*`` environment variables, then flags.
@@ -70,6 +71,28 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     engine.dispose()
     print(f"revoked {args.tenant}/{args.site}/{args.node} at {at.isoformat()}")
     return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """Verifies every node's synced audit chain in full; exit 1 on any break."""
+    from rae_central.audit_verify import verify
+    from rae_central.db.engine import make_engine
+    from rae_central.store import CentralStore
+
+    s = _settings(args)
+    engine = make_engine(s.database_url, pool_size=1)
+    try:
+        results = verify(CentralStore(engine), args.tenant)
+    finally:
+        engine.dispose()
+    for r in results:
+        print(f"{r.node}: {r.line()}")
+    broken = [r for r in results if not r.ok]
+    if not results:
+        print("no nodes to verify" + (f" for tenant {args.tenant!r}" if args.tenant else ""))
+    elif broken:
+        print(f"{len(broken)} of {len(results)} audit chains broken", file=sys.stderr)
+    return 1 if broken else 0
 
 
 def _ingest_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -140,6 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     _node_args(p)
     p.set_defaults(handler=cmd_revoke)
+
+    p = sub.add_parser("audit", help="the edges' synced audit logs")
+    audit = p.add_subparsers(dest="audit_command", required=True)
+    p = audit.add_parser("verify", help="verify every node's audit hash chain in full "
+                         "(exit 1 if any is broken)")
+    _common(p)
+    p.add_argument("--tenant", default=None, help="only this tenant's nodes")
+    p.set_defaults(handler=cmd_audit_verify)
     return parser
 
 

@@ -28,6 +28,7 @@ from rae_sync.messages import (
     AckMsg,
     AuditEntryMsg,
     CorrectionMsg,
+    DriftAlertMsg,
     IncidentMsg,
     Message,
     MessageType,
@@ -123,6 +124,9 @@ def to_accepted(env: Envelope, msg: Message) -> Accepted:
     if isinstance(msg, AuditEntryMsg):
         _same_tenant(env, msg.entry.tenant_id, f"audit entry {msg.entry.seq}")
         return Accepted(kind="audit", record=msg.entry.model_dump(mode="json"), **base)
+    if isinstance(msg, DriftAlertMsg):  # stored by rae_central.drift_alerts
+        _same_tenant(env, msg.tenant_id, f"drift alert {msg.id}")
+        return Accepted(kind="drift_alert", record=msg.model_dump(mode="json"), **base)
     if isinstance(msg, NodeStatusMsg):
         lag = 0.0
         if msg.oldest_unacked_at is not None:

@@ -137,7 +137,8 @@ class NodeStatus:
 class Accepted:
     """One verified message, reduced to what the database keeps.
 
-    ``kind`` is ``correction``, ``incident``, ``audit``, ``status`` or anything else
+    ``kind`` is ``correction``, ``incident``, ``audit``, ``status``, ``drift_alert``
+    (:mod:`rae_central.drift_alerts`) or anything else
     (kept in ``messages`` only). ``record`` holds the memory's columns for the first three.
     """
 
@@ -332,6 +333,10 @@ class CentralStore:
                    "received_at": at} for a in new if a.kind == "audit"]
         if audits:
             conn.execute(pg_insert(_T_AUDIT).on_conflict_do_nothing(), audits)
+        if any(a.kind == "drift_alert" for a in new):
+            from rae_central.drift_alerts import store_alerts
+
+            store_alerts(conn, new, at)
 
     @staticmethod
     def _track(conn: Connection, n: NodeKey, new: list[Accepted], seen: list[Accepted],

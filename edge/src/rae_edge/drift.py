@@ -141,7 +141,7 @@ class DriftMonitor:
                     continue
                 alert = self._upsert(tenant, code, machines,
                                      tuple(dict.fromkeys(c for c, _ in evidence)),
-                                     tuple(str(s["id"]) for s in sections))
+                                     tuple(str(s["id"]) for s in sections), sections)
                 if alert is not None:
                     changed.append(alert)
             with self.node.duck.transaction() as cur:
@@ -150,7 +150,8 @@ class DriftMonitor:
         return changed
 
     def _upsert(self, tenant: str, code: str, machines: tuple[str, ...],
-                corrections: tuple[str, ...], sections: tuple[str, ...]) -> DriftAlert | None:
+                corrections: tuple[str, ...], sections: tuple[str, ...],
+                section_rows: list[dict[str, Any]] | None = None) -> DriftAlert | None:
         aid = alert_id(tenant, code)
         now = datetime.now(UTC)
         summary = (f"{len(corrections)} field corrections on {len(machines)} machines "
@@ -171,6 +172,12 @@ class DriftMonitor:
                         "summary": summary, "machine_ids": list(machines),
                         "correction_ids": list(corrections),
                         "manual_section_ids": list(sections),
+                        # the texts too: central has no manuals to look them up in
+                        "manual_sections": [
+                            {"id": str(r["id"]),
+                             "section": str(r["section"])[:500] if r.get("section") else None,
+                             "text": str(r.get("text") or "")[:20_000]}
+                            for r in section_rows or []],
                         "created_at": now.isoformat()})])
             if old is None:
                 cur.execute(

@@ -195,6 +195,17 @@ class AuditEntryMsg(Message):
     entry: AuditEntry
 
 
+class DriftSection(BaseModel):
+    """A manual section a drift alert's corrections contradict, with its text, so that
+    central can show the evidence without the node's manuals."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(min_length=1, max_length=200)
+    section: str | None = Field(default=None, max_length=500)
+    text: str = Field(default="", max_length=20_000)
+
+
 class DriftAlertMsg(Message):
     """A drift alert raised on the node: field corrections contradict a manual's fix
     (edge → central).
@@ -203,7 +214,8 @@ class DriftAlertMsg(Message):
 
         {"id": "drift_…", "tenant_id": "acme", "error_code": "E404", "status": "open",
          "summary": "…", "machine_ids": ["press-7"], "correction_ids": ["cor_…"],
-         "manual_section_ids": ["…"], "created_at": "…"}
+         "manual_section_ids": ["…"], "created_at": "…",
+         "manual_sections": [{"id": "…", "section": "4.2 …", "text": "Step 1: …"}]}
     """
 
     TYPE: ClassVar[MessageType] = MessageType.DRIFT_ALERT
@@ -218,6 +230,8 @@ class DriftAlertMsg(Message):
     correction_ids: tuple[str, ...] = ()
     manual_section_ids: tuple[str, ...] = ()
     created_at: UtcDatetime | None = None
+    # The sections' texts (optional: a node may send the ids only).
+    manual_sections: tuple[DriftSection, ...] = ()
 
 
 MESSAGE_CLASSES: tuple[type[Message], ...] = (

@@ -4,11 +4,13 @@ Every API call needs ``Authorization: Bearer <token>``, one of two kinds (why: s
 :mod:`rae_central.rls`):
 
 - a **tenant token** (``admin.tenant_tokens``): that tenant's nodes, dead letters (with
-  payload heads), corrections, and revoking its nodes; every query runs under
+  payload heads), corrections, open drift alerts with their evidence, each node's audit
+  chain verification, and revoking its nodes; every query runs under
   :func:`rae_central.rls.set_tenant`, so row-level security keeps other tenants out;
 - the **operator token** (``admin.token``, ``RAE_CENTRAL_ADMIN__TOKEN``): the health of
   every tenant's nodes and the dead letters' reasons (no payloads, no corrections'
-  text), and revoking any node.
+  text, no drift alerts, no audit chains: ``rae-central audit verify`` is the
+  operator's), and revoking any node.
 
 With no token configured the API answers 503 to everyone rather than run open. Errors
 use the INTERFACE shape ``{"error": {"code", "message"}}``.
@@ -166,7 +168,45 @@ def overview(state: State, request: Request[Any, Any, Any]) -> dict[str, Any]:
     return {"scope": "operator" if who == OPERATOR else who,
             "nodes": _nodes(s, request, None), "dead_letters": _dead(s, request, 50, None),
             "corrections": _corrections(s, request, 30, None),
+            "drift_alerts": _drift(s, request, None), "audit": _audit(s, request, None),
             "indexer": state.get("indexer_stats", lambda: {})()}
+
+
+def _drift(store: CentralStore, request: Request[Any, Any, Any],
+           tenant: str | None) -> list[dict[str, Any]]:
+    if _who(request) == OPERATOR:
+        return []  # evidence is a tenant's knowledge: its own console token only
+    from rae_central.drift_alerts import open_alerts
+
+    scoped = _scope(request, tenant)
+    return open_alerts(store, scoped) if scoped else []
+
+
+def _audit(store: CentralStore, request: Request[Any, Any, Any],
+           tenant: str | None) -> list[dict[str, Any]]:
+    if _who(request) == OPERATOR:
+        return []  # reading the entries is the tenant's (the CLI runs for the operator)
+    from rae_central.audit_verify import verify
+
+    scoped = _scope(request, tenant)
+    return [r.to_json() for r in verify(store, scoped, incremental=True)] if scoped else []
+
+
+@get("/api/v1/admin/drift-alerts", guards=[admin_guard], sync_to_thread=True)
+def list_drift_alerts(state: State, request: Request[Any, Any, Any],
+                      tenant: FromQuery[str | None] = None) -> list[dict[str, Any]]:
+    """The tenant's open drift alerts with their evidence: the corrections (text,
+    machine, author) and the manual sections they contradict (a tenant token's own; the
+    operator token sees none)."""
+    return _drift(_store(state), request, tenant)
+
+
+@get("/api/v1/admin/audit", guards=[admin_guard], sync_to_thread=True)
+def audit_chains(state: State, request: Request[Any, Any, Any],
+                 tenant: FromQuery[str | None] = None) -> list[dict[str, Any]]:
+    """Each node's synced audit chain, verified incrementally: ``ok``, ``entries``,
+    ``broken_seq``, ``reason`` and the console's ``text`` (a tenant token's own nodes)."""
+    return _audit(_store(state), request, tenant)
 
 
 @post("/api/v1/admin/nodes/{tenant:str}/{site:str}/{node:str}/revoke", guards=[admin_guard],
@@ -191,7 +231,8 @@ def create_app(store: CentralStore, admin_token: str | None, indexer_stats: Any 
         state["indexer_stats"] = indexer_stats
     return Litestar(
         route_handlers=[health, console_page, console_js, list_nodes, list_dead_letters,
-                        list_corrections, overview, revoke_node],
+                        list_corrections, overview, revoke_node, list_drift_alerts,
+                        audit_chains],
         state=state,
         exception_handlers={HTTPException: _http_error, NodeNotFoundError: _not_found},
         openapi_config=OpenAPIConfig(title="RAE central admin API", version="1.0.0",

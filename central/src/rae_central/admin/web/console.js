@@ -82,6 +82,38 @@ function renderNode(n) {
   ];
 }
 
+function listCell(items, render) {
+  const td = document.createElement("td");
+  const ul = document.createElement("ul");
+  items.forEach((it) => {
+    const li = document.createElement("li");
+    render(it, li);
+    ul.appendChild(li);
+  });
+  td.appendChild(ul);
+  return td;
+}
+
+// A drift alert with its evidence: what the field said against what the manual says.
+function renderDrift(a) {
+  return [
+    cell(ago(a.updated_at)),
+    cell(a.error_code, "bad"),
+    cell(a.machine_ids.join(", ")),
+    listCell(a.corrections, (c, li) => {
+      li.textContent = c.received
+        ? `${c.machine_id} (${c.author}, ${c.origin}): ${c.text}`
+        : `${c.id}: not received at central yet`;
+    }),
+    listCell(a.manual_sections, (m, li) => {
+      const q = document.createElement("blockquote");
+      q.textContent = m.text ? `${m.section || m.id}: ${m.text}` : m.id;
+      li.appendChild(q);
+    }),
+    cell(a.origin, "muted"),
+  ];
+}
+
 async function refresh() {
   if (!token()) { $("#login").style.display = "flex"; $("#status").textContent = "token?"; return; }
   try {
@@ -96,6 +128,13 @@ async function refresh() {
     fill($("#corrections tbody"), o.corrections, (c) => [
       cell(new Date(c.received_at).toLocaleString()), cell(c.origin), cell(c.machine_id),
       cell(c.text, "wrap"), cell(c.hlc, "muted"), cell(c.embedded ? "yes" : "pending"),
+    ]);
+    fill($("#drift tbody"), o.drift_alerts || [], renderDrift);
+    $("#drift-note").textContent = o.scope === "operator"
+      ? "The operator token shows no tenant's drift alerts: use that tenant's console token."
+      : `${(o.drift_alerts || []).length} open`;
+    fill($("#audit tbody"), o.audit || [], (r) => [
+      cell(`${r.tenant_id}/${r.site_id}/${r.node_id}`), cell(r.text, r.ok ? "ok" : "bad"),
     ]);
     // The operator token sees fleet health only; a tenant's token sees its corrections.
     $("#corrections-note").textContent = o.scope === "operator"
