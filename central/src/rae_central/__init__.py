@@ -17,9 +17,15 @@ Modules:
 - ``keys``: central's Ed25519 signing key; ``enroll``: issuing a node's identity;
 - ``serve``: ``rae-central serve`` (supervised workers + indexer + console);
 - ``admin``: the console page and its JSON API under ``/api/v1/admin``;
-- ``cli``: the ``rae-central`` command (serve, worker, migrate, enroll, revoke);
-- ``rls``: PostgreSQL row-level security by tenant (migration 0002);
+- ``cli``: the ``rae-central`` command (serve, worker, migrate, enroll, revoke, audit
+  verify);
+- ``rls``: PostgreSQL row-level security by tenant (migrations 0002-0004);
 - ``audit_chain``: verifying a node's synced audit hash chain;
+- ``audit_verify``: running it over every (tenant, node)'s synced entries, incrementally
+  for the console (``audit_verified`` keeps the last verified hash) and in full for
+  ``rae-central audit verify``;
+- ``drift_alerts``: the edges' drift alerts per tenant (newest version by HLC) and their
+  evidence for the console (the corrections' texts, machines, the manual sections);
 - ``pki``: the MQTT TLS PKI and mosquitto configuration;
 - ``embedded_pg``: a PostgreSQL server in one folder on loopback (the demo and the tests).
 
