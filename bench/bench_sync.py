@@ -42,6 +42,7 @@ from tests.fixtures.mosquitto import Mosquitto
 from tests.fixtures.postgres import PgServer, find_pg_bin
 
 WORKERS = 2
+RESEND_AFTER_S = 30.0  # the edge sync agent's default: a shorter one floods a loaded central
 
 
 def _cpu_s(pids: list[int]) -> float:
@@ -79,8 +80,8 @@ def _count(engine: sa.Engine) -> int:
 
 def _wait_count(engine: sa.Engine, n: int, timeout: float, edge: EdgeSim | None = None,
                 ) -> float:
-    """Waits for ``n`` rows; like the edge agent, re-sends what is unacked when nothing
-    has moved for 10 s."""
+    """Waits for ``n`` rows; like the edge agent (``resend_after_s``), re-sends what is
+    unacked when nothing has moved for 30 s."""
     t0 = last_change = time.perf_counter()
     last = -1
     while (c := _count(engine)) < n:
@@ -91,7 +92,7 @@ def _wait_count(engine: sa.Engine, n: int, timeout: float, edge: EdgeSim | None 
             if now - last_change > 5 or last < 0:
                 _say(f"{c} of {n} in Postgres after {now - t0:.1f}s")
             last, last_change = c, now
-        elif edge is not None and now - last_change > 10:
+        elif edge is not None and now - last_change > RESEND_AFTER_S:
             _say(f"stuck at {c} of {n}: re-sending the unacked")
             edge.send(edge.unacked())
             last_change = now

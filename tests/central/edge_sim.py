@@ -73,9 +73,12 @@ class EdgeSim:
         self.outbox[env.message_id] = env
         return env
 
-    def send(self, envs: list[Envelope]) -> None:
+    def send(self, envs: list[Envelope], chunk: int = 20_000) -> None:
+        """Publishes ``envs`` (QoS 1) and waits for the broker's PUBACKs, ``chunk`` at a
+        time (paho holds at most 65,535 messages in flight: 16-bit packet ids)."""
         assert self.transport is not None
-        self.transport.publish_many([(e.topic, e.encode()) for e in envs])
+        for i in range(0, len(envs), chunk):
+            self.transport.publish_many([(e.topic, e.encode()) for e in envs[i:i + chunk]])
 
     def unacked(self) -> list[Envelope]:
         with self.lock:
