@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import tempfile
 import time
@@ -46,6 +47,12 @@ def _texts() -> list[tuple[str, str]]:
             ("L/H BUCKET CYL LEAKING", "R&R BUCKET CYL SEALS"),
             ("CONVEYOR BELT SLIPPING", "ADJUSTED BELT TENSION")]
     return [(f"{p} #{i}", a) for i in range(500) for p, a in base]
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _setup(client: httpx.AsyncClient, rng: random.Random,
@@ -147,6 +154,8 @@ async def _load(node: NodeProcess, token: str, seconds: float,
                 rss.append((round(time.perf_counter() - t0, 1), rss_mib(node.pid)))
                 await asyncio.sleep(5)
 
+        cpu0 = (_cpu_seconds(node.pid), time.process_time(), time.perf_counter())
+
         tablets = [asyncio.create_task(tablet(i)) for i in range(TABLETS)]
         await asyncio.sleep(2)  # let the fleet connect
         drivers = [asyncio.create_task(paced("scan", SCANS_PER_S, scan)),
@@ -155,9 +164,12 @@ async def _load(node: NodeProcess, token: str, seconds: float,
                    asyncio.create_task(sample_rss())]
         await asyncio.sleep(seconds)
         stop.set()
+        wall = time.perf_counter() - cpu0[2]
+        cpu = {"node": (_cpu_seconds(node.pid) - cpu0[0]) / wall,
+               "generator": (time.process_time() - cpu0[1]) / wall}
         await asyncio.gather(*drivers, *tablets, return_exceptions=True)
     return {"lat": lat, "errors": errors, "pushes": pushes, "rss": rss, "sent": sent,
-            "why": why, "seconds": seconds}
+            "why": why, "seconds": seconds, "cpu": cpu}
 
 
 def run(quick: bool = False, seconds: float | None = None) -> list[Row]:
@@ -193,6 +205,9 @@ def run(quick: bool = False, seconds: float | None = None) -> list[Row]:
                     ok=total_err == 0,
                     notes=json.dumps(res["errors"]) + " causes " + json.dumps(res["why"])))
     rows.append(row("push messages received by tablets", res["pushes"], "count"))
+    rows.append(row("node CPU during load", res["cpu"]["node"], "cores",
+                    notes=f"load generator (this process) {res['cpu']['generator']:.2f} cores; "
+                          f"{os.cpu_count()} cores in all, shared with whatever else runs"))
     rss_vals = [v for _, v in res["rss"]]
     rows.append(row("node RSS max during load", max(rss_vals) if rss_vals else float("nan"),
                     "MiB", notes="samples (s, MiB): " + json.dumps(res["rss"][:120])))

@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import Row, main_for, row
+from bench.common import Row, embedding_cache, main_for, row
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 K = 10
@@ -172,7 +172,6 @@ def _metrics(ranked: list[str], q: Query) -> tuple[float, float]:
 
 def run(quick: bool = False) -> list[Row]:
     from rae_edge import config
-    from rae_edge.memory.search import Fusion, fuse, where_clause
     from rae_edge.node import EdgeNode
 
     if not DATA.exists():
@@ -187,72 +186,80 @@ def run(quick: bool = False) -> list[Row]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-quality-"))
     out: list[Row] = []
     try:
-        node = EdgeNode(config.load(None, data_dir=tmp))
-        for s in sets:
-            node.indexer.index_incidents(s.docs, refresh=False)
-        node.indexer.refresh()
-        search = node.memory.searcher
-        # Both retrievers once per query (candidates as deep as the service uses).
-        lists: dict[str, list[dict[str, list[dict[str, Any]]]]] = {}
-        for s in sets:
-            lists[s.name] = []
-            for q in s.queries:
-                where = where_clause(s.tenant, q.machine_id, (), q.as_of, True)
-                depth = Fusion().candidates + 1
-                lists[s.name].append(search.retrieve(s.tenant, search.normalize(q.text),
-                                                     where, depth))
-
-        def score(s: EvalSet, f: Fusion | None, mode: str, part: int) -> tuple[float, float]:
-            mrrs, recs = [], []
-            for n, (q, ls) in enumerate(zip(s.queries, lists[s.name], strict=True)):
-                if n % 2 != part:
-                    continue
-                if mode == "hybrid":
-                    assert f is not None
-                    ranked = [str(c.row["id"]) for c in fuse(ls, f)]
-                else:
-                    ranked = [str(r["id"]) for r in ls[mode]]
-                m, r = _metrics(ranked, q)
-                mrrs.append(m)
-                recs.append(r)
-            return sum(mrrs) / max(1, len(mrrs)), sum(recs) / max(1, len(recs))
-
-        # Tune on the even half: the setting with the best mean margin over the better
-        # baseline across the sets.
-        grid = [replace(Fusion(), k0=k0, vector=wv, text=1.0)
-                for k0 in (5.0, 20.0, 60.0) for wv in (0.5, 0.75, 1.0, 1.5, 2.0)]
-        base_tune = {s.name: max(score(s, None, "vector", 0)[0], score(s, None, "text", 0)[0])
-                     for s in sets}
-
-        def margin(f: Fusion) -> float:
-            return min(score(s, f, "hybrid", 0)[0] - base_tune[s.name] for s in sets)
-
-        best = max(grid, key=margin)
-        default = Fusion()
-        for s in sets:
-            h = score(s, best, "hybrid", 1)
-            hd = score(s, default, "hybrid", 1)
-            v = score(s, None, "vector", 1)
-            t = score(s, None, "text", 1)
-            n_test = len(s.queries[1::2])
-            for metric, idx in (("MRR@10", 0), ("Recall@5", 1)):
-                better = max(v[idx], t[idx])
-                name = "vector-only" if v[idx] >= t[idx] else "BM25-only"
-                out.append(row(
-                    f"{s.name}: {metric} hybrid", h[idx], "", target="> best baseline",
-                    baseline=name, baseline_value=better, ok=h[idx] > better,
-                    higher_is_better=True,
-                    notes=f"vector-only {v[idx]:.3f}, BM25-only {t[idx]:.3f}, hybrid with "
-                          f"the code's default fusion {hd[idx]:.3f}; {n_test} held-out "
-                          f"queries, {len(s.docs)} memories"))
-        out.append(row("fusion chosen on the tuning half", best.vector, "w_vector",
-                       notes=f"k0={best.k0}, w_text={best.text}, worst-set MRR margin over "
-                             f"the better baseline on the tuning half {margin(best):+.3f}; "
-                             f"the code's Fusion() default: k0={default.k0}, "
-                             f"w_vector={default.vector}"))
-        node.close()
+        with embedding_cache("quality"):
+            out = _evaluate(EdgeNode(config.load(None, data_dir=tmp)), sets)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _evaluate(node: Any, sets: list[EvalSet]) -> list[Row]:
+    from rae_edge.memory.search import Fusion, fuse, where_clause
+
+    out: list[Row] = []
+    for s in sets:
+        node.indexer.index_incidents(s.docs, refresh=False)
+    node.indexer.refresh()
+    search = node.memory.searcher
+    # Both retrievers once per query (candidates as deep as the service uses).
+    lists: dict[str, list[dict[str, list[dict[str, Any]]]]] = {}
+    for s in sets:
+        lists[s.name] = []
+        for q in s.queries:
+            where = where_clause(s.tenant, q.machine_id, (), q.as_of, True)
+            depth = Fusion().candidates + 1
+            lists[s.name].append(search.retrieve(s.tenant, search.normalize(q.text),
+                                                 where, depth))
+
+    def score(s: EvalSet, f: Fusion | None, mode: str, part: int) -> tuple[float, float]:
+        mrrs, recs = [], []
+        for n, (q, ls) in enumerate(zip(s.queries, lists[s.name], strict=True)):
+            if n % 2 != part:
+                continue
+            if mode == "hybrid":
+                assert f is not None
+                ranked = [str(c.row["id"]) for c in fuse(ls, f)]
+            else:
+                ranked = [str(r["id"]) for r in ls[mode]]
+            m, r = _metrics(ranked, q)
+            mrrs.append(m)
+            recs.append(r)
+        return sum(mrrs) / max(1, len(mrrs)), sum(recs) / max(1, len(recs))
+
+    # Tune on the even half: the setting with the best mean margin over the better
+    # baseline across the sets.
+    grid = [replace(Fusion(), k0=k0, vector=wv, text=1.0)
+            for k0 in (5.0, 20.0, 60.0) for wv in (0.5, 0.75, 1.0, 1.5, 2.0)]
+    base_tune = {s.name: max(score(s, None, "vector", 0)[0], score(s, None, "text", 0)[0])
+                 for s in sets}
+
+    def margin(f: Fusion) -> float:
+        return min(score(s, f, "hybrid", 0)[0] - base_tune[s.name] for s in sets)
+
+    best = max(grid, key=margin)
+    default = Fusion()
+    for s in sets:
+        h = score(s, best, "hybrid", 1)
+        hd = score(s, default, "hybrid", 1)
+        v = score(s, None, "vector", 1)
+        t = score(s, None, "text", 1)
+        n_test = len(s.queries[1::2])
+        for metric, idx in (("MRR@10", 0), ("Recall@5", 1)):
+            better = max(v[idx], t[idx])
+            name = "vector-only" if v[idx] >= t[idx] else "BM25-only"
+            out.append(row(
+                f"{s.name}: {metric} hybrid", h[idx], "", target="> best baseline",
+                baseline=name, baseline_value=better, ok=h[idx] > better,
+                higher_is_better=True,
+                notes=f"vector-only {v[idx]:.3f}, BM25-only {t[idx]:.3f}, hybrid with "
+                      f"the code's default fusion {hd[idx]:.3f}; {n_test} held-out "
+                      f"queries, {len(s.docs)} memories"))
+    out.append(row("fusion chosen on the tuning half", best.vector, "w_vector",
+                   notes=f"k0={best.k0}, w_text={best.text}, worst-set MRR margin over "
+                         f"the better baseline on the tuning half {margin(best):+.3f}; "
+                         f"the code's Fusion() default: k0={default.k0}, "
+                         f"w_vector={default.vector}"))
+    node.close()
     return out
 
 

@@ -1,19 +1,23 @@
-"""Shared benchmark plumbing: percentile maths, the table printer and the JSON writer."""
+"""Shared benchmark plumbing: percentile maths, the table printer, the JSON writer and a
+disk cache of real embeddings for benchmarks that measure quality, not speed."""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
+DIM_FALLBACK = 384  # the shape of an empty batch
 Row = dict[str, Any]
 
 
@@ -77,3 +81,49 @@ def main_for(run: Callable[..., list[Row]], name: str | None = None) -> None:
     secs = time.perf_counter() - t0
     print_table(mod, rows)
     print(f"\nwrote {write_json(mod, rows, args.out, secs)} ({secs:.1f} s)")
+
+
+CACHE = Path(__file__).resolve().parent / ".cache"  # git-ignored; safe to delete
+
+
+@contextmanager
+def embedding_cache(name: str) -> Iterator[None]:
+    """Within the block, the process's embedding model answers texts it embedded for the
+    same benchmark in an earlier run from ``bench/.cache`` (keyed by the model's tag and
+    the text's sha256), and embeds only the others. For benchmarks that measure what the
+    vectors do (search quality), not how fast they are made: the vectors are the model's
+    own, so the figures are the same, minutes sooner."""
+    from rae_edge.config import EmbeddingSettings
+    from rae_edge.embedding import _model
+
+    model = _model(EmbeddingSettings())
+    tag = "".join(c if c.isalnum() or c in "-_.@" else "_" for c in model.tag)
+    path = CACHE / f"embeddings-{name}-{tag}.npz"
+    known: dict[str, np.ndarray] = {}
+    if path.exists():
+        with np.load(path) as z:
+            known = dict(zip(z["keys"].tolist(), z["vectors"], strict=True))
+    before = len(known)
+    original = model.embed
+
+    def embed(texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        keys = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
+        missing = sorted({k: t for k, t in zip(keys, texts, strict=True)
+                          if k not in known}.items())
+        if missing:
+            vecs = original([t for _, t in missing], batch_size=batch_size)
+            known.update({k: v for (k, _), v in zip(missing, vecs, strict=True)})
+        if not keys:
+            return np.zeros((0, DIM_FALLBACK), dtype=np.float32)
+        return np.stack([known[k] for k in keys]).astype(np.float32, copy=False)
+
+    model.embed = embed  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del model.embed  # back to the class's method
+        if len(known) > before:
+            CACHE.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez(tmp, keys=np.array(list(known)), vectors=np.stack(list(known.values())))
+            tmp.replace(path)
