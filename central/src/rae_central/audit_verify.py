@@ -56,7 +56,8 @@ class NodeAudit:
         if not self.ok:
             return f"broken at seq {self.broken_seq}: {self.reason}"
         tail = f", {self.pending} pending" if self.pending else ""
-        return f"audit chain ok ({self.entries} entries{tail})"
+        noun = "entry" if self.entries == 1 else "entries"
+        return f"audit chain ok ({self.entries} {noun}{tail})"
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "text": self.line()}
