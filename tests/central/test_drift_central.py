@@ -100,12 +100,15 @@ def test_drift_alert_reaches_the_console_of_its_tenant_only(
             assert alert["machine_ids"] == ["P3", "P7", "P9"] and alert["hlc"] == newer.hlc
             # a repeat of a known message is a no-op; a later "acknowledged" closes it
             a.send([newer])
-            closed = _alert(a, [c1, c2, c3], status="acknowledged")
+            # as the edge sends a supervisor's acknowledgement: the section ids, no texts
+            closed = a.envelope(newer.message_as(DriftAlertMsg).model_copy(
+                update={"status": "acknowledged", "manual_sections": ()}))
             a.outbox[closed.message_id] = closed
             a.deliver_all()
             assert get(TOKENS["acme"]) == []
             (kept,) = open_alerts(central.store, "acme", include_closed=True)
             assert kept["status"] == "acknowledged"
+            assert kept["manual_sections"] == [MANUAL.model_dump()]
         assert central.store.count("messages", "acme") == 7  # 3 corrections, 4 alerts
     finally:
         for e in (a, b, x):

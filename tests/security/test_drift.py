@@ -128,9 +128,15 @@ def test_with_sync_on_alerts_are_queued_for_central(tmp_path) -> None:  # type: 
         _correct(node, incs[1], "loose sensor plug again")
         (alert,) = open_alerts(node, T)
         queued = [p for _, t, kind, p in node.duck.outbox_peek(1000) if kind == "drift_alert"]
+        assert monitor(node).acknowledge(T, alert.id, "sup")  # central hears of it too
+        closed = [p for _, t, kind, p in node.duck.outbox_peek(1000)
+                  if kind == "drift_alert"][1:]
     finally:
         node.close()
     assert len(queued) == 1
+    (ack,) = [DriftAlertMsg(**p) for p in closed]
+    assert (ack.id, ack.status, ack.correction_ids) == (alert.id, "acknowledged",
+                                                        alert.correction_ids)
     msg = DriftAlertMsg(**queued[0])
     assert (msg.id, msg.error_code, msg.manual_section_ids) == (alert.id, "E404", (section.id,))
     # the section's text travels too: central has no manuals to show the evidence from

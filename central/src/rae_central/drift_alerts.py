@@ -5,10 +5,12 @@ An alert's id derives from tenant and error code on the node, so the same drift 
 row (``drift_alerts``, migration ``0004``, under the tenant policy); a newer version of it
 (a grown evidence list, a changed status) replaces the row only when its envelope's hybrid
 logical clock is later than the stored one: a replayed or late older version never wins,
-and a repeat is a no-op. :func:`store_alerts` runs inside the ingest's tenant transaction
-(:meth:`rae_central.store.CentralStore.ingest`); :func:`open_alerts` is the console's read
-side, joining each alert's correction ids to the corrections central holds (their text,
-machine, author and origin), and showing the manual sections as the node sent them.
+and a repeat is a no-op. A version that names the same manual sections without their
+texts (the edge's acknowledgement) keeps the texts already stored. :func:`store_alerts`
+runs inside the ingest's tenant transaction (:meth:`rae_central.store.CentralStore.ingest`);
+:func:`open_alerts` is the console's read side, joining each alert's correction ids to
+the corrections central holds (their text, machine, author and origin), and showing the
+manual sections as the node sent them.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ _UPSERT = text("""
         summary = excluded.summary, machine_ids = excluded.machine_ids,
         correction_ids = excluded.correction_ids,
         manual_section_ids = excluded.manual_section_ids,
-        manual_sections = excluded.manual_sections,
+        manual_sections = CASE WHEN excluded.manual_sections = '[]'::jsonb
+            AND excluded.manual_section_ids = drift_alerts.manual_section_ids
+            THEN drift_alerts.manual_sections ELSE excluded.manual_sections END,
         created_at = coalesce(drift_alerts.created_at, excluded.created_at),
         origin_site = excluded.origin_site, origin_node = excluded.origin_node,
         hlc = excluded.hlc, message_id = excluded.message_id,

@@ -200,11 +200,24 @@ class DriftMonitor:
         """Marks an alert seen by a supervisor; it reopens on new evidence."""
         with self.node.duck.transaction() as cur:
             found = cur.execute(
-                "SELECT 1 FROM drift_alerts WHERE tenant_id = ? AND id = ?", [tenant, alert]
+                "SELECT error_code, summary, machine_ids, correction_ids, manual_section_ids, "
+                "created_at FROM drift_alerts WHERE tenant_id = ? AND id = ?", [tenant, alert]
             ).fetchone()
             cur.execute(
                 "UPDATE drift_alerts SET status = 'acknowledged', acknowledged_at = now(), "
                 "acknowledged_by = ? WHERE tenant_id = ? AND id = ?", [by, tenant, alert])
+            if found is not None and self.node.settings.sync.mqtt_url is not None:
+                # central closes it too (the sections' texts it has from the open version)
+                created = found[5]
+                cur.execute(
+                    "INSERT INTO outbox (tenant_id, kind, payload) VALUES (?, ?, ?)",
+                    [tenant, OUTBOX_KIND, json.dumps({
+                        "id": alert, "tenant_id": tenant, "error_code": found[0],
+                        "status": "acknowledged", "summary": found[1],
+                        "machine_ids": list(found[2]), "correction_ids": list(found[3]),
+                        "manual_section_ids": list(found[4]),
+                        "created_at": created.replace(tzinfo=created.tzinfo or UTC).isoformat()
+                        if created is not None else None})])
         return found is not None
 
     # -- reading ------------------------------------------------------------------------
