@@ -204,6 +204,11 @@ def mosquitto_conf(*, port: int, ca: Path, server: IssuedCert, acl_file: Path,
         # mosquitto's default keeps only 1000 QoS 1 messages per offline session and drops
         # the rest: a plant offline for a day must get every fan-out correction back.
         "max_queued_messages 10000000",
+        # QoS 1 messages in flight per client, also the Receive Maximum the broker tells
+        # MQTT 5 clients (default 20): an edge publishing its outbox over a 50 ms link
+        # could send at most 20 / 0.05 s = 400 messages/s; the ingest workers set their
+        # own Receive Maximum (ingest.receive_maximum).
+        "max_inflight_messages 1000",
     ]
     if persistence_dir is not None:
         lines += ["persistence true", f"persistence_location {persistence_dir}/"]
