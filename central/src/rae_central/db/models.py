@@ -196,3 +196,38 @@ class AdminAudit(Base):
     resource: Mapped[str] = mapped_column(Text)
     details: Mapped[dict[str, object]] = mapped_column(JSONB, default=dict, server_default="{}")
 
+
+
+class DriftAlertRow(Base):
+    """An edge's drift alert, its newest version by HLC (:mod:`rae_central.drift_alerts`)."""
+
+    __tablename__ = "drift_alerts"
+    tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    error_code: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32))
+    summary: Mapped[str] = mapped_column(Text)
+    machine_ids: Mapped[list[str]] = mapped_column(JSONB)
+    correction_ids: Mapped[list[str]] = mapped_column(JSONB)
+    manual_section_ids: Mapped[list[str]] = mapped_column(JSONB)
+    manual_sections: Mapped[list[dict[str, object]]] = mapped_column(JSONB)
+    created_at: Mapped[datetime | None] = mapped_column(_ts(), nullable=True)
+    origin_site: Mapped[str] = mapped_column(String(128))
+    origin_node: Mapped[str] = mapped_column(String(128))
+    hlc: Mapped[str] = mapped_column(String(64))
+    message_id: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(_ts())
+    updated_at: Mapped[datetime] = mapped_column(_ts())
+
+
+class AuditVerified(Base):
+    """Per node, the last audit entry central verified (:mod:`rae_central.audit_verify`)."""
+
+    __tablename__ = "audit_verified"
+    tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    site_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    node_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    last_hash: Mapped[str] = mapped_column(String(64))
+    entries: Mapped[int] = mapped_column(BigInteger)
+    checked_at: Mapped[datetime] = mapped_column(_ts())
