@@ -26,6 +26,7 @@ from rae_edge.commands.live_node import (
     add_live_args,
     call_live_node,
     is_lock_conflict,
+    open_unless_held,
     upload_to_live_node,
 )
 from rae_edge.config import EdgeSettings
@@ -84,11 +85,8 @@ class _Bar:
                    "shift reports (text/Markdown)", _setup)
 def ingest(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    try:
-        node = EdgeNode(settings)
-    except duckdb.IOException as exc:
-        if not is_lock_conflict(exc):
-            raise
+    node = open_unless_held(settings)
+    if node is None:
         return _ingest_live(settings, args)
     bar = _Bar(enabled=not args.no_progress and sys.stderr.isatty())
     try:

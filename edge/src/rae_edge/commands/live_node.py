@@ -1,8 +1,9 @@
 """Commands beside a running node: DuckDB lets one process write the data folder, so when
 a node holds it a command goes through that node's HTTP API instead.
 
-:func:`add_live_args` adds ``--url`` and ``--token-file``; :func:`is_lock_conflict` tells
-the "held by a running node" error apart; :func:`call_live_node` sends a JSON request and
+:func:`add_live_args` adds ``--url`` and ``--token-file``; :func:`open_unless_held` opens
+the node or says (None) that a running one holds the folder, :func:`is_lock_conflict`
+tells that error apart; :func:`call_live_node` sends a JSON request and
 :func:`upload_to_live_node` a multipart file upload. Both find the node's address from the
 settings (a wildcard bind is reached on loopback, HTTPS when the node has a certificate in
 its data folder, verified against that certificate), the token from ``--token-file`` or
@@ -26,6 +27,7 @@ import duckdb
 
 from rae_edge.config import EdgeSettings
 from rae_edge.errors import ConflictError, NotFoundError
+from rae_edge.node import EdgeNode
 
 
 def add_live_args(p: argparse.ArgumentParser) -> None:
@@ -37,6 +39,17 @@ def add_live_args(p: argparse.ArgumentParser) -> None:
 
 def is_lock_conflict(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+
+
+def open_unless_held(settings: EdgeSettings) -> EdgeNode | None:
+    """The node on the data folder, or None when a running node holds it (the command
+    then goes through that node)."""
+    try:
+        return EdgeNode(settings)
+    except duckdb.IOException as exc:
+        if not is_lock_conflict(exc):
+            raise
+        return None
 
 
 def _send(settings: EdgeSettings, args: argparse.Namespace, path: str, *, method: str,

@@ -15,13 +15,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-import duckdb
-
 from rae_edge.cli import command, settings_from_args
-from rae_edge.commands.live_node import add_live_args, call_live_node, is_lock_conflict
+from rae_edge.commands.live_node import add_live_args, call_live_node, open_unless_held
 from rae_edge.config import EdgeSettings
 from rae_edge.errors import InvalidInputError, NotFoundError
-from rae_edge.node import EdgeNode
 from rae_edge.store.duck import DuckStore
 from rae_edge.tokens import create_token, revoke_token
 from rae_sync.domain import Role
@@ -91,11 +88,8 @@ def token(args: argparse.Namespace) -> int:
     if args.action == "create" and args.role is None:
         raise InvalidInputError("token create needs --role " + "|".join(r.value for r in Role))
     settings = settings_from_args(args)
-    try:
-        node = EdgeNode(settings)
-    except duckdb.IOException as exc:
-        if not is_lock_conflict(exc):
-            raise
+    node = open_unless_held(settings)
+    if node is None:
         return _via_live_node(settings, args)
     try:
         if args.action == "create":
