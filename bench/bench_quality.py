@@ -114,12 +114,17 @@ def mwo2kg_similar(quick: bool) -> EvalSet:
         s.docs.append(inc)
         if key:
             groups[key].append(inc.id)
+    _group_queries(s, groups)
+    return s
+
+
+def _group_queries(s: EvalSet, groups: dict[tuple[str, str], list[str]]) -> None:
+    """Each member of a group of two or more is a query; the rest of its group is relevant."""
     by_id = {d.id: d for d in s.docs}
     for members in groups.values():
         if len(members) >= 2:
             for m in members:
                 s.queries.append(Query(by_id[m].symptom, set(members) - {m}, exclude=m))
-    return s
 
 
 def mwo2kg_asset(quick: bool) -> EvalSet:
@@ -155,11 +160,7 @@ def maintie(quick: bool) -> EvalSet:
         state = [e["type"] for e in d["entities"] if e["type"].startswith("State")]
         if obj and state:
             groups[(obj[0], state[0])].append(inc.id)
-    by_id = {d.id: d for d in s.docs}
-    for members in groups.values():
-        if len(members) >= 2:
-            for m in members:
-                s.queries.append(Query(by_id[m].symptom, set(members) - {m}, exclude=m))
+    _group_queries(s, groups)
     return s
 
 
