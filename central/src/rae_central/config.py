@@ -28,6 +28,11 @@ class AdminSettings(_Section):
     )
     host: str = Field(default="127.0.0.1", description="address the console binds to")
     port: int = Field(default=8480, ge=0, le=65535, description="TCP port of the console")
+    tenant_tokens: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="tenant id -> bearer token of that tenant's console: it sees only its "
+        "tenant's nodes, dead letters and corrections (RAE_CENTRAL_ADMIN__TENANT_TOKENS as "
+        "JSON). admin.token is the operator's: fleet health of every tenant, no content")
 
 
 class IngestSettings(_Section):
@@ -37,9 +42,18 @@ class IngestSettings(_Section):
                             description="messages committed in one Postgres transaction")
     batch_wait_ms: int = Field(default=20, ge=0, le=5000,
                                description="longest wait to fill a batch")
+    receive_maximum: int = Field(
+        default=2000, ge=1, le=65_535,
+        description="MQTT 5 Receive Maximum of each worker: unacknowledged messages the "
+        "broker may have in flight to it. Acks wait for the batch's commit, so this bounds "
+        "the batch (mosquitto's default without it is 20, i.e. batches of 20)")
+    reconnect_max_s: int = Field(
+        default=2, ge=1, le=300,
+        description="longest wait between two attempts to reach the broker again: a worker "
+        "that backs off for long after a broker restart holds up the whole backlog")
     session_expiry_s: int = Field(default=86_400, ge=60,
                                   description="MQTT 5 SessionExpiryInterval of each worker")
-    gap_grace_s: float = Field(default=2.0, ge=0,
+    gap_grace_s: float = Field(default=5.0, ge=0,
                                description="a seq gap older than this triggers a replay request")
     replay_every_s: float = Field(default=10.0, ge=0.1,
                                   description="least time between two replay requests to a node")
@@ -67,6 +81,18 @@ class CentralSettings(LayeredSources, BaseSettings):
         default="postgresql+psycopg://postgres@127.0.0.1:5432/rae_central",
         description="SQLAlchemy URL of central's PostgreSQL database",
     )
+    app_database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL the running application (workers, console, indexer) "
+        "connects with: a login role in rae_app that row-level security binds. None: "
+        "database_url's server and database as user app_role with app_password",
+    )
+    app_role: str = Field(default="rae_central_app",
+                          description="the application's login role; `rae-central migrate` "
+                          "creates it (a member of rae_app, NOSUPERUSER NOBYPASSRLS)")
+    app_password: SecretStr | None = Field(
+        default=None, description="its password (set by `rae-central migrate`); None: "
+        "left as it is (e.g. trust or peer authentication on loopback)")
     signing_key_file: Path = Field(
         default=Path("data/central/central-signing-key.pem"),
         description="central's Ed25519 key (PEM, created on first use): signs every down "
@@ -77,6 +103,27 @@ class CentralSettings(LayeredSources, BaseSettings):
     admin: AdminSettings = Field(default_factory=AdminSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     vectors: VectorSettings = Field(default_factory=VectorSettings)
+
+    def app_url(self) -> str:
+        """The URL the application connects with (see ``app_database_url``)."""
+        if self.app_database_url:
+            return self.app_database_url
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.database_url).set(
+            username=self.app_role,
+            password=self.app_password.get_secret_value() if self.app_password else None)
+        return url.render_as_string(hide_password=False)
+
+    def app_login(self) -> tuple[str, str | None]:
+        """(role, password) of the application's login, as ``migrate`` sets it up."""
+        if self.app_database_url:
+            from sqlalchemy.engine import make_url
+
+            url = make_url(self.app_database_url)
+            return str(url.username or self.app_role), url.password
+        return self.app_role, (self.app_password.get_secret_value()
+                               if self.app_password else None)
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
