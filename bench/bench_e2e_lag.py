@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Row, main_for, percentiles, row
+from bench.nodeproc import child_pids, cpu_seconds
 
 RATE_PER_S = 2.0
 MACHINES = [f"m-{i:02d}" for i in range(12)]
@@ -82,36 +83,12 @@ def _raw_mqtt_ms(port: int, n: int) -> list[float]:
         sub.disconnect()
 
 
-def _cpu_s(pids: list[int]) -> float:
-    """utime + stime (seconds) of these processes, from /proc (gone ones count 0)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / tick
-
-
-def _children(ppid: int) -> list[int]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == ppid:
-                out.append(int(stat.parent.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return out
-
-
 def _parts_pids(stack: Any) -> dict[str, list[int]]:
     """The processes of each part of the stack (for CPU accounting)."""
     pg_pid = int((stack.pg.data / "postmaster.pid").read_text().splitlines()[0])
     central = stack.central.proc.pid
     return {"edge A": [stack.nodes["a"].process.pid], "edge B": [stack.nodes["b"].process.pid],
-            "central": [central, *_children(central)], "postgres": [pg_pid, *_children(pg_pid)],
+            "central": [central, *child_pids(central)], "postgres": [pg_pid, *child_pids(pg_pid)],
             "mosquitto": [stack.broker.proc.pid]}
 
 
@@ -222,7 +199,7 @@ def _measure(stack: Any, n: int, load: bool = True) -> dict[str, Any]:
         with _Load(stack) if load else contextlib.nullcontext():
             time.sleep(2.0)  # load running before the first sample
             pids = _parts_pids(stack)
-            cpu0 = {k: _cpu_s(v) for k, v in pids.items()}
+            cpu0 = {k: cpu_seconds(v) for k, v in pids.items()}
             started = time.perf_counter()
             next_at = time.perf_counter()
             for i in range(n):
@@ -236,7 +213,7 @@ def _measure(stack: Any, n: int, load: bool = True) -> dict[str, Any]:
                 poller.expect(c["id"], m)
                 time.sleep(max(0.0, next_at - time.perf_counter()))
             elapsed = time.perf_counter() - started
-            cores = {k: (_cpu_s(v) - cpu0[k]) / elapsed for k, v in pids.items()}
+            cores = {k: (cpu_seconds(v) - cpu0[k]) / elapsed for k, v in pids.items()}
             deadline = time.perf_counter() + 60
             while time.perf_counter() < deadline and (
                     len(poller.seen) < n or not set(sent) <= set(watcher.correction_ids())):

@@ -23,7 +23,7 @@ import httpx
 import websockets
 
 from bench.common import Row, main_for, percentiles, row
-from bench.nodeproc import NodeProcess, make_token, peak_rss_mib, rss_mib
+from bench.nodeproc import NodeProcess, cpu_seconds, make_token, peak_rss_mib, rss_mib
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 N_MACHINES = 100
@@ -47,12 +47,6 @@ def _texts() -> list[tuple[str, str]]:
             ("L/H BUCKET CYL LEAKING", "R&R BUCKET CYL SEALS"),
             ("CONVEYOR BELT SLIPPING", "ADJUSTED BELT TENSION")]
     return [(f"{p} #{i}", a) for i in range(500) for p, a in base]
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process so far (/proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _setup(client: httpx.AsyncClient, rng: random.Random,
@@ -154,7 +148,7 @@ async def _load(node: NodeProcess, token: str, seconds: float,
                 rss.append((round(time.perf_counter() - t0, 1), rss_mib(node.pid)))
                 await asyncio.sleep(5)
 
-        cpu0 = (_cpu_seconds(node.pid), time.process_time(), time.perf_counter())
+        cpu0 = (cpu_seconds([node.pid]), time.process_time(), time.perf_counter())
 
         tablets = [asyncio.create_task(tablet(i)) for i in range(TABLETS)]
         await asyncio.sleep(2)  # let the fleet connect
@@ -165,7 +159,7 @@ async def _load(node: NodeProcess, token: str, seconds: float,
         await asyncio.sleep(seconds)
         stop.set()
         wall = time.perf_counter() - cpu0[2]
-        cpu = {"node": (_cpu_seconds(node.pid) - cpu0[0]) / wall,
+        cpu = {"node": (cpu_seconds([node.pid]) - cpu0[0]) / wall,
                "generator": (time.process_time() - cpu0[1]) / wall}
         await asyncio.gather(*drivers, *tablets, return_exceptions=True)
     return {"lat": lat, "errors": errors, "pushes": pushes, "rss": rss, "sent": sent,

@@ -30,6 +30,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from bench.common import main_for, row
+from bench.nodeproc import child_pids, cpu_seconds
 from rae_central.config import CentralSettings
 from rae_central.db import migrate
 from rae_central.db.engine import make_engine
@@ -43,30 +44,6 @@ from tests.fixtures.postgres import PgServer, find_pg_bin
 
 WORKERS = 2
 RESEND_AFTER_S = 30.0  # the edge sync agent's default: a shorter one floods a loaded central
-
-
-def _cpu_s(pids: list[int]) -> float:
-    """utime + stime (seconds) of these processes, from /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / tick
-
-
-def _children(ppid: int) -> list[int]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == ppid:
-                out.append(int(stat.parent.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return out
 
 
 def _say(msg: str) -> None:
@@ -149,16 +126,16 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         _say("sustained phase")
         postmaster = int((pg.data / "postmaster.pid").read_text().split()[0])
         central_pids = [p.pid for p in procs]
-        pg_pids = [postmaster, *_children(postmaster)]
+        pg_pids = [postmaster, *child_pids(postmaster)]
         assert broker.proc is not None
-        cpu0 = (_cpu_s(central_pids), _cpu_s(pg_pids), _cpu_s([broker.proc.pid]))
+        cpu0 = (cpu_seconds(central_pids), cpu_seconds(pg_pids), cpu_seconds([broker.proc.pid]))
         t0 = time.perf_counter()
         a.send(envs)
         t_db = _wait_count(engine, base + n_sustained, timeout=600, edge=a)
         a.deliver_all(timeout=120)
         t_ack = time.perf_counter()
-        pg_pids = [postmaster, *_children(postmaster)]
-        cpu1 = (_cpu_s(central_pids), _cpu_s(pg_pids), _cpu_s([broker.proc.pid]))
+        pg_pids = [postmaster, *child_pids(postmaster)]
+        cpu1 = (cpu_seconds(central_pids), cpu_seconds(pg_pids), cpu_seconds([broker.proc.pid]))
         per_msg = [(c1 - c0) / n_sustained * 1000 for c0, c1 in zip(cpu0, cpu1, strict=True)]
         load = os.getloadavg()[0]
         rate = n_sustained / (t_db - t0)

@@ -38,6 +38,31 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime (seconds) of these processes, from /proc (gone ones count 0)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def child_pids(ppid: int) -> list[int]:
+    """PIDs whose parent is ``ppid`` (e.g. PostgreSQL's backends, central's workers)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == ppid:
+                out.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
 def make_token(data_dir: Path, role: str = "admin", tenant: str | None = None) -> str:
     cmd = [str(VENV_BIN / "rae-edge"), "token", "create", "--role", role,
            "--data-dir", str(data_dir)]

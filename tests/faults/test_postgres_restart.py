@@ -17,22 +17,21 @@ stopped as a crash (``-m immediate``) and its postmaster killed with SIGKILL. Af
 from __future__ import annotations
 
 import contextlib
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from rae_central.embedded_pg import PgServer, find_pg_bin
+from rae_central.embedded_pg import PgServer
 from rae_central.vectors import VectorStore, default_embedder
 from rae_sync.envelope import Envelope
 from rae_sync.messages import CorrectionMsg
 from tests.central.conftest import Central
 from tests.central.edge_sim import EdgeSim, wait_for
 from tests.central.serve_proc import ServeProc
+from tests.fixtures.postgres import running_pg
 
 pytestmark = pytest.mark.faults
 
@@ -42,16 +41,7 @@ DOWN_S = 3.0  # how long the database stays away each time
 
 @pytest.fixture
 def own_pg() -> Iterator[PgServer]:
-    bin_dir = find_pg_bin()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL is not installed (Debian package 'postgresql')")
-    server = PgServer(bin_dir, Path(tempfile.mkdtemp(prefix="rae-pg-fault-")))
-    try:
-        server.init()
-        server.start()
-        yield server
-    finally:
-        server.destroy()
+    yield from running_pg("rae-pg-fault-")
 
 
 @pytest.fixture
