@@ -117,7 +117,7 @@ def _seed(sn: SecureNode) -> None:
     got = _post_or(client, "/api/v1/corrections", sn.tokens["acme_admin"], body)
     if got is None:
         c = Correction(tenant_id=ACME, author="seed", **body)
-        node.duck.insert_correction(c)
+        node.memory.record_correction(c)
         got = {"id": c.id}
     sn.acme_ids["correction"] = str(got.get("id", ""))
     # A second machine's correction of the same code, and the manual's step for it: acme
@@ -125,11 +125,11 @@ def _seed(sn: SecureNode) -> None:
     inc2 = node.duck.incidents_for_machine(ACME, ACME_MACHINE_2)[0]
     c2 = Correction(tenant_id=ACME, machine_id=ACME_MACHINE_2, author="seed",
                     text="the flux regulator was never the cause", target_id=inc2.id)
-    node.duck.insert_correction(c2)
     node.indexer.index_chunks([DocumentChunk(
         tenant_id=ACME, id="man_acme_e404", document_id="doc_acme_press",
         section="9.1 E404", text="E404: 1. Replace the flux regulator cartridge.",
         error_codes=("E404",))])
+    node.memory.record_correction(c2)  # the node's write path: drift is recomputed
     alerts = open_alerts(node, ACME)
     assert len(alerts) == 1, alerts
     sn.acme_ids["drift_alert"] = alerts[0].id

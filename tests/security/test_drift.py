@@ -34,7 +34,9 @@ def _plant(node: EdgeNode) -> tuple[list[Incident], DocumentChunk]:
 def _correct(node: EdgeNode, inc: Incident, text: str) -> Correction:
     c = Correction(tenant_id=T, machine_id=inc.machine_id, text=text, author="tech",
                    target_id=inc.id)
-    node.duck.insert_correction(c)
+    # The node's one write path: stored, queued when sync is on, indexed, pushed, and
+    # drift recomputed (reading alerts never writes).
+    node.memory.record_correction(c)
     return c
 
 
@@ -83,6 +85,7 @@ def test_no_manual_step_no_alert(node: EdgeNode) -> None:
     node.indexer.index_chunks([DocumentChunk(
         tenant_id=T, id="man_e9", document_id="d", kind=MemoryKind.MANUAL,
         text="E9 is a noise warning.", error_codes=("E9",))])
+    node.writer.refresh_drift(T)  # as a document write does
     assert open_alerts(node, T) == []  # documented, but no step prescribed
 
 

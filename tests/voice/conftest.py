@@ -113,8 +113,11 @@ def make_api(tmp_path: Path) -> Iterator[Callable[..., VoiceApi]]:
     opened: list[tuple[TestClient[Any], EdgeNode]] = []
 
     def make(index: bool = True, **voice: Any) -> VoiceApi:
+        # Sync on (a broker URL, no identity: the agent does not run and the outbox keeps
+        # what is queued), so confirmed notes are seen queued for central.
         settings = config.load(None, data_dir=tmp_path / f"node{len(opened)}",
-                               node={"tenant_id": TENANT}, voice=voice or None)
+                               node={"tenant_id": TENANT}, voice=voice or None,
+                               sync={"mqtt_url": "mqtt://127.0.0.1:9"})
         node = EdgeNode(settings)
         incidents = seed_plant(node, index=index)
         tokens = {

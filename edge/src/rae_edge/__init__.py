@@ -14,7 +14,12 @@ Modules:
   and their checked restore onto an empty data folder;
 - ``audit``: the append-only, hash-chained audit log and its verification;
 - ``drift``: drift alerts when field corrections contradict a manual's documented fix;
+- ``write``: the one write path (:class:`~rae_edge.write.Writer`): every fact (incident,
+  correction, document record) is stored with its typed outbox message in one
+  transaction, then sync is woken, it is indexed, pushed and drift recomputed, in that
+  order for every origin (API, ingest, typed, voiced, another plant);
 - ``push``: the push bus, proactive messages to watching tablets (persisted, cursor resume);
+- ``push_kinds``: one typed class per push message kind, their JSON Schemas;
 - ``qr``: a scanned QR payload to a machine (id, URL ending in it, the plant's pattern);
 - ``memory``: the memory service: briefing, hybrid search, corrections, context packs,
   document ingest jobs;

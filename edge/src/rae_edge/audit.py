@@ -29,7 +29,9 @@ from typing import Any
 import duckdb
 
 from rae_edge.store.duck import DuckStore
+from rae_edge.store.outbox import OutboxMessage, enqueue
 from rae_sync.domain import AuditEntry
+from rae_sync.messages import AuditEntryMsg
 
 GENESIS = "0" * 64
 OUTBOX_KIND = "audit_entry"  # rae_sync.messages.MessageType.AUDIT_ENTRY; payload: AuditEntry
@@ -141,7 +143,7 @@ class AuditLog:
                     chain.seq, chain.heads = _load_heads(cur)
                 seq, heads = chain.seq, dict(chain.heads)
                 rows: list[Any] = []
-                outbox: list[Any] = []
+                outbox: list[OutboxMessage] = []
                 entries: list[AuditEntry] = []
                 for p in batch:
                     seq += 1
@@ -156,7 +158,7 @@ class AuditLog:
                     rows += [seq, p.tenant, p.at, p.actor, p.action, p.resource, list(p.ids),
                              prev, digest]
                     if p.outbox:
-                        outbox += [p.tenant, OUTBOX_KIND, entry.model_dump_json()]
+                        outbox.append(AuditEntryMsg(entry=entry))
                 cur.execute(f"INSERT INTO audit_log ({_COLUMNS}) VALUES "
                             + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(batch)), rows)
                 last_seq = {e.tenant_id: e.seq for e in entries}
@@ -168,9 +170,7 @@ class AuditLog:
                     else:
                         cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                                     [_HEAD_KEY + tenant, head])
-                if outbox:
-                    cur.execute("INSERT INTO outbox (tenant_id, kind, payload) VALUES "
-                                + ", ".join(["(?, ?, ?)"] * (len(outbox) // 3)), outbox)
+                enqueue(cur, outbox)  # typed, checked here: never found bad at sealing
         except BaseException as exc:
             chain.seq = None  # rolled back: re-read the heads from disk next time
             chain.heads = {}

@@ -52,6 +52,14 @@ class SyncSettings(_Section):
     outbox_limit: int = Field(default=1_000_000, ge=1, description="alert above this depth")
     batch_size: int = Field(default=200, ge=1, description="messages per publish batch")
 
+    @property
+    def enabled(self) -> bool:
+        """The one rule for "sync is on": an identity (``enroll_file``, whose broker URL may
+        be inside it) or a broker URL is set. Then every fact meant for central (incidents,
+        corrections, audit entries, drift alerts) is queued in the outbox; with a URL but
+        no identity yet the agent does not run and the outbox keeps the rows for it."""
+        return self.mqtt_url is not None or self.enroll_file is not None
+
 
 class NodeSettings(_Section):
     tenant_id: str = Field(default="demo", description="tenant of this node")
@@ -81,6 +89,11 @@ class EdgeSettings(LayeredSources, BaseSettings):
     qr: QrSettings = Field(default_factory=QrSettings)
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
+
+    @property
+    def sync_on(self) -> bool:
+        """Whether facts are queued for central: :attr:`SyncSettings.enabled`."""
+        return self.sync.enabled
 
     def backups_dir(self) -> Path:
         """Where API-requested backups may go (``backup_root`` or ``<data_dir>-backups``)."""

@@ -8,16 +8,16 @@ section ids, so a supervisor can read what the field said against what the manua
 
 Alerts live in DuckDB (``drift_alerts``); their id derives from tenant and code, so the
 same drift is one alert whose evidence grows. An acknowledged alert reopens when new
-corrections arrive. :func:`open_alerts` refreshes a tenant's alerts when its corrections
-changed since the last look, so callers need no hook; :meth:`DriftMonitor.refresh` can also
-be called right after a correction is stored. With sync on, each opened or grown alert is
-queued for central (outbox kind ``drift_alert``) in the same transaction.
+corrections arrive. Alerts are recomputed when facts are written (the node's
+:class:`~rae_edge.write.Writer` calls :meth:`DriftMonitor.refresh` after every correction,
+incident or document it stores); reading them (:func:`open_alerts`, a briefing) writes
+nothing. With sync on (``EdgeSettings.sync_on``), each opened, grown or acknowledged alert
+is queued for central as a typed ``DriftAlertMsg`` in the same transaction.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import threading
 import weakref
@@ -27,13 +27,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from rae_edge.store.lance import in_list, sql_literal
+from rae_edge.store.outbox import enqueue
+from rae_sync.messages import DriftAlertMsg, DriftSection
 
 if TYPE_CHECKING:
     from rae_edge.node import EdgeNode
 
 MIN_MACHINES = 2
 OUTBOX_KIND = "drift_alert"  # rae_sync.messages.DriftAlertMsg, its fields as payload
-_STAMP_KEY = "drift_stamp:"  # meta key per tenant: corrections seen at the last refresh
 # A manual section "prescribes a step" when it reads like a procedure: a numbered step or
 # an imperative maintenance verb.
 _STEP = re.compile(
@@ -120,17 +121,10 @@ class DriftMonitor:
         return [r for r in rows if prescribes_step(str(r.get("text") or ""))]
 
     # -- upkeep -----------------------------------------------------------------------
-    def _stamp(self, tenant: str) -> str:
-        row = self.node.duck.query(
-            "SELECT count(*), coalesce(max(created_at)::VARCHAR, '') FROM corrections "
-            "WHERE tenant_id = ?", [tenant])[0]
-        return f"{row[0]}|{row[1]}|{self.node.lance.count(f'tenant_id = {sql_literal(tenant)}')}"
-
     def refresh(self, tenant: str) -> list[DriftAlert]:
-        """Re-evaluates every error code of the tenant; opens, grows or reopens alerts.
-        Returns the alerts that were opened or changed."""
+        """Re-evaluates every error code of the tenant; opens, grows or reopens alerts
+        (a transaction only when one changes). Returns the alerts opened or changed."""
         with self._lock:
-            stamp = self._stamp(tenant)
             changed: list[DriftAlert] = []
             for code, evidence in sorted(self._corrections_by_code(tenant).items()):
                 machines = tuple(sorted({m for _, m in evidence}))
@@ -144,9 +138,6 @@ class DriftMonitor:
                                      tuple(str(s["id"]) for s in sections), sections)
                 if alert is not None:
                     changed.append(alert)
-            with self.node.duck.transaction() as cur:
-                cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                            [_STAMP_KEY + tenant, stamp])
         return changed
 
     def _upsert(self, tenant: str, code: str, machines: tuple[str, ...],
@@ -164,21 +155,18 @@ class DriftMonitor:
             if old is not None and set(corrections) <= set(old[1]) and \
                     set(sections) == set(old[2]):
                 return None  # nothing new: an acknowledged alert stays acknowledged
-            if self.node.settings.sync.mqtt_url is not None:  # central sees it too
-                cur.execute(
-                    "INSERT INTO outbox (tenant_id, kind, payload) VALUES (?, ?, ?)",
-                    [tenant, OUTBOX_KIND, json.dumps({
-                        "id": aid, "tenant_id": tenant, "error_code": code, "status": "open",
-                        "summary": summary, "machine_ids": list(machines),
-                        "correction_ids": list(corrections),
-                        "manual_section_ids": list(sections),
-                        # the texts too: central has no manuals to look them up in
-                        "manual_sections": [
-                            {"id": str(r["id"]),
-                             "section": str(r["section"])[:500] if r.get("section") else None,
-                             "text": str(r.get("text") or "")[:20_000]}
-                            for r in section_rows or []],
-                        "created_at": now.isoformat()})])
+            if self.node.settings.sync_on:  # central sees it too
+                enqueue(cur, [DriftAlertMsg(
+                    id=aid, tenant_id=tenant, error_code=code, status="open",
+                    summary=summary, machine_ids=machines, correction_ids=corrections,
+                    manual_section_ids=sections, created_at=now,
+                    # the texts too: central has no manuals to look them up in
+                    manual_sections=tuple(
+                        DriftSection(id=str(r["id"]),
+                                     section=str(r["section"])[:500] if r.get("section")
+                                     else None,
+                                     text=str(r.get("text") or "")[:20_000])
+                        for r in section_rows or []))])
             if old is None:
                 cur.execute(
                     """INSERT INTO drift_alerts (tenant_id, id, error_code, status, summary,
@@ -206,18 +194,15 @@ class DriftMonitor:
             cur.execute(
                 "UPDATE drift_alerts SET status = 'acknowledged', acknowledged_at = now(), "
                 "acknowledged_by = ? WHERE tenant_id = ? AND id = ?", [by, tenant, alert])
-            if found is not None and self.node.settings.sync.mqtt_url is not None:
+            if found is not None and self.node.settings.sync_on:
                 # central closes it too (the sections' texts it has from the open version)
                 created = found[5]
-                cur.execute(
-                    "INSERT INTO outbox (tenant_id, kind, payload) VALUES (?, ?, ?)",
-                    [tenant, OUTBOX_KIND, json.dumps({
-                        "id": alert, "tenant_id": tenant, "error_code": found[0],
-                        "status": "acknowledged", "summary": found[1],
-                        "machine_ids": list(found[2]), "correction_ids": list(found[3]),
-                        "manual_section_ids": list(found[4]),
-                        "created_at": created.replace(tzinfo=created.tzinfo or UTC).isoformat()
-                        if created is not None else None})])
+                enqueue(cur, [DriftAlertMsg(
+                    id=alert, tenant_id=tenant, error_code=found[0], status="acknowledged",
+                    summary=found[1], machine_ids=tuple(found[2]),
+                    correction_ids=tuple(found[3]), manual_section_ids=tuple(found[4]),
+                    created_at=created.replace(tzinfo=created.tzinfo or UTC)
+                    if created is not None else None)])
         return found is not None
 
     # -- reading ------------------------------------------------------------------------
@@ -248,13 +233,9 @@ class DriftMonitor:
         return got[0] if got else None
 
     def open_alerts(self, tenant: str, machine_id: str | None = None) -> list[DriftAlert]:
-        """The tenant's open alerts, refreshed first when its corrections changed; with
+        """The tenant's open alerts (recomputed when facts were written); with
         ``machine_id`` only those that concern the machine (its corrections are evidence,
-        or it has incidents with the alert's error code)."""
-        stored = self.node.duck.query("SELECT value FROM meta WHERE key = ?",
-                                      [_STAMP_KEY + tenant])
-        if not stored or stored[0][0] != self._stamp(tenant):
-            self.refresh(tenant)
+        or it has incidents with the alert's error code). A read: it writes nothing."""
         if machine_id is None:
             return self._select("tenant_id = ? AND status = 'open'", [tenant])
         return self._select(

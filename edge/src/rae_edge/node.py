@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING
 from rae_edge.config import EdgeSettings
 from rae_edge.push import PushBus
 from rae_edge.store import DuckStore, LanceStore
+from rae_edge.write.writer import Writer
 
 if TYPE_CHECKING:
+    from rae_edge.drift import DriftMonitor
     from rae_edge.embedding import EmbeddingService
     from rae_edge.indexer import Indexer
     from rae_edge.memory import MemoryService
@@ -38,6 +40,21 @@ class EdgeNode:
         # Made here, not lazily: every thread must publish to the one bus.
         self.push = PushBus(self.duck)
         self.sync: SyncAgent | None = None  # started by ``start_sync``
+        # The one path facts take in (made here, not lazily: observers see every write).
+        self.writer = Writer(self.duck, sync_on=settings.sync_on, wake=self._wake_sync,
+                             indexer=lambda: self.indexer, push=self.push,
+                             drift=self._drift)
+
+    def _wake_sync(self) -> None:
+        # The agent polls the outbox every 0.2 s; waking it at once takes that off the
+        # edge-to-edge lag of a correction.
+        if self.sync is not None:
+            self.sync.notify()
+
+    def _drift(self) -> DriftMonitor:
+        from rae_edge.drift import monitor
+
+        return monitor(self)
 
     @property
     def tenant_id(self) -> str:

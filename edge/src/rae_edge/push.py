@@ -13,9 +13,10 @@ registers before it reads its backlog and skips anything at or below the last cu
 yielded. A subscriber that falls behind (its bounded queue fills) is not blocked on: it is
 marked lagging and re-reads the gap from DuckDB.
 
-Message types: ``briefing`` (a machine was scanned), ``incident`` (a new incident or
-error-log row, with the most similar past incident and its fix), ``correction`` (typed,
-voiced or from central), ``voice_note`` (a transcript is ready). The wire form is
+Message types: one typed class each in :mod:`rae_edge.push_kinds` (``briefing``: a machine
+was scanned; ``incident``: a new incident or error-log row, with the most similar past
+incident and its fix; ``correction``: typed, voiced or from central; ``voice_note``: a
+transcript is ready), published with :meth:`PushBus.send`. The wire form is
 :meth:`PushMessage.to_json`: ``{"cursor", "type", "machine_id", "at", "data"}``.
 
 Retention: messages older than ``retention_days`` or beyond the newest ``retention_rows``
@@ -37,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rae_edge.errors import InvalidInputError
+from rae_edge.push_kinds import PushBody
 from rae_edge.store.duck import DuckStore
 
 log = logging.getLogger(__name__)
@@ -180,6 +182,14 @@ class PushBus:
         if trim:
             self.trim()
         return [m.cursor for m in msgs]
+
+    def send(self, tenant_id: str, body: PushBody) -> int:
+        """Publishes a typed message (:mod:`rae_edge.push_kinds`); returns its cursor."""
+        return self.publish(tenant_id, body.machine_id, body.TYPE, body.data())
+
+    def send_soon(self, tenant_id: str, body: PushBody) -> None:
+        """:meth:`publish_soon` of a typed message."""
+        self.publish_soon(tenant_id, body.machine_id, body.TYPE, body.data())
 
     def publish_soon(self, tenant_id: str, machine_id: str, type: str,
                      payload: dict[str, Any]) -> None:

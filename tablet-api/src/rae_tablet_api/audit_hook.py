@@ -86,7 +86,7 @@ class AuditMiddleware(ASGIMiddleware):
         self.node = node
         # Entries go to central when sync is on (the outbox would only grow otherwise).
         if outbox is None:
-            outbox = node.settings.sync.mqtt_url is not None
+            outbox = node.settings.sync_on
         self.audit = AuditLog(node.duck, outbox=outbox)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:

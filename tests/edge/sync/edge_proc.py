@@ -16,9 +16,11 @@ from pathlib import Path
 from rae_edge import config
 from rae_edge.node import EdgeNode
 from rae_edge.store import DuckStore
+from rae_edge.store.outbox import enqueue
 from rae_edge.sync_agent import SyncAgent, SyncOptions
 from rae_sync.domain import Correction
 from rae_sync.identity import NodeIdentity
+from rae_sync.messages import CorrectionMsg
 from rae_sync.transport import PahoTransport
 
 
@@ -39,14 +41,8 @@ def main() -> None:
         for i in range(args.fill):
             c = Correction(tenant_id=ident.tenant_id, machine_id=f"press-{i % 5}",
                            author="ana", text=f"correction {i}", origin_node=ident.node_id)
-            cur.execute(
-                """INSERT INTO corrections (tenant_id, id, machine_id, text, author, target_id,
-                   method, valid_from, valid_to, origin_node, audio_sha256, hlc)
-                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?)""",
-                [c.tenant_id, c.id, c.machine_id, c.text, c.author, c.target_id,
-                 c.method.value, c.valid_from, c.valid_to, c.origin_node, c.audio_sha256,
-                 c.hlc])
-            DuckStore._enqueue(cur, c.tenant_id, "correction", c.model_dump(mode="json"))
+            DuckStore.store_correction(cur, c)
+            enqueue(cur, [CorrectionMsg(correction=c)])
     transport = PahoTransport("127.0.0.1", args.port, "rae-edge-node-1", reconnect_max_s=1)
     agent = SyncAgent(node, ident, transport, SyncOptions(poll_s=0.05, batch_size=100),
                       index=False)

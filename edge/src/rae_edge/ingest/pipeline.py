@@ -36,6 +36,7 @@ from rae_edge.ingest.result import (
 )
 from rae_edge.ingest.shift import parse_shift
 from rae_edge.ingest.tables import parse_table
+from rae_edge.write.facts import Document, DocumentFacts, IncidentFacts
 from rae_sync.domain import DocumentChunk, Incident, Machine, MemoryKind, content_hash
 
 if TYPE_CHECKING:
@@ -132,7 +133,8 @@ def ingest_paths(
     - ``mapping``: a :class:`ColumnMapping` or a YAML/JSON mapping file, for tables.
     - ``progress``: called with a :class:`Progress` as rows and chunks are stored.
     - ``titles``: display titles per path (an upload's original file name).
-    - ``outbox``: queue new incidents for sync to central; default: when sync is set up.
+    - ``outbox``: queue new incidents for sync to central; default: when sync is on
+      (``EdgeSettings.sync_on``).
     - ``timezone``: zone of shift-report times (tables take theirs from the mapping).
 
     Raises :class:`InvalidInputError` / :class:`NotFoundError` only for a bad call (an
@@ -151,8 +153,7 @@ def ingest_paths(
     if isinstance(mapping, Path):
         mapping = load_mapping(mapping)
     if outbox is None:
-        sync = node.settings.sync
-        outbox = sync.mqtt_url is not None or sync.enroll_file is not None
+        outbox = node.settings.sync_on
     files, missing = expand_paths(Path(p) for p in paths)
     run = _Run(node, kind, machine_id, mapping,
                mapping.model_dump_json() if mapping else "", outbox, zone, progress, len(files))
@@ -214,10 +215,9 @@ def _ingest_file(run: _Run, path: Path, title: str) -> FileResult:
         items = _ingest_manual(run, path, doc_id, title, fr)
     else:
         items = _ingest_shift(run, path, doc_id, title, fr)
-    with duck.transaction() as cur:
-        cur.execute(
-            "INSERT OR REPLACE INTO documents (tenant_id, id, title, kind, sha256, chunks) "
-            "VALUES (?, ?, ?, ?, ?, ?)", [tenant, doc_id, title, kind, sha, items])
+    # Recorded last (a stopped ingest finds no record and runs again); drift follows.
+    run.node.writer.write(DocumentFacts(), [Document(tenant, doc_id, title, kind, sha, items)],
+                          "ingest")
     return fr
 
 
@@ -249,12 +249,13 @@ def _ingest_table(run: _Run, path: Path, kind: Literal["errors", "workorders"], 
             else:
                 kept.append(inc)
         incidents = kept
-    new = node.duck.insert_incidents(incidents, outbox=run.outbox)
+    # The node's one write path (no per-incident push: the job announces each machine's
+    # newest once done). Every parsed incident is indexed, not only the new ones: one
+    # stored by an earlier run that stopped before indexing is indexed now.
+    new = node.writer.write(IncidentFacts(refresh=False, progress=run.emit,
+                                          to_outbox=run.outbox), incidents, "ingest")
     fr.added = len(new)
     fr.duplicates = len(incidents) - len(new)
-    # All parsed incidents go to the indexer, not only the new ones: one stored by an earlier
-    # run that stopped before indexing is indexed now (the indexer skips the ones present).
-    node.indexer.index_incidents(incidents, refresh=False, progress=run.emit)
     return len(incidents)
 
 

@@ -1,35 +1,39 @@
 """``MemoryService`` (``node.memory``): what the tablet API and the workers call.
 
-Reads: briefings, hybrid search, context packs. Writes: incidents (stored, pushed with the
-most similar past incident, indexed) and corrections (stored with their outbox row in one
-transaction, indexed at once, pushed). Tenants are always passed in by the caller (the
+Reads: briefings, hybrid search, context packs. Writes go through the node's one
+:class:`~rae_edge.write.Writer` (stored with the outbox message in one transaction, sync
+woken, indexed, pushed, drift recomputed): incidents (pushed with the most similar past
+incident) and corrections. Tenants are always passed in by the caller (the
 API takes it from the token, never from the request).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rae_edge import qr
-from rae_edge.errors import InvalidInputError, NotFoundError
+from rae_edge.errors import InvalidInputError
 from rae_edge.memory.briefing import BriefingBuilder
 from rae_edge.memory.context import ContextPacker
 from rae_edge.memory.jobs import DocumentJobs
-from rae_edge.memory.models import (
-    Briefing,
-    ContextPack,
-    CorrectionOut,
-    SearchHit,
-    SearchResult,
-)
+from rae_edge.memory.models import Briefing, ContextPack, SearchHit, SearchResult
 from rae_edge.memory.search import Fusion, HybridSearch, Mode
+from rae_edge.push_kinds import (
+    BriefingPush,
+    CorrectionView,
+    IncidentPush,
+    IncidentView,
+    SimilarIncident,
+)
 from rae_edge.store.lance import sql_literal
-from rae_sync.domain import Correction, CorrectionMethod, Incident, Machine, MemoryKind
+from rae_edge.write.facts import CorrectionFacts, IncidentFacts
+from rae_edge.write.targets import check_machine, check_target
+from rae_sync.domain import Correction, CorrectionMethod, Incident, Machine
 
 if TYPE_CHECKING:
     from rae_edge.node import EdgeNode
@@ -62,10 +66,9 @@ class MemoryService:
         return qr.resolve(self.node.duck, tenant_id, code, self.node.settings.qr)
 
     def require_machine(self, tenant_id: str, machine_id: str) -> Machine:
+        check_machine(self.node.duck, tenant_id, machine_id)
         m = self.node.duck.get_machine(tenant_id, machine_id)
-        if m is None:
-            raise NotFoundError(f"unknown machine {machine_id!r}: register it first "
-                                "(POST /api/v1/machines)")
+        assert m is not None
         return m
 
     # -- briefing ------------------------------------------------------------------------
@@ -76,11 +79,10 @@ class MemoryService:
         error_code = (error_code or "").strip() or None
         b = self.briefings.build(tenant_id, machine, as_of=as_of, error_code=error_code)
         if publish:
-            self.node.push.publish_soon(tenant_id, machine.id, "briefing", {
-                "machine_id": machine.id, "machine_name": machine.name,
-                "summary": b.summary, "error_code": error_code,
-                "incident_count": b.incident_count,
-                "drift_alerts": len(b.drift_alerts)})
+            self.node.push.send_soon(tenant_id, BriefingPush(
+                machine_id=machine.id, machine_name=machine.name, summary=b.summary,
+                error_code=error_code, incident_count=b.incident_count,
+                drift_alerts=len(b.drift_alerts)))
         return b
 
     # -- search --------------------------------------------------------------------------
@@ -113,31 +115,20 @@ class MemoryService:
     # -- incidents -----------------------------------------------------------------------
     def add_incidents(self, tenant_id: str, incidents: Sequence[Incident],
                       ) -> tuple[list[str], list[Incident]]:
-        """Stores incidents (same content once), pushes each new one with the most similar
-        past incident of its machine, then indexes them. Returns (all ids, the new ones)."""
+        """Stores incidents (same content once) through the node's writer: queued for
+        central, indexed, each new one pushed with the most similar past incident of its
+        machine. Returns (all ids, the new ones)."""
         for machine_id in sorted({i.machine_id for i in incidents}):
             self.require_machine(tenant_id, machine_id)
         if any(i.tenant_id != tenant_id for i in incidents):
             raise InvalidInputError("incidents of another tenant")
-        sync = self.node.settings.sync
-        outbox = sync.mqtt_url is not None or sync.enroll_file is not None
-        # The texts are embedded (for the similar-incident lookup) while DuckDB stores the
-        # rows: both release the GIL, so the push goes out sooner.
-        head = list(incidents[:MAX_ANNOUNCED])
+        # The texts are embedded (for the index and the similar-incident lookup) while
+        # DuckDB stores the rows: both release the GIL. Embedded once for both.
         with ThreadPoolExecutor(1) as pool:
-            vectors = pool.submit(self._embed_incidents, head)
-            new = self.node.duck.insert_incidents(incidents, outbox=outbox)
-            vecs = vectors.result()
-        if new and outbox:
-            self._wake_sync()
-        # Push first (the tablet hears within milliseconds), then index (slower: it
-        # refreshes the full-text index).
-        for inc in new[:MAX_ANNOUNCED]:
-            try:
-                self.announce_incident(inc, vector=vecs.get(inc.id))
-            except Exception:
-                log.exception("push of new incident %s failed", inc.id)
-        self.node.indexer.index_incidents(list(incidents), vectors=vecs)  # embedded once
+            vectors = pool.submit(self._embed_incidents, list(incidents))
+            new = self.node.writer.write(
+                IncidentFacts(vectors=vectors.result, announce=self._incident_push,
+                              max_announced=MAX_ANNOUNCED), incidents, "api")
         return [i.id for i in incidents], new
 
     def _embed_incidents(self, incidents: Sequence[Incident]) -> dict[str, list[float]]:
@@ -149,7 +140,7 @@ class MemoryService:
                                                  strict=True)}
 
     def similar_incident(self, inc: Incident,
-                         vector: Sequence[float] | None = None) -> dict[str, Any] | None:
+                         vector: Sequence[float] | None = None) -> SimilarIncident | None:
         """The most similar earlier incident of the same machine, with what fixed it (the
         latest correction's text when one amends it)."""
         if vector is None:
@@ -165,36 +156,40 @@ class MemoryService:
         if past is None:
             return None
         cors = self.node.duck.corrections_for_targets(inc.tenant_id, [past.id]).get(past.id, [])
-        return {**_incident_json(past),
-                "similarity": round(1.0 - float(rows[0]["_distance"]), 4),
-                "corrections": [CorrectionOut.of(c).model_dump(mode="json") for c in cors],
-                "fix": cors[-1].text if cors else past.action,
-                "superseded_by": [c.id for c in cors]}
+        return SimilarIncident(
+            **IncidentView.of(past).model_dump(),
+            similarity=round(1.0 - float(rows[0]["_distance"]), 4),
+            corrections=tuple(CorrectionView.of(c) for c in cors),
+            fix=cors[-1].text if cors else past.action,
+            superseded_by=tuple(c.id for c in cors))
+
+    def _incident_push(self, inc: Incident, vectors: Mapping[str, Sequence[float]],
+                       new_count: int = 1) -> IncidentPush:
+        return IncidentPush(machine_id=inc.machine_id, incident=IncidentView.of(inc),
+                            similar=self.similar_incident(inc, vectors.get(inc.id)),
+                            new_count=new_count)
 
     def announce_incident(self, inc: Incident, new_count: int = 1,
                           vector: Sequence[float] | None = None) -> int:
         """Pushes a new incident (with the most similar past one) to its machine's
-        watchers; returns the push cursor."""
-        payload: dict[str, Any] = {"machine_id": inc.machine_id,
-                                   "incident": _incident_json(inc),
-                                   "similar": self.similar_incident(inc, vector)}
-        if new_count > 1:
-            payload["new_count"] = new_count
-        return self.node.push.publish(inc.tenant_id, inc.machine_id, "incident", payload)
+        watchers; returns the push cursor. (An ingest job announces each machine's newest
+        new incident this way once it is done.)"""
+        vectors = {inc.id: vector} if vector is not None else {}
+        return self.node.push.send(inc.tenant_id,
+                                   self._incident_push(inc, vectors, new_count))
 
     # -- corrections -----------------------------------------------------------------------
     def add_correction(self, tenant_id: str, *, machine_id: str, text: str, author: str,
                        target_id: str | None = None,
                        method: CorrectionMethod = CorrectionMethod.TYPED,
                        audio_sha256: str | None = None) -> Correction:
-        """A correction from this node (typed or voiced): checked, stored with its outbox
-        row, indexed, pushed."""
-        self.require_machine(tenant_id, machine_id)
+        """A correction from this node (typed or voiced): checked, then written (stored
+        with its outbox message, indexed, pushed)."""
+        check_machine(self.node.duck, tenant_id, machine_id)
         text = " ".join(text.split())
         if not text:
             raise InvalidInputError("empty correction: text must say what was learnt")
-        if target_id:
-            self._check_target(tenant_id, machine_id, target_id)
+        self.check_target(tenant_id, machine_id, target_id)
         c = Correction(tenant_id=tenant_id, machine_id=machine_id, text=text, author=author,
                        target_id=target_id or None, method=method,
                        origin_node=self.node.settings.node.node_id, audio_sha256=audio_sha256)
@@ -202,45 +197,15 @@ class MemoryService:
 
     def record_correction(self, c: Correction, *, outbox: bool = True,
                           publish: bool = True) -> Correction:
-        """Stores (idempotent on id), indexes and pushes a correction. The sync agent calls
-        this with ``outbox=False`` for corrections that arrive from central."""
-        stored = self.node.duck.insert_correction(c, outbox=outbox)
-        if stored and outbox:
-            self._wake_sync()
-        self.node.indexer.index_corrections([c])
-        if stored and publish:
-            self.node.push.publish(c.tenant_id, c.machine_id, "correction", {
-                "machine_id": c.machine_id, "text": c.text,
-                "correction": CorrectionOut.of(c).model_dump(mode="json"),
-                "target_id": c.target_id})
+        """Writes a correction made on this node (idempotent on id) through the node's
+        writer. ``outbox=False`` writes it as one from another plant (no outbox row);
+        ``publish`` is kept for callers of the old signature: every new correction is
+        pushed."""
+        del publish  # the writer pushes every new fact: one path for every origin
+        self.node.writer.write(CorrectionFacts(to_outbox=outbox), [c],
+                               c.method.value if outbox else "remote")
         return c
 
-    def _wake_sync(self) -> None:
-        # The agent polls the outbox every 0.2 s; waking it at once takes that off the
-        # edge-to-edge lag of a correction.
-        if self.node.sync is not None:
-            self.node.sync.notify()
-
-    def _check_target(self, tenant_id: str, machine_id: str, target_id: str) -> None:
-        inc = self.node.duck.get_incident(tenant_id, target_id)
-        if inc is not None:
-            if inc.machine_id != machine_id:
-                raise InvalidInputError(
-                    f"target {target_id!r} is an incident of machine {inc.machine_id!r}, "
-                    f"not of {machine_id!r}")
-            return
-        rows = self.node.lance.rows(
-            f"tenant_id = {sql_literal(tenant_id)} AND id = {sql_literal(target_id)}",
-            ["id", "machine_id", "kind"], 1)
-        if not rows:
-            raise NotFoundError(f"unknown target {target_id!r}: no memory with that id")
-        other = rows[0].get("machine_id")
-        if other and other != machine_id and rows[0]["kind"] != MemoryKind.MANUAL.value:
-            raise InvalidInputError(
-                f"target {target_id!r} belongs to machine {other!r}, not to {machine_id!r}")
-
-
-def _incident_json(inc: Incident) -> dict[str, Any]:
-    return {"id": inc.id, "machine_id": inc.machine_id,
-            "occurred_at": inc.occurred_at.isoformat(), "error_code": inc.error_code,
-            "symptom": inc.symptom, "action": inc.action, "source": inc.source}
+    def check_target(self, tenant_id: str, machine_id: str, target_id: str | None) -> None:
+        """The one rule of :mod:`rae_edge.write.targets` (typed and voiced alike)."""
+        check_target(self.node.duck, self.node.lance, tenant_id, machine_id, target_id)

@@ -2,6 +2,8 @@
 
 - ``migrations``: numbered DuckDB schema steps and the current schema version;
 - ``duck``: :class:`DuckStore`, machines, incidents, corrections, audit log, outbox, tokens;
+- ``outbox``: the only writer of outbox rows: typed ``rae_sync`` messages, validated
+  inside the caller's transaction (:func:`~rae_edge.store.outbox.enqueue`);
 - ``lance``: :class:`LanceStore`, searchable text + vectors with scalar and full-text indexes.
 """
 

@@ -20,7 +20,9 @@ import pyarrow as pa
 
 from rae_edge.errors import SchemaTooNewError
 from rae_edge.store.migrations import MIGRATIONS, SCHEMA_VERSION
+from rae_edge.store.outbox import enqueue
 from rae_sync.domain import Correction, CorrectionMethod, Incident, Machine
+from rae_sync.messages import CorrectionMsg, IncidentMsg
 
 # Corrections in hybrid-clock order, the same at every plant (two plants correcting one
 # fix both keep theirs; the later stamp is the current fix). A local correction gets its
@@ -168,36 +170,42 @@ class DuckStore:
         self, incidents: Sequence[Incident], outbox: bool = False
     ) -> list[Incident]:
         """Stores the incidents not already stored (by content hash); returns the new ones.
+        With ``outbox`` each new one is queued for sync in the same transaction. (The node
+        stores facts through :class:`rae_edge.write.Writer`; this is for tools and tests.)"""
+        with self.transaction() as cur:
+            added = self.store_incidents(cur, incidents)
+            if outbox:
+                enqueue(cur, [IncidentMsg(incident=inc) for inc in added])
+        return added
 
-        With ``outbox`` each new incident is queued for sync in the same transaction. One
-        set-based existence check and one bulk insert per call (an Arrow table scanned by
-        DuckDB), not a statement per row: a 6k-row log is one short transaction.
-        """
+    @staticmethod
+    def store_incidents(cur: duckdb.DuckDBPyConnection,
+                        incidents: Sequence[Incident]) -> list[Incident]:
+        """On the caller's transaction: stores the incidents not already stored (by
+        content hash); returns the new ones. One set-based existence check and one bulk
+        insert per call (an Arrow table scanned by DuckDB), not a statement per row: a
+        6k-row log is one short transaction."""
         unique: dict[tuple[str, str], Incident] = {}
         for inc in incidents:
             unique.setdefault((inc.tenant_id, inc.id), inc)
         if not unique:
             return []
-        with self.transaction() as cur:
-            # Registered Arrow tables live on this cursor, which the transaction closes
-            # (unregistering inside a failed transaction would hide its error).
-            cur.register("_new_keys", pa.table({
-                "tenant_id": [t for t, _ in unique], "id": [i for _, i in unique]}))
-            present = {(str(t), str(i)) for t, i in cur.execute(
-                "SELECT i.tenant_id, i.id FROM incidents i JOIN _new_keys k "
-                "ON i.tenant_id = k.tenant_id AND i.id = k.id").fetchall()}
-            added = [inc for key, inc in unique.items() if key not in present]
-            if not added:
-                return []
-            cols = _INCIDENT_COLUMNS
-            table = pa.table({c: [getattr(inc, c) for inc in added] for c in cols},
-                             schema=_INCIDENT_ARROW)
-            cur.register("_new_incidents", table)
-            cur.execute(f"INSERT INTO incidents ({', '.join(cols)}) "
-                        f"SELECT {', '.join(cols)} FROM _new_incidents")
-            if outbox:
-                self._enqueue_many(cur, [(inc.tenant_id, "incident", inc.model_dump(mode="json"))
-                                         for inc in added])
+        # Registered Arrow tables live on this cursor, which the transaction closes
+        # (unregistering inside a failed transaction would hide its error).
+        cur.register("_new_keys", pa.table({
+            "tenant_id": [t for t, _ in unique], "id": [i for _, i in unique]}))
+        present = {(str(t), str(i)) for t, i in cur.execute(
+            "SELECT i.tenant_id, i.id FROM incidents i JOIN _new_keys k "
+            "ON i.tenant_id = k.tenant_id AND i.id = k.id").fetchall()}
+        added = [inc for key, inc in unique.items() if key not in present]
+        if not added:
+            return []
+        cols = _INCIDENT_COLUMNS
+        table = pa.table({c: [getattr(inc, c) for inc in added] for c in cols},
+                         schema=_INCIDENT_ARROW)
+        cur.register("_new_incidents", table)
+        cur.execute(f"INSERT INTO incidents ({', '.join(cols)}) "
+                    f"SELECT {', '.join(cols)} FROM _new_incidents")
         return added
 
     def incidents_for_machine(
@@ -226,21 +234,29 @@ class DuckStore:
     # -- corrections ----------------------------------------------------------------
     def insert_correction(self, c: Correction, outbox: bool = True) -> bool:
         """Stores a correction (idempotent on id); queues it for sync in the same
-        transaction. Returns False when it was already stored."""
+        transaction. Returns False when it was already stored. (The node stores facts
+        through :class:`rae_edge.write.Writer`; this is for tools and tests.)"""
         with self.transaction() as cur:
-            if cur.execute(
-                "SELECT 1 FROM corrections WHERE tenant_id = ? AND id = ?", [c.tenant_id, c.id]
-            ).fetchone():
-                return False
-            cur.execute(
-                """INSERT INTO corrections (tenant_id, id, machine_id, text, author, target_id,
-                   method, valid_from, valid_to, origin_node, audio_sha256, hlc)
-                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?)""",
-                [c.tenant_id, c.id, c.machine_id, c.text, c.author, c.target_id, c.method.value,
-                 c.valid_from, c.valid_to, c.origin_node, c.audio_sha256, c.hlc],
-            )
-            if outbox:
-                self._enqueue(cur, c.tenant_id, "correction", c.model_dump(mode="json"))
+            stored = self.store_correction(cur, c)
+            if stored and outbox:
+                enqueue(cur, [CorrectionMsg(correction=c)])
+        return stored
+
+    @staticmethod
+    def store_correction(cur: duckdb.DuckDBPyConnection, c: Correction) -> bool:
+        """On the caller's transaction: stores a correction unless its id is stored;
+        returns whether it was new."""
+        if cur.execute(
+            "SELECT 1 FROM corrections WHERE tenant_id = ? AND id = ?", [c.tenant_id, c.id]
+        ).fetchone():
+            return False
+        cur.execute(
+            """INSERT INTO corrections (tenant_id, id, machine_id, text, author, target_id,
+               method, valid_from, valid_to, origin_node, audio_sha256, hlc)
+               VALUES (?,?,?,?,?,?,?,?,?,?,?,?)""",
+            [c.tenant_id, c.id, c.machine_id, c.text, c.author, c.target_id, c.method.value,
+             c.valid_from, c.valid_to, c.origin_node, c.audio_sha256, c.hlc],
+        )
         return True
 
     def corrections_for_machine(
@@ -283,28 +299,7 @@ class DuckStore:
             out.setdefault(str(c.target_id), []).append(c)
         return out
 
-    # -- outbox -----------------------------------------------------------------------
-    @staticmethod
-    def _enqueue(
-        cur: duckdb.DuckDBPyConnection, tenant_id: str, kind: str, payload: dict[str, Any]
-    ) -> None:
-        cur.execute(
-            "INSERT INTO outbox (tenant_id, kind, payload) VALUES (?, ?, ?)",
-            [tenant_id, kind, json.dumps(payload)],
-        )
-
-    @staticmethod
-    def _enqueue_many(cur: duckdb.DuckDBPyConnection,
-                      items: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
-        """Queues many outbox rows with one statement (in order: their ``seq`` follows)."""
-        table = pa.table({"ord": list(range(len(items))),
-                          "tenant_id": [t for t, _, _ in items],
-                          "kind": [k for _, k, _ in items],
-                          "payload": [json.dumps(p) for _, _, p in items]})
-        cur.register("_new_outbox", table)  # lives on the transaction's cursor
-        cur.execute("INSERT INTO outbox (tenant_id, kind, payload) "
-                    "SELECT tenant_id, kind, payload FROM _new_outbox ORDER BY ord")
-
+    # -- outbox (written by rae_edge.store.outbox.enqueue only) ----------------------------
     def outbox_depth(self) -> int:
         return int(self.query("SELECT count(*) FROM outbox")[0][0])
 

@@ -125,6 +125,8 @@ class SyncAgent:
 
         s = node.settings.sync
         if identity is None:
+            if not node.settings.sync_on:
+                return None
             if s.enroll_file is None:
                 if s.mqtt_url is not None:
                     log.warning("sync: sync.mqtt_url is set but sync.enroll_file is not: sync "
@@ -390,20 +392,13 @@ class SyncAgent:
             return
         if c.hlc:
             self.clock.update(c.hlc)
-        stored = self.node.duck.insert_correction(c, outbox=False)
-        # In the briefing from here on (it reads DuckDB): push it to the tablets now, and
-        # index it for search after (embedding + a Lance write take longer than the rest of
-        # the path from plant A together).
-        if stored and hasattr(self.node, "push"):
-            from rae_edge.memory.models import CorrectionOut
+        # The node's one write path, as for a typed or voiced correction: stored (never
+        # queued again), indexed, pushed to the tablets watching its machine, drift.
+        from rae_edge.write.facts import CorrectionFacts
 
-            origin = m.origin.model_dump() if m.origin else None
-            self.node.push.publish(c.tenant_id, c.machine_id, "correction", {
-                "machine_id": c.machine_id, "text": c.text, "target_id": c.target_id,
-                "correction": CorrectionOut.of(c).model_dump(mode="json"), "origin": origin})
-        node_type = type(self.node)
-        if self.index and hasattr(node_type, "indexer"):
-            self.node.indexer.index_corrections([c])  # skips rows already indexed
+        stored = self.node.writer.write(
+            CorrectionFacts(origin=m.origin, to_outbox=False, index_it=self.index), [c],
+            "remote")
         self.ledger.mark_applied(env.message_id, env.type.value)
         with self._lock:
-            self._counts["applied"] += int(stored)
+            self._counts["applied"] += len(stored)

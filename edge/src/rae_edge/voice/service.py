@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rae_edge.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
+from rae_edge.push_kinds import VoiceNotePush
 from rae_edge.voice.audio import AudioInfo, AudioRejectedError, probe
 from rae_edge.voice.audio_store import AudioStore
 from rae_edge.voice.notes import NoteStatus, NoteTable, VoiceNote, note_id
 from rae_edge.voice.transcriber import Transcriber
 from rae_edge.voice.vocabulary import machine_vocabulary
 from rae_edge.voice.worker import TranscriptionWorker
+from rae_edge.write.targets import check_target
 from rae_sync.domain import Correction, CorrectionMethod, content_hash, utcnow
 
 if TYPE_CHECKING:
@@ -85,25 +87,9 @@ class VoiceService:
         return self.settings.max_mb * 1024 * 1024
 
     def check_target(self, tenant_id: str, machine_id: str, target_id: str | None) -> None:
-        """404 unless the machine (and the amended memory, when given) exist in the tenant."""
-        if self.node.duck.get_machine(tenant_id, machine_id) is None:
-            raise NotFoundError(f"unknown machine_id {machine_id!r}")
-        if target_id is None:
-            return
-        duck = self.node.duck
-        incident = duck.get_incident(tenant_id, target_id)
-        if incident is not None:
-            if incident.machine_id != machine_id:
-                raise InvalidInputError(f"target {target_id!r} is an incident of machine "
-                                        f"{incident.machine_id!r}, not of {machine_id!r}")
-            return
-        if duck.query("SELECT 1 FROM corrections WHERE tenant_id = ? AND id = ?",
-                      [tenant_id, target_id]):
-            return
-        if target_id in self.node.lance.existing_ids(tenant_id, [target_id]):
-            return
-        raise NotFoundError(f"unknown target_id {target_id!r}: no incident, manual section "
-                            "or correction has that id")
+        """The machine and the amended memory, by the rule typed corrections follow
+        (:mod:`rae_edge.write.targets`): 404 unknown, 422 another machine's."""
+        check_target(self.node.duck, self.node.lance, tenant_id, machine_id, target_id)
 
     def accept(self, who: Uploader, machine_id: str, target_id: str | None, spooled: Path,
                sha256: str, size: int) -> tuple[VoiceNote, bool]:
@@ -181,16 +167,16 @@ class VoiceService:
                  time.monotonic() - started)
         if not moved:
             return
-        self._push(note, "voice_note", {"voice_note_id": id, "status": "draft",
-                                        "transcript": result.text})
+        self._push(note, VoiceNotePush(machine_id=note.machine_id, voice_note_id=id,
+                                       status="draft", transcript=result.text))
         if self.settings.auto_confirm:
             self.confirm(tenant_id, id, None)
 
     def _fail(self, note: VoiceNote, reason: str) -> None:
         if self.notes.move(note.tenant_id, note.id, (NoteStatus.TRANSCRIBING,),
                            NoteStatus.FAILED, reason=reason):
-            self._push(note, "voice_note", {"voice_note_id": note.id, "status": "failed",
-                                            "reason": reason})
+            self._push(note, VoiceNotePush(machine_id=note.machine_id, voice_note_id=note.id,
+                                           status="failed", reason=reason))
 
     # -- confirmation ------------------------------------------------------------------
     def confirm(self, tenant_id: str, id: str, who: Uploader | None,
@@ -225,9 +211,10 @@ class VoiceService:
             author=note.author, target_id=note.target_id, method=CorrectionMethod.VOICE,
             origin_node=self.node.settings.node.node_id, audio_sha256=note.audio_sha256,
         )
-        # Correction and outbox row in one transaction, then indexed and pushed; the note
-        # follows. A crash between them leaves a draft whose next confirm finds the
-        # correction stored (same id) and stores nothing twice.
+        # Written like a typed correction (the node's one writer: stored with its outbox
+        # message, sync woken, indexed, pushed); the note follows. A crash between them
+        # leaves a draft whose next confirm finds the correction stored (same id) and
+        # stores nothing twice.
         self.node.memory.record_correction(c)
         stored = self.correction(tenant_id, c.id) or c
         self.notes.move(tenant_id, id, tuple(NoteStatus), NoteStatus.CONFIRMED,
@@ -277,12 +264,11 @@ class VoiceService:
             "correction": correction.model_dump(mode="json") if correction else None,
         }
 
-    def _push(self, note: VoiceNote, type_: str, payload: dict[str, Any]) -> None:
+    def _push(self, note: VoiceNote, body: VoiceNotePush) -> None:
         try:
-            self.node.push.publish(note.tenant_id, note.machine_id, type_,
-                         {"machine_id": note.machine_id, **payload})
+            self.node.push.send(note.tenant_id, body)
         except Exception:  # a tablet that misses a push still sees the note when it polls
-            log.exception("voice note %s: push %s failed", note.id, type_)
+            log.exception("voice note %s: push %s failed", note.id, body.status)
 
 
 __all__ = ["AudioRejectedError", "Uploader", "VoiceService"]

@@ -452,70 +452,66 @@
     };
   }
 
-  function pushKey(msg) {
-    const c = first(msg, "cursor", "seq");
-    return c != null ? "c:" + c : "i:" + first(msg, "id", "message_id");
-  }
-
+  // Push frames: control frames {type: "hello", cursor, machine_ids, gap} and
+  // {type: "ping"}, then messages {cursor, type, machine_id, at, data} whose data is one
+  // declared kind (sync/schemas/push/<type>.json). Only declared fields are read here.
   function onPush(msg) {
-    const type = String(first(msg, "type", "kind", "event") || "message");
+    const type = msg.type;
     if (type === "ping") return;
-    if (type === "hello") {                 // {cursor, machine_ids, gap}
+    if (type === "hello") {
       if (msg.cursor != null) state.cursor = msg.cursor;
       if (msg.gap) refreshSoon();           // resumed past what the node kept
       return;
     }
-    const cursor = first(msg, "cursor", "seq");
-    if (cursor != null) state.cursor = cursor;
-    const key = pushKey(msg);
+    if (msg.cursor == null || !msg.data) return;
+    state.cursor = msg.cursor;
+    const key = "c:" + msg.cursor;
     if (state.seen.has(key)) return;       // resumed: already shown
     state.seen.add(key);
-    const data = Object.assign({}, msg.data || msg.payload || msg);
-    if (!data.machine_id && msg.machine_id) data.machine_id = msg.machine_id;
-    if (type === "gap") { refreshSoon(); return; } // resumed past what the node kept
-    if (type.startsWith("voice")) onVoicePush(data);
-    if (state.machine && (data.machine_id || state.machine.id) === state.machine.id &&
-        /incident|correction|alarm|error|voice/.test(type)) refreshSoon();
+    const data = msg.data;
+    if (type === "voice_note") onVoicePush(data);
+    if (state.machine && data.machine_id === state.machine.id &&
+        /^(incident|correction|alarm|voice_note)$/.test(type)) refreshSoon();
     // The briefing of the machine in hand is already on screen: no banner for it.
     if (type === "briefing" && state.machine && data.machine_id === state.machine.id) return;
-    // Nor for a correction this tablet just saved (it said "Saved" already).
-    const cid = first(data.correction || {}, "id") || (type === "correction" ? data.id : undefined);
-    if (type === "correction" && cid && state.mine.has(cid)) return;
-    // (its push can arrive before the POST answers: match the text being saved too)
-    if (type === "correction" && data.correction && state.mine.has("text:" + data.correction.text)) return;
+    if (type === "correction") {
+      // Nor for a correction this tablet just saved (it said "Saved" already); its push
+      // can arrive before the POST answers: match the text being saved too.
+      if (state.mine.has(data.correction.id) || state.mine.has("text:" + data.correction.text)) return;
+    }
     // A voice note recorded here shows its own progress on the note screen.
-    if (data.voice_note_id && state.voice && data.voice_note_id === state.voice.id) return;
-    showBanner(type, data, msg);
+    if (type === "voice_note" && state.voice && data.voice_note_id === state.voice.id) return;
+    showBanner(type, data);
   }
 
   const TITLES = {
-    briefing: "Briefing", scan: "Machine scanned", incident: "New incident", alarm: "Alarm",
-    correction: "New correction", voice_note: "Voice note", error_log: "New error-log entry",
+    briefing: "Briefing", incident: "New incident", alarm: "Alarm",
+    correction: "New correction", voice_note: "Voice note",
   };
   function bannerText(type, d) {
     const parts = [];
-    const main = first(d, "message", "summary", "text");
-    if (main) parts.push(main);
-    const inc = d.incident;
-    if (!main && inc) parts.push([inc.error_code, first(inc, "symptom")].filter(Boolean).join(": "));
-    if (!main && d.correction) parts.push(d.correction.text);
-    const sim = first(d, "similar", "similar_incident", "most_similar");
-    if (sim) {
-      const fix = fixOf(sim);
-      parts.push("Seen before " + fmtDay(first(sim, "occurred_at")) + ": " + (first(sim, "symptom") || "") + (fix ? " — fixed by: " + fix : ""));
-    }
-    if (!parts.length && type.startsWith("voice")) {
+    if (type === "briefing") parts.push(d.summary);
+    else if (type === "correction") parts.push(d.text);
+    else if (type === "incident") {
+      const inc = d.incident;
+      parts.push([inc.error_code, inc.symptom].filter(Boolean).join(": "));
+      if (d.new_count > 1) parts.push(d.new_count + " new incidents on this machine");
+      const sim = d.similar;
+      if (sim) {
+        parts.push("Seen before " + fmtDay(sim.occurred_at) + ": " + sim.symptom +
+                   (sim.fix ? " — fixed by: " + sim.fix : ""));
+      }
+    } else if (type === "voice_note") {
       if (d.status === "failed") parts.push("Could not be transcribed: " + (d.reason || "unknown reason"));
       else if (d.transcript) parts.push("Transcript ready: “" + d.transcript + "”");
-      else parts.push("Status: " + (d.status || "updated"));
+      else parts.push("Status: " + d.status);
     }
-    return parts;
+    return parts.filter(Boolean);
   }
-  function showBanner(type, data, msg) {
+  function showBanner(type, data) {
     const box = $("banners");
-    const base = type.split(/[.:/]/)[0];
-    const title = first(msg, "title") || TITLES[type] || TITLES[base] || type.replace(/_/g, " ");
-    const banner = h("div", { class: "banner type-" + base, role: "status", "data-type": type },
+    const title = TITLES[type] || type.replace(/_/g, " ");
+    const banner = h("div", { class: "banner type-" + type, role: "status", "data-type": type },
       h("div", { class: "body" },
         h("div", { class: "title" }, title + (data.machine_id ? " · " + data.machine_id : "")),
         bannerText(type, data).map((t, i) => h("div", { class: i ? "text more" : "text" }, t))),
@@ -700,7 +696,7 @@
   }
   function onVoicePush(d) {
     const v = state.voice;
-    if (v && !v.done && (first(d, "voice_note_id", "id") === v.id || !first(d, "voice_note_id", "id"))) pollVoice();
+    if (v && !v.done && d.voice_note_id === v.id) pollVoice();
   }
 
   function draftText(note) {

@@ -1,0 +1,159 @@
+"""The kinds of fact the :class:`~rae_edge.write.writer.Writer` stores.
+
+Each is a small object built per write with what that write knows (an incident's vectors
+embedded beforehand, how to describe it in a push, a remote correction's origin). A new
+kind (machine alarms, "this fixed it" feedback) is one more class here with the same six
+methods; the writer's steps and their order stay as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import duckdb
+
+from rae_edge.push_kinds import CorrectionPush, CorrectionView, PushBody
+from rae_edge.store.duck import DuckStore
+from rae_edge.store.outbox import OutboxMessage
+from rae_edge.write.writer import IndexPort
+from rae_sync.domain import Correction, Incident
+from rae_sync.messages import CorrectionMsg, IncidentMsg, NodeRef
+
+
+@dataclass(frozen=True)
+class IncidentFacts:
+    """Incidents (same content once: their id derives from it).
+
+    ``vectors`` gives embeddings made beforehand (the API embeds while DuckDB stores);
+    ``announce`` builds the push of one new incident (``None``: no per-incident push, as
+    for a bulk ingest, whose job announces each machine's newest once it is done);
+    ``max_announced`` bounds the pushes of one write."""
+
+    vectors: Callable[[], Mapping[str, Sequence[float]]] | None = None
+    announce: Callable[[Incident, Mapping[str, Sequence[float]]], PushBody | None] | None = None
+    max_announced: int = 100
+    refresh: bool = True
+    progress: Callable[[int], None] | None = None
+    name: str = "incident"
+    to_outbox: bool = True
+    drifts: bool = True
+
+    def ids(self, items: Sequence[Incident]) -> tuple[str, ...]:
+        return tuple(i.id for i in items)
+
+    def tenants(self, items: Sequence[Incident]) -> list[str]:
+        return sorted({i.tenant_id for i in items})
+
+    def store(self, cur: duckdb.DuckDBPyConnection, items: Sequence[Incident]) -> list[Incident]:
+        return DuckStore.store_incidents(cur, items)
+
+    def messages(self, stored: Sequence[Incident]) -> list[OutboxMessage]:
+        return [IncidentMsg(incident=i) for i in stored]
+
+    def index(self, indexer: IndexPort, items: Sequence[Incident],
+              stored: Sequence[Incident]) -> None:
+        # All of them, not only the new: one stored by a run that stopped before indexing
+        # is indexed now (the indexer skips the ones present).
+        indexer.index_incidents(list(items), refresh=self.refresh, progress=self.progress,
+                                vectors=self._vectors())
+
+    def pushes(self, stored: Sequence[Incident]) -> list[tuple[str, PushBody]]:
+        if self.announce is None:
+            return []
+        vecs = self._vectors()
+        out: list[tuple[str, PushBody]] = []
+        for inc in stored[:self.max_announced]:
+            body = self.announce(inc, vecs)
+            if body is not None:
+                out.append((inc.tenant_id, body))
+        return out
+
+    def _vectors(self) -> Mapping[str, Sequence[float]]:
+        return self.vectors() if self.vectors is not None else {}
+
+
+@dataclass(frozen=True)
+class CorrectionFacts:
+    """Corrections, idempotent on id: typed or voiced here (queued for central), or from
+    another plant (``to_outbox=False``: never queued again; ``origin`` names its node)."""
+
+    origin: NodeRef | None = None
+    to_outbox: bool = True
+    index_it: bool = True  # False: a sync agent run without the embedding model (tests)
+    name: str = "correction"
+    drifts: bool = True
+
+    def ids(self, items: Sequence[Correction]) -> tuple[str, ...]:
+        return tuple(c.id for c in items)
+
+    def tenants(self, items: Sequence[Correction]) -> list[str]:
+        return sorted({c.tenant_id for c in items})
+
+    def store(self, cur: duckdb.DuckDBPyConnection,
+              items: Sequence[Correction]) -> list[Correction]:
+        return [c for c in items if DuckStore.store_correction(cur, c)]
+
+    def messages(self, stored: Sequence[Correction]) -> list[OutboxMessage]:
+        return [CorrectionMsg(correction=c) for c in stored]
+
+    def index(self, indexer: IndexPort, items: Sequence[Correction],
+              stored: Sequence[Correction]) -> None:
+        # All of them: a correction stored before a crash is indexed by its next write
+        # (the indexer skips rows present).
+        if self.index_it:
+            indexer.index_corrections(list(items))
+
+    def pushes(self, stored: Sequence[Correction]) -> list[tuple[str, PushBody]]:
+        return [(c.tenant_id, CorrectionPush(machine_id=c.machine_id, text=c.text,
+                                             target_id=c.target_id,
+                                             correction=CorrectionView.of(c),
+                                             origin=self.origin))
+                for c in stored]
+
+
+@dataclass(frozen=True)
+class Document:
+    """An ingested file, recorded once its chunks or rows are stored (a stopped ingest
+    finds no record and runs again)."""
+
+    tenant_id: str
+    id: str
+    title: str
+    kind: str
+    sha256: str
+    chunks: int
+
+
+@dataclass(frozen=True)
+class DocumentFacts:
+    """Document records. Their chunks are indexed in bulk by the ingest before the record
+    is written and manuals can change drift, so the write recomputes it."""
+
+    name: str = "document"
+    to_outbox: bool = False
+    drifts: bool = True
+
+    def ids(self, items: Sequence[Document]) -> tuple[str, ...]:
+        return tuple(d.id for d in items)
+
+    def tenants(self, items: Sequence[Document]) -> list[str]:
+        return sorted({d.tenant_id for d in items})
+
+    def store(self, cur: duckdb.DuckDBPyConnection, items: Sequence[Document]) -> list[Document]:
+        for d in items:
+            cur.execute(
+                "INSERT OR REPLACE INTO documents (tenant_id, id, title, kind, sha256, chunks) "
+                "VALUES (?, ?, ?, ?, ?, ?)", [d.tenant_id, d.id, d.title, d.kind, d.sha256,
+                                              d.chunks])
+        return list(items)
+
+    def messages(self, stored: Sequence[Document]) -> list[OutboxMessage]:
+        return []
+
+    def index(self, indexer: IndexPort, items: Sequence[Document],
+              stored: Sequence[Document]) -> None:
+        return None
+
+    def pushes(self, stored: Sequence[Document]) -> list[tuple[str, PushBody]]:
+        return []

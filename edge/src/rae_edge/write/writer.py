@@ -1,0 +1,187 @@
+"""``Writer``: the one path every fact takes into the node.
+
+:meth:`Writer.write` runs the same steps, in the same order, for every kind of fact and
+every origin (API, ingest, typed, voiced, another plant, and later sources):
+
+1. ``store`` + ``outbox``: one DuckDB transaction stores the new facts and, when sync is
+   on and the origin is this node, their typed ``rae_sync`` messages (validated there: a
+   bad one fails the write, nothing is stored);
+2. ``wake_sync``: the sync agent is woken at once when rows were queued (it would poll);
+3. ``index``: searchable rows (LanceDB) for the facts;
+4. ``push``: one typed push message per new fact (:mod:`rae_edge.push_kinds`);
+5. ``drift``: the tenant's drift alerts are recomputed (reads never do it).
+
+Every step is reported to the writer's observers (:class:`WriteStep`), so the order can
+be watched on the real path. A kind of fact is a small :class:`Fact` (see
+:mod:`rae_edge.write.facts`): how to store it, its outbox message, how to index it and its
+push; adding one (machine alarms, "this fixed it" feedback) needs no change here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+import duckdb
+
+from rae_edge.push_kinds import PushBody
+from rae_edge.store.duck import DuckStore
+from rae_edge.store.outbox import OutboxMessage, enqueue
+from rae_sync.domain import Correction, Incident
+
+log = logging.getLogger(__name__)
+
+#: the steps of every write, in their order
+STEPS = ("store", "outbox", "wake_sync", "index", "push", "drift")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class WriteStep:
+    """One step of one write, as observers see it: which fact kind, from where, the step
+    (one of :data:`STEPS`), the ids it concerned and how many rows/messages it made."""
+
+    fact: str
+    origin: str
+    step: str
+    ids: tuple[str, ...]
+    count: int
+
+
+class IndexPort(Protocol):
+    """What the writer needs of the indexer."""
+
+    def index_incidents(self, incidents: Sequence[Incident], *, refresh: bool = True,
+                        progress: Callable[[int], None] | None = None,
+                        vectors: Any = None) -> int: ...
+
+    def index_corrections(self, corrections: Sequence[Correction], *,
+                          refresh: bool = True) -> int: ...
+
+
+class PushPort(Protocol):
+    """What the writer needs of the push bus."""
+
+    def send(self, tenant_id: str, body: PushBody) -> int: ...
+
+
+class DriftPort(Protocol):
+    """What the writer needs of the drift monitor."""
+
+    def refresh(self, tenant: str) -> Any: ...
+
+
+class Fact(Protocol, Generic[T]):
+    """One kind of fact: what each step does with it. ``items`` are what the caller
+    wrote, ``stored`` the ones that were new (a repeat is stored once)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def to_outbox(self) -> bool:
+        """Queued for central when sync is on (False: e.g. a correction from another
+        plant)."""
+        ...
+
+    @property
+    def drifts(self) -> bool:
+        """Whether drift alerts depend on it."""
+        ...
+
+    def ids(self, items: Sequence[T]) -> tuple[str, ...]: ...
+
+    def tenants(self, items: Sequence[T]) -> list[str]: ...
+
+    def store(self, cur: duckdb.DuckDBPyConnection, items: Sequence[T]) -> list[T]: ...
+
+    def messages(self, stored: Sequence[T]) -> list[OutboxMessage]: ...
+
+    def index(self, indexer: IndexPort, items: Sequence[T], stored: Sequence[T]) -> None: ...
+
+    def pushes(self, stored: Sequence[T]) -> list[tuple[str, PushBody]]: ...
+
+
+class Writer:
+    """Stores facts for one node (see the module docstring for the steps)."""
+
+    def __init__(self, duck: DuckStore, *, sync_on: bool, wake: Callable[[], None],
+                 indexer: Callable[[], IndexPort], push: PushPort,
+                 drift: Callable[[], DriftPort] | None = None) -> None:
+        self.duck = duck
+        self.sync_on = sync_on
+        self._wake = wake
+        self._indexer = indexer  # a callable: the indexer loads the embedding model lazily
+        self._push = push
+        self._drift = drift
+        self._observers: list[Callable[[WriteStep], None]] = []
+        self._lock = threading.Lock()
+
+    # -- observers ------------------------------------------------------------------------
+    def observe(self, observer: Callable[[WriteStep], None]) -> Callable[[], None]:
+        """Calls ``observer`` with every step of every write from now on; returns a
+        function that stops it. Observers must be quick and must not raise."""
+        with self._lock:
+            self._observers.append(observer)
+
+        def stop() -> None:
+            with self._lock:
+                if observer in self._observers:
+                    self._observers.remove(observer)
+        return stop
+
+    def _note(self, fact: Fact[Any], origin: str, step: str, ids: tuple[str, ...],
+              count: int) -> None:
+        with self._lock:
+            observers = list(self._observers)
+        for o in observers:
+            try:
+                o(WriteStep(fact.name, origin, step, ids, count))
+            except Exception:
+                log.exception("write observer failed")
+
+    # -- the one path ---------------------------------------------------------------------
+    def write(self, fact: Fact[T], items: Sequence[T], origin: str) -> list[T]:
+        """Stores ``items`` and runs every later step; returns the newly stored ones."""
+        ids = fact.ids(items)
+        queue = self.sync_on and fact.to_outbox
+        with self.duck.transaction() as cur:
+            stored = fact.store(cur, items)
+            queued = enqueue(cur, fact.messages(stored)) if queue and stored else 0
+        new_ids = fact.ids(stored)
+        self._note(fact, origin, "store", new_ids, len(stored))
+        self._note(fact, origin, "outbox", new_ids, queued)
+        if queued:
+            self._wake()
+        self._note(fact, origin, "wake_sync", new_ids, int(queued > 0))
+        # Indexed before the push: a tablet that hears of a fact finds it in search.
+        fact.index(self._indexer(), items, stored)
+        self._note(fact, origin, "index", ids, len(items))
+        pushed = 0
+        for tenant, body in fact.pushes(stored):
+            try:
+                self._push.send(tenant, body)
+                pushed += 1
+            except Exception:  # a tablet that missed a push sees the fact when it reloads
+                log.exception("push of %s %s failed", fact.name, body.machine_id)
+        self._note(fact, origin, "push", new_ids, pushed)
+        refreshed = 0
+        if stored and fact.drifts and self._drift is not None:
+            for tenant in fact.tenants(stored):
+                try:
+                    self._drift().refresh(tenant)
+                    refreshed += 1
+                except Exception:  # the fact is stored; the next write refreshes again
+                    log.exception("drift refresh of tenant %s failed", tenant)
+        self._note(fact, origin, "drift", new_ids, refreshed)
+        return stored
+
+    def refresh_drift(self, tenant: str) -> None:
+        """Recomputes drift alerts (after facts stored outside :meth:`write`, such as the
+        manual sections of a bulk ingest)."""
+        if self._drift is not None:
+            self._drift().refresh(tenant)
