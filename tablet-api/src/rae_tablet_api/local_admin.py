@@ -61,10 +61,10 @@ class LocalAdminChannel:
             log.warning("no local admin channel (%s): commands beside this node need "
                         "--token-file", exc)
             return
-        # No logging set-up (the main server's stays), no proxy headers, no lifespan (the
-        # app's own start-up ran once already: this hook is part of it).
-        config = uvicorn.Config(self, lifespan="off", log_config=None, access_log=False,
-                                proxy_headers=False)
+        # No logging set-up (the main server's stays: even access_log=False would switch
+        # the process's access log off), no proxy headers, no lifespan (the app's own
+        # start-up ran once already: this hook is part of it).
+        config = uvicorn.Config(self, lifespan="off", log_config=None, proxy_headers=False)
         self._server = _QuietServer(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         while not self._server.started and not self._task.done():
