@@ -5,11 +5,8 @@ that token's tenant; a killed node's runtime file is stale and harmless."""
 
 from __future__ import annotations
 
-import os
 import signal
 import stat
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +14,7 @@ import httpx
 
 from rae_edge import runtime
 from rae_edge.sample_plant import SAMPLE_DIR
+from rae_sync.supervisor import Part
 from tests.security.serve import RAE_EDGE, free_port, rae_edge, rae_edge_inproc, running_node
 
 
@@ -52,23 +50,26 @@ def test_token_and_audit_commands_go_through_a_running_node(tmp_path: Path,
     assert rae_edge_inproc(capsys, "audit", "verify", "--data-dir", str(d)).returncode == 0
 
 
-def _start_node(d: Path, log: Path, port: int) -> subprocess.Popen[bytes]:
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [*RAE_EDGE, "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(d)],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    deadline = time.monotonic() + 90
-    while (info := runtime.read(d)) is None or not runtime.admin_socket_answers(info):
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise AssertionError(f"rae-edge serve did not start:\n{log.read_text()}")
-        time.sleep(0.3)
-    return proc
+def _start_node(d: Path, log: Path, port: int) -> Part:
+    """``rae-edge serve`` on ``port``, ready once its admin socket answers."""
+    part = Part("rae-edge serve", [*RAE_EDGE, "serve", "--host", "127.0.0.1", "--port",
+                                   str(port), "--data-dir", str(d)],
+                log, env={"PYTHONUNBUFFERED": "1"}, die_with_parent=False).start()
+
+    def channel_up() -> bool:
+        info = runtime.read(d)
+        return info is not None and runtime.admin_socket_answers(info)
+
+    part.wait_until(channel_up, "local admin channel", 90)
+    return part
 
 
-def _stop(proc: subprocess.Popen[bytes], sig: int) -> None:
-    os.killpg(proc.pid, sig)
-    proc.wait(timeout=30)
+def _stop(part: Part, sig: int) -> None:
+    if sig == signal.SIGKILL:
+        part.kill()
+    else:
+        part.signal_stop()
+        part.wait_stopped()
 
 
 def test_commands_beside_a_node_on_any_port_need_no_token(tmp_path: Path, capsys: Any) -> None:
@@ -120,7 +121,7 @@ def test_commands_beside_a_node_on_any_port_need_no_token(tmp_path: Path, capsys
         # A clean stop removes the runtime file and the socket.
         assert runtime.read(d) is None and not sock.exists()
     finally:
-        if proc.poll() is None:
+        if proc.running:
             _stop(proc, signal.SIGKILL)
     after = rae_edge_inproc(capsys, "audit", "tail", "-n", "100", "--data-dir", str(d))
     local = [line for line in after.stdout.splitlines() if "local-admin#local" in line]
