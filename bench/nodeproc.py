@@ -1,26 +1,21 @@
 """Starts a real edge node (``rae-edge serve``) in its own process for benchmarks and
-fault tests, on a free loopback port, and tells its PID, URL and an admin token."""
+fault tests, on a free loopback port, and tells its PID, URL and an admin token. The
+process is a :class:`rae_sync.supervisor.Part` (the one supervisor); the /proc readings
+(RSS, CPU time, children) are for the benchmarks' figures."""
 
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+from rae_sync.supervisor import Part, StartError, children, free_port, http_ok
 
 VENV_BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["NodeProcess", "child_pids", "cpu_seconds", "free_port", "make_token",
+           "peak_rss_mib", "rss_mib"]
 
 
 def rss_mib(pid: int) -> float:
@@ -53,14 +48,7 @@ def cpu_seconds(pids: list[int]) -> float:
 
 def child_pids(ppid: int) -> list[int]:
     """PIDs whose parent is ``ppid`` (e.g. PostgreSQL's backends, central's workers)."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == ppid:
-                out.append(int(stat.parent.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return out
+    return children(ppid)
 
 
 def make_token(data_dir: Path, role: str = "admin", tenant: str | None = None) -> str:
@@ -78,47 +66,43 @@ class NodeProcess:
     port: int = field(default_factory=free_port)
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
-    proc: subprocess.Popen[bytes] | None = None
+    part: Part | None = None
     log_path: Path | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.part.proc if self.part is not None else None
+
     def start(self, timeout: float = 120.0) -> NodeProcess:
         self.log_path = self.data_dir.parent / f"node-{self.port}.log"
-        log = self.log_path.open("ab")
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", **self.env}
-        self.proc = subprocess.Popen(
-            [str(VENV_BIN / "rae-edge"), "serve", "--data-dir", str(self.data_dir),
-             "--host", "127.0.0.1", "--port", str(self.port), *self.extra_args],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"node exited with {self.proc.returncode}; see {self.log_path}")
-            try:
-                if httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"node did not answer /health in {timeout} s; see {self.log_path}")
+        self.part = Part("rae-edge serve", [
+            str(VENV_BIN / "rae-edge"), "serve", "--data-dir", str(self.data_dir),
+            "--host", "127.0.0.1", "--port", str(self.port), *self.extra_args],
+            self.log_path, env={"HF_HUB_OFFLINE": "1", **self.env}, stop_timeout=20,
+            die_with_parent=False).start()
+        try:
+            self.part.wait_until(lambda: http_ok(f"{self.url}/api/v1/health"),
+                                 "/health answer", timeout)
+        except StartError as exc:
+            raise RuntimeError(str(exc)) from exc
+        return self
 
     @property
     def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+        assert self.part is not None
+        return self.part.pid
 
     def kill9(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        """SIGKILL to the node's process group: a crash."""
+        if self.part is not None and self.part.running:
+            self.part.kill()
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill9()
+        """SIGTERM; SIGKILL to the group after 20 s."""
+        if self.part is not None and self.part.running:
+            self.part.signal_stop()
+            self.part.wait_stopped()

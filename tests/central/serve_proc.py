@@ -5,15 +5,10 @@ owner's ``--database-url`` and connects, as central does, as the application's l
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
-import httpx
-
+from rae_sync.supervisor import Part, StartError, children, http_ok
 from tests.central.conftest import Central
 from tests.fixtures.mosquitto import free_port
 
@@ -23,68 +18,53 @@ TENANT_TOKENS = {"acme": "test-acme-console-token-0123", "globex": "test-globex-
 
 
 class ServeProc:
+    """``rae-central serve`` as a process group, a :class:`rae_sync.supervisor.Part`."""
+
     def __init__(self, central: Central, workers: int = 2) -> None:
         self.central = central
         self.workers = workers
         self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.part: Part | None = None
         self.log = central.folder / f"serve-{self.port}.log"
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.part.proc if self.part is not None else None
+
     def start(self, timeout: float = 90) -> ServeProc:
         s = self.central.settings
-        env = {**os.environ, "RAE_CENTRAL_ADMIN__TOKEN": ADMIN_TOKEN,
+        env = {"RAE_CENTRAL_ADMIN__TOKEN": ADMIN_TOKEN,
                "RAE_CENTRAL_ADMIN__TENANT_TOKENS": json.dumps(TENANT_TOKENS),
                "RAE_CENTRAL_INGEST__GAP_GRACE_S": "5", "RAE_CENTRAL_VECTORS__BATCH_SIZE": "64"}
         cmd = [sys.executable, "-m", "rae_central.cli", "serve", "--database-url",
                s.database_url, "--qdrant", s.vectors.qdrant, "--mqtt-url", str(s.mqtt_url),
                "--host", "127.0.0.1", "--port", str(self.port), "--workers",
                str(self.workers), "--signing-key", str(s.signing_key_file)]
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log.open("ab"),
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"serve exited: {self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200 and \
-                        len(self.worker_pids()) >= self.workers:
-                    return self
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"serve did not come up: {self.log.read_text()[-3000:]}")
-            time.sleep(0.3)
+        self.part = Part("rae-central serve", cmd, self.log, env=env,
+                         die_with_parent=False).start()
+        try:
+            self.part.wait_until(lambda: http_ok(f"{self.url}/health")
+                                 and len(self.worker_pids()) >= self.workers,
+                                 "/health answer with its workers", timeout)
+        except StartError as exc:
+            raise RuntimeError(str(exc)) from exc
+        return self
 
     def worker_pids(self) -> list[int]:
         """The serve process's worker children (multiprocessing spawn, so python)."""
-        assert self.proc is not None
-        pids = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == self.proc.pid:
-                cmdline = (stat.parent / "cmdline").read_bytes()
-                if b"multiprocessing" in cmdline and b"resource_tracker" not in cmdline:
-                    pids.append(int(stat.parent.name))
-        return sorted(pids)
+        assert self.part is not None
+        return children(self.part.pid, b"multiprocessing", b"resource_tracker")
 
     def kill(self) -> None:
         """SIGKILL to serve and its workers: a crash of the whole of central."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        if self.part is not None and self.part.running:
+            self.part.kill()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        if self.part is not None and self.part.running:
+            self.part.signal_stop(group=True)
+            self.part.wait_stopped(timeout=30)

@@ -1,19 +1,19 @@
-"""Runs the real ``rae-edge serve`` in a subprocess on a free loopback port."""
+"""Runs the real ``rae-edge serve`` in a subprocess on a free loopback port (on the one
+supervisor, :mod:`rae_sync.supervisor`)."""
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from rae_sync.supervisor import Part, StartError
 
 RAE_EDGE = [sys.executable, "-m", "rae_tablet_api.cli"]
 
@@ -31,35 +31,30 @@ def rae_edge(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[st
 @contextmanager
 def running_node(data_dir: Path, log_path: Path, *extra: str, scheme: str = "http",
                  verify: Any = True) -> Iterator[str]:
-    """Starts ``rae-edge serve`` and yields its base URL once /health answers; stops it
-    (SIGTERM to its process group) on exit. Its stdout and stderr go to ``log_path``."""
+    """Starts ``rae-edge serve`` (a :class:`rae_sync.supervisor.Part`) and yields its base
+    URL once /health answers; stops it (SIGTERM to its process group) on exit. Its stdout
+    and stderr go to ``log_path``."""
     port = free_port()
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [*RAE_EDGE, "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir",
-             str(data_dir), *extra],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    part = Part("rae-edge serve", [*RAE_EDGE, "serve", "--host", "127.0.0.1", "--port",
+                                   str(port), "--data-dir", str(data_dir), *extra],
+                log_path, env={"PYTHONUNBUFFERED": "1"}, die_with_parent=False).start()
     base = f"{scheme}://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"{base}/api/v1/health", verify=verify, timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{base}/api/v1/health", verify=verify, timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise AssertionError(f"rae-edge serve did not start:\n{log_path.read_text()}")
-            time.sleep(0.3)
+        try:
+            part.wait_until(healthy, "/health answer", 90)
+        except StartError as exc:
+            raise AssertionError(f"rae-edge serve did not start: {exc}") from exc
         yield base
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        part.signal_stop(group=True)
+        part.wait_stopped(timeout=30)
 
 
 def rae_edge_inproc(capsys: Any, *args: str) -> subprocess.CompletedProcess[str]:

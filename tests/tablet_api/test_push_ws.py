@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from litestar.exceptions import WebSocketDisconnect
 
+from rae_edge.audit import AuditLog
+from rae_edge.tokens import hash_token
 from tests.tablet_api.api_client import Api, api_for
 
 PRESS = {"id": "PRESS-07", "name": "Hydraulic press 7", "qr_code": "QR:PLANT1:PRESS-07"}
@@ -125,3 +127,50 @@ def test_socket_refuses_bad_token_weak_input_and_unknown_machine(tmp_path: Path)
         # globex cannot watch acme's machine, even by its id.
         gtok = api.tokens["globex_admin"]
         assert _refused(api, f"/api/v1/push?machine_id=PRESS-07&token={gtok}").code == 4404
+
+
+def test_replay_and_live_pushes_are_audited_with_their_memory_ids(tmp_path: Path) -> None:
+    """A socket's reads are on record like HTTP reads: the replay of ``?cursor=0`` (the
+    tenant's history) as one entry with every memory id it sent, each live push as one."""
+    with api_for(tmp_path) as api:
+        api.ok(api.post("/machines", [PRESS, LATHE]))
+        ids = api.ok(api.post("/incidents", [inc("PRESS-07", 1, "Oil leak", "Tightened"),
+                                             inc("PRESS-07", 2, "Ram stops", "Reset"),
+                                             inc("LATHE-02", 3, "Chuck jam", "Cleared")]))["ids"]
+        cor = api.ok(api.post("/corrections", {"machine_id": "PRESS-07", "target_id": ids[0],
+                                               "text": "The seal was cut"}, "acme_technician"))
+        tok = api.tokens["acme_technician"]
+        before = len(AuditLog(api.node.duck).entries("acme"))
+        with api.client.websocket_connect(f"/api/v1/push?cursor=0&token={tok}") as ws:
+            assert ws.receive_json(timeout=20)["type"] == "hello"
+            replayed = [_next(ws) for _ in range(4)]  # 3 incidents + 1 correction
+            assert [m["type"] for m in replayed] == ["incident"] * 3 + ["correction"]
+            live_id = api.ok(api.post("/corrections", {"machine_id": "LATHE-02",
+                                                       "text": "Chuck jaws worn"},
+                                      "acme_technician"))["id"]
+            live = _next(ws)
+            assert live["data"]["correction"]["id"] == live_id
+        pushed = [e for e in AuditLog(api.node.duck).entries("acme")[before:]
+                  if e.action == "WS /api/v1/push"]
+        assert [e.resource for e in pushed] == [
+            "replay after cursor 0: 4 messages",
+            f"push correction cursor {live['cursor']}"]
+        replay, one = pushed
+        assert replay.actor == f"acme-technician#{hash_token(tok)[:12]}"
+        # Every incident and the correction that went out, in the order they went out.
+        assert [i for i in replay.memory_ids if i in {*ids, cor["id"]}] == [*ids, cor["id"]]
+        assert live_id in one.memory_ids and not set(ids) & set(one.memory_ids)
+        assert AuditLog(api.node.duck).verify().ok
+
+
+def test_a_socket_read_that_cannot_be_recorded_is_not_sent(tmp_path: Path) -> None:
+    with api_for(tmp_path) as api:
+        api.ok(api.post("/machines", [PRESS]))
+        api.ok(api.post("/incidents", [inc("PRESS-07", 1, "Oil leak secret", "Tightened")]))
+        tok = api.tokens["acme_technician"]
+        api.node.duck.query("DROP TABLE audit_log")  # the log is gone: reads must stop
+        with pytest.raises(WebSocketDisconnect) as info, api.client.websocket_connect(
+                f"/api/v1/push?cursor=0&token={tok}") as ws:
+            assert ws.receive_json(timeout=20)["type"] == "hello"
+            ws.receive_json(timeout=20)  # no message: the close comes instead
+        assert info.value.code == 1011

@@ -49,8 +49,9 @@ FORMAT = "rae-edge-backup/1"
 MANIFEST = "manifest.json"
 DUCK_FILE = "node.duckdb"
 LANCE_DIR = "lance"
-# Never part of a snapshot: DuckDB's own files (copied through DuckDB), scratch and caches.
-_SKIP_TOP = {DUCK_FILE, f"{DUCK_FILE}.wal", LANCE_DIR, "tmp", "cache", "backups"}
+# Never part of a snapshot: DuckDB's own files (copied through DuckDB), scratch, caches,
+# and the running node's runtime file and admin socket (``run``, see rae_edge.runtime).
+_SKIP_TOP = {DUCK_FILE, f"{DUCK_FILE}.wal", LANCE_DIR, "tmp", "cache", "backups", "run"}
 _SKIP_SUFFIXES = (".tmp", ".partial", ".lock", ".wal")
 _U64_MAX = 2**64 - 1
 _CHUNK = 1 << 20

@@ -19,6 +19,8 @@ Modules:
 - ``layered_settings``: a deployable's settings tree from file < environment < flags,
   unknown keys named (edge and central build theirs with it);
 - ``schemas``: JSON Schemas of the wire, generated into ``sync/schemas/``;
+- ``supervisor``: runs parts of the system as supervised child processes (the demo, the
+  test stack and the benchmarks share it);
 - ``transport``: the MQTT transport interface, its paho-mqtt implementation and an
   in-memory broker for tests and single-process setups.
 

@@ -4,9 +4,9 @@ Modules:
 - ``app``: builds the Litestar application around one :class:`rae_edge.node.EdgeNode`;
 - ``cli``: the ``rae-edge`` entry point, adding ``serve`` to the edge's own commands;
 - ``demo``: the README's demo command (``scripts/demo``): broker, central and the edge
-  nodes of two sample plants as processes, URLs and tokens printed, Ctrl-C stops all;
-  ``demo_stack``: its process supervisor; ``demo_plant``: one plant's settings, sample
-  data and token;
+  nodes of two sample plants as processes (run by ``rae_sync.supervisor``), URLs and
+  tokens printed, Ctrl-C stops all; ``demo_plant``: one plant's settings, sample data and
+  token;
 - ``uploads``: streamed multipart uploads (size limit, form check, ``.partial`` file
   fsynced and renamed only when complete), shared by the document and voice routes;
 - ``web/`` (a folder, not a module): the tablet page's HTML, CSS, JS and vendored QR

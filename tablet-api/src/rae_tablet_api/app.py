@@ -10,7 +10,6 @@ from typing import Any
 
 from litestar import Litestar, Request, Response
 from litestar.datastructures import State
-from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 
@@ -23,7 +22,7 @@ from rae_edge.errors import (
 )
 from rae_edge.node import EdgeNode
 from rae_tablet_api.audit_hook import AuditMiddleware
-from rae_tablet_api.auth import provide_principal
+from rae_tablet_api.services import dependencies
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +80,14 @@ def _collect_routes() -> list[Any]:
 
 
 def create_app(node: EdgeNode) -> Litestar:
-    """The app for one node: every ``routes`` module's ``ROUTES``, the ``principal``
-    dependency (bearer token), errors in the INTERFACE shape, OpenAPI at /api/v1/schema."""
+    """The app for one node: every ``routes`` module's ``ROUTES``, the services a handler
+    may take by name (:mod:`rae_tablet_api.services`: ``principal``, ``memory``, ...),
+    errors in the INTERFACE shape, OpenAPI at /api/v1/schema."""
+    audit = AuditMiddleware(node)
     return Litestar(
         route_handlers=_collect_routes(),
-        dependencies={"principal": Provide(provide_principal)},
-        state=State({"node": node}),
+        dependencies=dependencies(),
+        state=State({"node": node, "audit": audit.audit}),
         exception_handlers={RaeError: _rae_error, HTTPException: _http_error,
                             Exception: _internal_error},
         openapi_config=OpenAPIConfig(title="RAE Edge tablet API", version="1.0.0",
@@ -96,6 +97,6 @@ def create_app(node: EdgeNode) -> Litestar:
                     lambda: node.start_sync()],
         on_shutdown=[lambda: node.close()],
         # Every authenticated call is put on record; bodies are capped (uploads included).
-        middleware=[AuditMiddleware(node)],
+        middleware=[audit],
         request_max_body_size=node.settings.api.max_upload_mb * 1024 * 1024,
     )

@@ -8,8 +8,9 @@ answer held (every ``"id"`` value and ``"ids"`` list item in a JSON body).
 A JSON answer is held back until its entry is committed: a read that could not be put on
 record is answered 500 instead of being served. Other answers (audio, files) stream and are
 recorded when they end. Health and the OpenAPI document carry no data and are skipped.
-The token is looked up once per request: the principal found here is left in the ASGI
-scope for the ``principal`` dependency (:func:`rae_tablet_api.auth.provide_principal`).
+The caller is looked up once per request (:func:`rae_tablet_api.auth.resolve_principal`,
+the one bearer parser) and left in the ASGI scope for the guards and the ``principal``
+dependency. The push WebSocket records its reads itself (``routes/push.py``).
 """
 
 from __future__ import annotations
@@ -29,13 +30,13 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from rae_edge.audit import AuditLog
 from rae_edge.node import EdgeNode
-from rae_edge.tokens import Principal, authenticate
+from rae_edge.tokens import Principal
+from rae_tablet_api.auth import resolve_principal
 
 log = logging.getLogger(__name__)
 
 MAX_HELD_BYTES = 32 * 1024 * 1024  # a JSON answer larger than this streams unparsed
 _SECRET_PARAMS = {"token", "access_token"}
-PRINCIPAL_KEY = "rae.principal"  # scope key: (bearer token, its Principal), set per request
 
 
 def actor_of(principal: Principal) -> str:
@@ -60,15 +61,6 @@ def memory_ids(body: Any, _depth: int = 0) -> Iterator[str]:
             yield from memory_ids(item, _depth + 1)
 
 
-def _bearer(scope: Scope) -> str | None:
-    for name, value in scope.get("headers", []):
-        if name == b"authorization":
-            text = value.decode("latin-1")
-            if text.lower().startswith("bearer "):
-                return text[7:].strip() or None
-    return None
-
-
 def _query(scope: Scope) -> str:
     raw = scope.get("query_string", b"").decode("latin-1")
     pairs = [(k, v) for k, v in parse_qsl(raw, keep_blank_values=True)
@@ -90,14 +82,11 @@ class AuditMiddleware(ASGIMiddleware):
         self.audit = AuditLog(node.duck, outbox=outbox)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        token = _bearer(scope) if scope["path"].startswith("/api/") else None
-        principal = (await anyio.to_thread.run_sync(authenticate, self.node.duck, token)
-                     if token else None)
-        if principal is None:  # unauthenticated: the handler refuses it, nothing is read
+        principal = (await resolve_principal(scope, self.node.duck)
+                     if scope["path"].startswith("/api/") else None)
+        if principal is None:  # unauthenticated: the guard refuses it, nothing is read
             await next_app(scope, receive, send)
             return
-        # The ``principal`` dependency takes it from here instead of a second token lookup.
-        scope[PRINCIPAL_KEY] = (token, principal)  # type: ignore[literal-required]
         action = f"{scope.get('method', 'WS')} {scope['path']}"
         query = _query(scope)
         held: list[Message] = []

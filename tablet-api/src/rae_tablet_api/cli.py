@@ -13,6 +13,7 @@ from rae_edge import config, tls
 from rae_edge.node import EdgeNode
 from rae_tablet_api.app import create_app
 from rae_tablet_api.audit_hook import install_token_redaction
+from rae_tablet_api.local_admin import attach
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:
@@ -37,6 +38,13 @@ def serve(args: argparse.Namespace) -> int:
     install_token_redaction()
     node = EdgeNode(settings)
     app = create_app(node)
+    # Commands beside this node find it by its runtime file and come in over the local
+    # admin channel, whatever port it listens on.
+    host = settings.api.host
+    host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, host)  # noqa: S104
+    host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    attach(app, settings.data_dir, node.tenant_id,
+           f"{'https' if tls_files else 'http'}://{host}:{settings.api.port}")
     uvicorn.run(app, host=settings.api.host, port=settings.api.port, log_level="info",
                 ssl_certfile=str(tls_files.cert) if tls_files else None,
                 ssl_keyfile=str(tls_files.key) if tls_files else None)

@@ -32,8 +32,15 @@ from functools import partial
 from pathlib import Path
 from types import FrameType
 
+from rae_sync.supervisor import (
+    Part,
+    StartError,
+    Supervisor,
+    http_ok,
+    port_is_free,
+    run_once,
+)
 from rae_tablet_api.demo_plant import TENANT, Plant
-from rae_tablet_api.demo_stack import Part, Stack, StartError, http_ok, port_is_free, run_once
 
 DATABASE = "rae_central"
 
@@ -103,7 +110,7 @@ class Demo:
         self.central_port: int = args.central_port
         self.plants = [Plant(string.ascii_lowercase[i], root, args.port + i, self.mqtt_url)
                        for i in range(args.plants)]
-        self.stack = Stack()
+        self.stack = Supervisor()
         self.db_url = ""
         self._stop_requested = False
         self._starting = False  # a Ctrl-C now interrupts the bring-up where it waits

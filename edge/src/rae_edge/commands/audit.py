@@ -2,8 +2,8 @@
 
 ``verify`` exits 0 when the chain is whole and 1 on any break, naming the first broken
 ``seq`` and what is wrong there. When a running node holds the data folder, ``verify``
-asks that node (``GET /api/v1/admin/audit/verify``, an admin token from ``--token-file``
-or ``$RAE_ADMIN_TOKEN``), which checks that token's tenant's chain.
+asks that node (``GET /api/v1/admin/audit/verify``) over its local admin channel (the
+node's tenant), or over HTTP(S) with ``--url``/``--token-file`` (that token's tenant).
 """
 
 from __future__ import annotations

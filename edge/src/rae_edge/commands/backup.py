@@ -2,9 +2,9 @@
 
 ``backup`` opens the data folder itself when no node holds it. When a running node holds
 the DuckDB lock, the snapshot has to be taken inside that node: the command then asks it
-over HTTP (``POST /api/v1/admin/backup {"dest": DIR}`` with an admin token from
-``--token-file`` or ``RAE_ADMIN_TOKEN``, HTTPS when the node has its certificate; the
-same helper as ``rae-edge token``), and says so plainly when it cannot.
+(``POST /api/v1/admin/backup {"dest": DIR}``) over its local admin channel, or over
+HTTP(S) with ``--url``/``--token-file`` (the same helper as ``rae-edge token``), and says
+so plainly when it cannot. ``restore`` refuses a data folder a running node holds.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 import duckdb
 
 from rae_edge import backup as bk
+from rae_edge import runtime
 from rae_edge.cli import command, settings_from_args
 from rae_edge.commands.live_node import add_live_args, call_live_node, is_lock_conflict
 from rae_edge.config import EdgeSettings
@@ -84,6 +85,10 @@ def _backup_via_node(settings: EdgeSettings, dest: Path,
 @command("restore", "restore a backup DIR onto an empty data folder", _restore_args)
 def restore(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
+    live = runtime.read(settings.data_dir)
+    if live is not None and runtime.admin_socket_answers(live):
+        raise ConflictError(f"{settings.data_dir} is held by a running node (pid {live.pid}, "
+                            f"{live.url}): stop it first; a restore needs an empty data folder")
     manifest = bk.restore(args.dir, settings.data_dir)
     print(f"restored {_summary(manifest, settings.data_dir)} "
           f"in {manifest['restore_seconds']:.1f} s")

@@ -5,9 +5,9 @@ Exit status: 0 when every file was read (single rows may still be rejected, list
 summary), 1 when a whole file was rejected, 2 for a bad call (unknown machine, bad mapping).
 The command opens the data folder itself. When a running node holds it (DuckDB lets one
 process write a file), each file is uploaded to that node instead (``POST
-/api/v1/documents``, then ``GET /api/v1/jobs/{id}`` until done) with an admin or
-supervisor token from ``--token-file`` or ``$RAE_ADMIN_TOKEN``; ``--mapping`` needs the
-direct path (the upload takes none).
+/api/v1/documents``, then ``GET /api/v1/jobs/{id}`` until done) over its local admin
+channel (no token), or over HTTP(S) with ``--url``/``--token-file`` (a supervisor or admin
+token); ``--mapping`` needs the direct path (the upload takes none).
 """
 
 from __future__ import annotations

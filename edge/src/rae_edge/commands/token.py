@@ -6,8 +6,9 @@
   with that token is refused (authentication reads the table on every request).
 
 When a running node holds the data folder, the command goes through that node's admin API
-(``/api/v1/admin/tokens``) with an admin token from ``--token-file`` or
-``$RAE_ADMIN_TOKEN`` (within that token's tenant).
+(``/api/v1/admin/tokens``): over its local admin channel with no token (as admin of the
+node's tenant; this is how the first token of a running node is made), or over HTTP(S)
+with ``--url``/``--token-file`` (within that token's tenant).
 """
 
 from __future__ import annotations

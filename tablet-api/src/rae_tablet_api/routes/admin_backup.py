@@ -13,15 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from litestar import post
-from litestar.datastructures import State
 from pydantic import BaseModel, ConfigDict, Field
 
 from rae_edge.backup import backup_node
 from rae_edge.errors import InvalidInputError, PermissionDeniedError
 from rae_edge.node import EdgeNode
 from rae_edge.tokens import Principal
-from rae_sync.domain import Role
-from rae_tablet_api.auth import require
+from rae_tablet_api import guards
 
 
 class BackupRequest(BaseModel):
@@ -30,10 +28,9 @@ class BackupRequest(BaseModel):
 
 
 @post("/api/v1/admin/backup", sync_to_thread=True, tags=["admin"], status_code=201,
+      guards=guards.ADMIN,
       summary="Back up the running node into a folder on its machine")
-def admin_backup(state: State, principal: Principal, data: BackupRequest) -> dict[str, Any]:
-    require(principal, Role.ADMIN)
-    node: EdgeNode = state.node
+def admin_backup(node: EdgeNode, principal: Principal, data: BackupRequest) -> dict[str, Any]:
     if principal.tenant_id != node.tenant_id:
         raise PermissionDeniedError("a node backup holds every tenant's data: only an admin "
                                     "of the node's own tenant may take one")

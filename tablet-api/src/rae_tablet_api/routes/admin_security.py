@@ -13,15 +13,14 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import get, post
-from litestar.datastructures import State
 from pydantic import BaseModel, ConfigDict, Field
 
 from rae_edge.audit import AuditLog
 from rae_edge.commands.token import list_tokens, revoke
-from rae_edge.node import EdgeNode
+from rae_edge.store.duck import DuckStore
 from rae_edge.tokens import Principal, create_token
 from rae_sync.domain import Role
-from rae_tablet_api.auth import require
+from rae_tablet_api import guards
 
 
 class NewToken(BaseModel):
@@ -36,39 +35,34 @@ class Revoke(BaseModel):
     all_for: str | None = Field(default=None, max_length=200)
 
 
-@get("/api/v1/admin/audit/verify", sync_to_thread=True, tags=["admin"],
+@get("/api/v1/admin/audit/verify", sync_to_thread=True, tags=["admin"], guards=guards.ADMIN,
      summary="Verify this tenant's audit chain")
-def audit_verify(state: State, principal: Principal) -> dict[str, Any]:
-    require(principal, Role.ADMIN)
-    node: EdgeNode = state.node
-    r = AuditLog(node.duck).verify(principal.tenant_id)
+def audit_verify(duck: DuckStore, principal: Principal) -> dict[str, Any]:
+    r = AuditLog(duck).verify(principal.tenant_id)
     return {"ok": r.ok, "checked": r.checked, "first_broken_seq": r.first_broken_seq,
             "reason": r.reason, "head_seq": r.heads.get(principal.tenant_id)}
 
 
-@get("/api/v1/admin/tokens", sync_to_thread=True, tags=["admin"], summary="List tokens")
-def tokens_list(state: State, principal: Principal) -> dict[str, Any]:
-    require(principal, Role.ADMIN)
-    node: EdgeNode = state.node
-    return {"tokens": list_tokens(node.duck, principal.tenant_id)}
+@get("/api/v1/admin/tokens", sync_to_thread=True, tags=["admin"], guards=guards.ADMIN,
+     summary="List tokens")
+def tokens_list(duck: DuckStore, principal: Principal) -> dict[str, Any]:
+    return {"tokens": list_tokens(duck, principal.tenant_id)}
 
 
-@post("/api/v1/admin/tokens", sync_to_thread=True, tags=["admin"], status_code=201,
+@post("/api/v1/admin/tokens", sync_to_thread=True, tags=["admin"], guards=guards.ADMIN,
+      status_code=201,
       summary="Create a token (shown once)")
-def tokens_create(state: State, principal: Principal, data: NewToken) -> dict[str, Any]:
-    require(principal, Role.ADMIN)
-    node: EdgeNode = state.node
-    token = create_token(node.duck, principal.tenant_id, data.role, data.name)
+def tokens_create(duck: DuckStore, principal: Principal, data: NewToken) -> dict[str, Any]:
+    token = create_token(duck, principal.tenant_id, data.role, data.name)
     return {"token": token, "tenant": principal.tenant_id, "role": data.role.value,
             "name": data.name}
 
 
-@post("/api/v1/admin/tokens/revoke", sync_to_thread=True, tags=["admin"], status_code=200,
+@post("/api/v1/admin/tokens/revoke", sync_to_thread=True, tags=["admin"], guards=guards.ADMIN,
+      status_code=200,
       summary="Revoke tokens")
-def tokens_revoke(state: State, principal: Principal, data: Revoke) -> dict[str, Any]:
-    require(principal, Role.ADMIN)
-    node: EdgeNode = state.node
-    return {"revoked": revoke(node.duck, data.hash_prefix, data.all_for, principal.tenant_id)}
+def tokens_revoke(duck: DuckStore, principal: Principal, data: Revoke) -> dict[str, Any]:
+    return {"revoked": revoke(duck, data.hash_prefix, data.all_for, principal.tenant_id)}
 
 
 ROUTES = [audit_verify, tokens_list, tokens_create, tokens_revoke]

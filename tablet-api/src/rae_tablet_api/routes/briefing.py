@@ -7,13 +7,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from litestar import get
-from litestar.datastructures import State
 
+from rae_edge.memory import MemoryService
 from rae_edge.memory.models import Briefing
-from rae_edge.node import EdgeNode
 from rae_edge.tokens import Principal
-from rae_sync.domain import Role
-from rae_tablet_api.auth import require
+from rae_tablet_api import guards
 from rae_tablet_api.schemas import utc_or_none
 
 _DOC = ("The machine's past incidents (the current ``error_code``'s first, then newest "
@@ -23,27 +21,25 @@ _DOC = ("The machine's past incidents (the current ``error_code``'s first, then 
         "``as_of`` (ISO-8601) shows it as it was then.")
 
 
-def _briefing(state: State, principal: Principal, code: str, as_of: datetime | None,
+def _briefing(memory: MemoryService, principal: Principal, code: str, as_of: datetime | None,
               error_code: str | None) -> Briefing:
-    require(principal, Role.TECHNICIAN)
-    node: EdgeNode = state.node
-    return node.memory.briefing(principal.tenant_id, code, as_of=utc_or_none(as_of),
+    return memory.briefing(principal.tenant_id, code, as_of=utc_or_none(as_of),
                                 error_code=error_code)
 
 
 @get("/api/v1/machines/{code:str}/briefing", sync_to_thread=True, tags=["briefing"],
-     summary="Briefing of a scanned machine", description=_DOC)
-def briefing(code: str, principal: Principal, state: State, as_of: datetime | None = None,
-             error_code: str | None = None) -> Briefing:
-    return _briefing(state, principal, code, as_of, error_code)
+     guards=guards.TECHNICIAN, summary="Briefing of a scanned machine", description=_DOC)
+def briefing(code: str, principal: Principal, memory: MemoryService,
+             as_of: datetime | None = None, error_code: str | None = None) -> Briefing:
+    return _briefing(memory, principal, code, as_of, error_code)
 
 
-@get("/api/v1/briefing", sync_to_thread=True, tags=["briefing"],
+@get("/api/v1/briefing", sync_to_thread=True, tags=["briefing"], guards=guards.TECHNICIAN,
      summary="Briefing by QR payload (query form)", description=_DOC)
-def briefing_by_query(code: str, principal: Principal, state: State,
+def briefing_by_query(code: str, principal: Principal, memory: MemoryService,
                       as_of: datetime | None = None,
                       error_code: str | None = None) -> Briefing:
-    return _briefing(state, principal, code, as_of, error_code)
+    return _briefing(memory, principal, code, as_of, error_code)
 
 
 ROUTES = [briefing, briefing_by_query]

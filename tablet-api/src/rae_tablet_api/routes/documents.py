@@ -16,15 +16,14 @@ from typing import Any
 
 import anyio
 from litestar import Request, Response, post
-from litestar.datastructures import State
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 
+from rae_edge.config import EdgeSettings
 from rae_edge.errors import InvalidInputError
 from rae_edge.ingest.pipeline import KINDS
-from rae_edge.node import EdgeNode
+from rae_edge.memory import MemoryService
 from rae_edge.tokens import Principal
-from rae_sync.domain import Role
-from rae_tablet_api.auth import require
+from rae_tablet_api import guards
 from rae_tablet_api.schemas import JobOut
 from rae_tablet_api.uploads import (
     PartialFile,
@@ -63,17 +62,15 @@ FORM = UploadForm(
 
 
 @post("/api/v1/documents", status_code=202, operation_class=_UploadOperation,
-      tags=["documents"], summary="Upload a document for ingest",
+      tags=["documents"], guards=guards.SUPERVISOR, summary="Upload a document for ingest",
       description="Multipart: ``file``, ``kind`` (manual, errors, shift, workorders), "
                   "optional ``machine_id``. 202 with the job once the file is on disk.")
 async def upload_document(request: Request[Any, Any, Any], principal: Principal,
-                          state: State) -> Response[JobOut]:
-    require(principal, Role.SUPERVISOR)
-    node: EdgeNode = state.node
-    max_mb = node.settings.api.max_upload_mb
+                          memory: MemoryService, settings: EdgeSettings) -> Response[JobOut]:
+    max_mb = settings.api.max_upload_mb
     limit = max_mb * 1024 * 1024
     check_declared_size(request, limit, too_large("file", max_mb, "api.max_upload_mb"))
-    jobs = node.memory.jobs
+    jobs = memory.jobs
     job_id, folder = await anyio.to_thread.run_sync(jobs.new_upload_dir)
     try:
         with PartialFile(folder, limit) as upload:
@@ -87,7 +84,7 @@ async def upload_document(request: Request[Any, Any, Any], principal: Principal,
                                         f"{kind!r}")
             machine_id = fields.get("machine_id") or None
             if machine_id:
-                await anyio.to_thread.run_sync(node.memory.require_machine,
+                await anyio.to_thread.run_sync(memory.require_machine,
                                                principal.tenant_id, machine_id)
             await anyio.to_thread.run_sync(upload.sync)
         final = upload.commit(filename)

@@ -5,15 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import get
-from litestar.datastructures import State
 
 from rae_edge.node import EdgeNode
 from rae_edge.store.migrations import SCHEMA_VERSION
 
 
 @get("/api/v1/health", sync_to_thread=False, summary="Node health")
-def health(state: State) -> dict[str, Any]:
-    node: EdgeNode = state.node
+def health(node: EdgeNode) -> dict[str, Any]:
     return {"status": "ok", "tenant": node.tenant_id, "node": node.settings.node.node_id,
             "schema_version": SCHEMA_VERSION}
 

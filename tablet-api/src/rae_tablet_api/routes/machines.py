@@ -4,26 +4,23 @@
 from __future__ import annotations
 
 from litestar import get, post
-from litestar.datastructures import State
 
 from rae_edge.errors import ConflictError, InvalidInputError
 from rae_edge.memory.models import MachineOut
-from rae_edge.node import EdgeNode
+from rae_edge.store.duck import DuckStore
 from rae_edge.tokens import Principal
-from rae_sync.domain import Machine, Role
-from rae_tablet_api.auth import require
+from rae_sync.domain import Machine
+from rae_tablet_api import guards
 from rae_tablet_api.schemas import MachineIn
 
 MAX_MACHINES = 10_000
 
 
 @post("/api/v1/machines", status_code=200, sync_to_thread=True, tags=["machines"],
-      summary="Register or update machines")
+      guards=guards.ADMIN, summary="Register or update machines")
 def upsert_machines(data: list[MachineIn], principal: Principal,
-                    state: State) -> list[MachineOut]:
+                    duck: DuckStore) -> list[MachineOut]:
     """Upserts by id; a QR code already printed for another machine is a 409."""
-    require(principal, Role.ADMIN)
-    node: EdgeNode = state.node
     if not data:
         raise InvalidInputError("send a list of one or more machines")
     if len(data) > MAX_MACHINES:
@@ -35,20 +32,19 @@ def upsert_machines(data: list[MachineIn], principal: Principal,
             raise ConflictError(f"QR code {m.qr_code!r} is given to both {seen[m.qr_code]!r} "
                                 f"and {m.id!r}")
     ids = {m.id for m in data}
-    for other in node.duck.list_machines(tenant):
+    for other in duck.list_machines(tenant):
         if other.id not in ids and other.qr_code in seen:
             raise ConflictError(f"QR code {other.qr_code!r} already belongs to machine "
                                 f"{other.id!r}")
     machines = [Machine(tenant_id=tenant, **m.model_dump()) for m in data]
-    node.duck.upsert_machines(machines)
+    duck.upsert_machines(machines)
     return [MachineOut.of(m) for m in machines]
 
 
-@get("/api/v1/machines", sync_to_thread=True, tags=["machines"], summary="List machines")
-def list_machines(principal: Principal, state: State) -> list[MachineOut]:
-    require(principal, Role.TECHNICIAN)
-    node: EdgeNode = state.node
-    return [MachineOut.of(m) for m in node.duck.list_machines(principal.tenant_id)]
+@get("/api/v1/machines", sync_to_thread=True, tags=["machines"], guards=guards.TECHNICIAN,
+     summary="List machines")
+def list_machines(principal: Principal, duck: DuckStore) -> list[MachineOut]:
+    return [MachineOut.of(m) for m in duck.list_machines(principal.tenant_id)]
 
 
 ROUTES = [upsert_machines, list_machines]

@@ -6,7 +6,10 @@ message ``{"cursor", "type", "machine_id", "at", "data"}`` (types: briefing, inc
 correction, voice_note). A tablet keeps the last cursor it saw and reconnects with
 ``?cursor=``: it gets what it missed, each message once. Browsers pass the token as
 ``?token=`` (they cannot set headers on a WebSocket). Without ``machine_id`` a socket
-watches every machine of the tenant. Close codes: 4401 missing, unknown or revoked token;
+watches every machine of the tenant. Every read is on record like an HTTP read: each
+replayed batch and each live message gets an audit entry with the memory ids it holds,
+committed before it is sent (a socket whose entry cannot be written is closed, 1011).
+Close codes: 4401 missing, unknown or revoked token;
 4403 role too weak; 4404 unknown machine; 4429 too many failed attempts.
 """
 
@@ -14,71 +17,73 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, cast
+from typing import Any
 
 import anyio
-from litestar import Request, WebSocket, get, websocket
-from litestar.datastructures import State
+from litestar import WebSocket, get, websocket
 from litestar.exceptions import WebSocketDisconnect
 
+from rae_edge.audit import AuditLog
 from rae_edge.errors import NotFoundError
-from rae_edge.node import EdgeNode
-from rae_edge.tokens import Principal, authenticate
+from rae_edge.memory import MemoryService
+from rae_edge.push import PushBus, PushMessage
+from rae_edge.tokens import Principal
 from rae_sync.domain import Role
-from rae_tablet_api.auth import limiter, require, token_from
+from rae_tablet_api import guards
+from rae_tablet_api.audit_hook import actor_of, memory_ids
+from rae_tablet_api.auth import Refusal, admit
 from rae_tablet_api.schemas import PushMessageOut, PushPage
 
 MAX_MACHINES = 200
 PING_S = 25.0
+REPLAY_BATCH = 500  # messages per replay frame group (and per audit entry)
+ACTION = "WS /api/v1/push"
 
 
-def _machines(node: EdgeNode, tenant: str, codes: list[str] | None) -> list[str]:
+def _machines(memory: MemoryService, tenant: str, codes: list[str] | None) -> list[str]:
     codes = [c for c in (codes or []) if c.strip()]
     if len(codes) > MAX_MACHINES:
         raise NotFoundError(f"watch at most {MAX_MACHINES} machines per socket")
-    return sorted({node.memory.machine(tenant, c).id for c in codes})
+    return sorted({memory.machine(tenant, c).id for c in codes})
 
 
-async def _authenticate(socket: WebSocket[Any, Any, Any], node: EdgeNode,
-                        ) -> tuple[Principal | None, int, str]:
-    """The socket's principal, or None with a close code (4401, 4403, 4429) and reason.
+class _Recorder:
+    """Puts what a socket is about to send on record: one audit entry per replayed batch
+    and one per live message, with the memory ids they hold, committed before they go."""
 
-    Done here rather than by the ``principal`` dependency so a browser sees a close code
-    it can act on (4401: ask for a new token) instead of a generic error."""
-    client = socket.client.host if socket.client else "?"
-    if limiter.blocked(client) > 0:
-        return None, 4429, "too many failed authentication attempts"
-    token = token_from(cast("Request[Any, Any, Any]", socket))
-    if not token:
-        return None, 4401, "missing token (?token= or Authorization: Bearer)"
-    principal = await anyio.to_thread.run_sync(authenticate, node.duck, token)
-    if principal is None:
-        limiter.fail(client)
-        return None, 4401, "unknown or revoked token"
-    if not principal.can(Role.TECHNICIAN):
-        return None, 4403, "this needs the technician role"
-    return principal, 1000, ""
+    def __init__(self, audit: AuditLog, principal: Principal) -> None:
+        self.audit, self.principal = audit, principal
+
+    async def record(self, resource: str, msgs: list[PushMessage]) -> None:
+        ids = [i for m in msgs for i in memory_ids(m.to_json())]
+        p = self.principal
+        await anyio.to_thread.run_sync(
+            lambda: self.audit.record(p.tenant_id, actor_of(p), ACTION, resource, ids))
 
 
 @websocket("/api/v1/push")
-async def push_socket(socket: WebSocket[Any, Any, Any], state: State,
-                      machine_id: list[str] | None = None, cursor: int | None = None) -> None:
-    node: EdgeNode = state.node
-    principal, code, reason = await _authenticate(socket, node)
-    if principal is None:
+async def push_socket(socket: WebSocket[Any, Any, Any], memory: MemoryService, push: PushBus,
+                      audit: AuditLog, machine_id: list[str] | None = None,
+                      cursor: int | None = None) -> None:
+    # Authenticated here (the same decision as the HTTP guards) rather than by a guard, so
+    # a browser sees a close code it can act on (4401: ask for a new token).
+    got = await admit(socket.scope, push.duck, Role.TECHNICIAN)
+    if isinstance(got, Refusal):
         await socket.accept()
-        await socket.close(code=code, reason=reason)
+        await socket.close(code=4000 + got.status, reason=got.message[:120])
         return
+    principal = got
     tenant = principal.tenant_id
     try:
-        machines = await anyio.to_thread.run_sync(_machines, node, tenant, machine_id)
+        machines = await anyio.to_thread.run_sync(_machines, memory, tenant, machine_id)
     except NotFoundError as exc:
         await socket.accept()
         await socket.close(code=4404, reason=str(exc)[:120])
         return
-    sub = await node.push.subscribe(tenant, machines, cursor)
+    sub = await push.subscribe(tenant, machines, cursor)
     await socket.accept()
     stop = asyncio.Event()
+    recorder = _Recorder(audit, principal)
 
     async def watch_close() -> None:
         # The only inbound traffic is the close (or pings from the page): drain it.
@@ -90,7 +95,22 @@ async def push_socket(socket: WebSocket[Any, Any, Any], state: State,
     async def forward() -> None:
         await socket.send_json({"type": "hello", "cursor": sub.last, "machine_ids": machines,
                                 "gap": sub.gap})
+        # The replay of what was missed, a batch at a time, each batch on record first;
+        # the subscription then goes on after the last replayed cursor.
+        while True:
+            start = sub.last
+            batch = await anyio.to_thread.run_sync(push.since, tenant, machines, start,
+                                                   REPLAY_BATCH)
+            if not batch:
+                break
+            await recorder.record(f"replay after cursor {start}: {len(batch)} messages", batch)
+            for msg in batch:
+                await socket.send_json(msg.to_json())
+            sub.last = batch[-1].cursor
+            if len(batch) < REPLAY_BATCH:
+                break
         async for msg in sub.messages():
+            await recorder.record(f"push {msg.type} cursor {msg.cursor}", [msg])
             await socket.send_json(msg.to_json())
 
     async def keepalive() -> None:
@@ -105,22 +125,24 @@ async def push_socket(socket: WebSocket[Any, Any, Any], state: State,
         sub.close()
         for t in tasks:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
         if not stop.is_set():
+            # forward() failed (e.g. the audit log could not record): nothing more is sent.
+            failed = any(isinstance(r, Exception) and not isinstance(r, WebSocketDisconnect)
+                         for r in results)
             with contextlib.suppress(Exception):
-                await socket.close()
+                await socket.close(code=1011 if failed else 1000)
 
 
-@get("/api/v1/push/messages", sync_to_thread=True, tags=["push"],
+@get("/api/v1/push/messages", sync_to_thread=True, tags=["push"], guards=guards.TECHNICIAN,
      summary="Push messages after a cursor (HTTP form of WS /api/v1/push)")
-def push_messages(principal: Principal, state: State, machine_id: list[str] | None = None,
-                  cursor: int = 0, limit: int = 100) -> PushPage:
+def push_messages(principal: Principal, memory: MemoryService, push: PushBus,
+                  machine_id: list[str] | None = None, cursor: int = 0,
+                  limit: int = 100) -> PushPage:
     """What a tablet watching ``machine_id`` (several allowed; none: all machines) would
     have been pushed after ``cursor``, oldest first, at most ``limit``."""
-    require(principal, Role.TECHNICIAN)
-    node: EdgeNode = state.node
-    machines = _machines(node, principal.tenant_id, machine_id)
-    msgs = node.push.since(principal.tenant_id, machines, max(0, cursor),
+    machines = _machines(memory, principal.tenant_id, machine_id)
+    msgs = push.since(principal.tenant_id, machines, max(0, cursor),
                            max(1, min(limit, 500)))
     return PushPage(cursor=msgs[-1].cursor if msgs else max(0, cursor),
                     messages=[PushMessageOut(**m.to_json()) for m in msgs])

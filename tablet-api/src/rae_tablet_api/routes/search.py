@@ -6,27 +6,24 @@ from __future__ import annotations
 from datetime import datetime
 
 from litestar import get
-from litestar.datastructures import State
 
+from rae_edge.memory import MemoryService
 from rae_edge.memory.models import SearchResult
-from rae_edge.node import EdgeNode
 from rae_edge.tokens import Principal
-from rae_sync.domain import Role
-from rae_tablet_api.auth import require
+from rae_tablet_api import guards
 from rae_tablet_api.schemas import utc_or_none
 
 
-@get("/api/v1/search", sync_to_thread=True, tags=["search"], summary="Search memories")
-def search(q: str, principal: Principal, state: State, machine_id: str | None = None,
+@get("/api/v1/search", sync_to_thread=True, tags=["search"], guards=guards.TECHNICIAN,
+     summary="Search memories")
+def search(q: str, principal: Principal, memory: MemoryService, machine_id: str | None = None,
            kind: str | None = None, k: int = 10, as_of: datetime | None = None,
            ) -> SearchResult:
     """``kind``: incident, manual, shift, workorder or correction (comma-separated for
     several). With ``machine_id``: that machine's memories and the general ones (manuals).
     ``as_of``: only what was known then."""
-    require(principal, Role.TECHNICIAN)
-    node: EdgeNode = state.node
-    return node.memory.search(principal.tenant_id, q, machine_id=machine_id or None,
-                              kind=kind, k=k, as_of=utc_or_none(as_of))
+    return memory.search(principal.tenant_id, q, machine_id=machine_id or None, kind=kind,
+                         k=k, as_of=utc_or_none(as_of))
 
 
 ROUTES = [search]

@@ -15,15 +15,13 @@ from typing import Any
 
 import anyio
 from litestar import Request, Response, get, post
-from litestar.datastructures import State
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 
 from rae_edge.errors import InvalidInputError
-from rae_edge.node import EdgeNode
 from rae_edge.tokens import Principal
-from rae_edge.voice import Uploader
+from rae_edge.voice import Uploader, VoiceService
 from rae_sync.domain import Role
-from rae_tablet_api.auth import require
+from rae_tablet_api import guards
 from rae_tablet_api.uploads import (
     TooLargeError,
     UploadForm,
@@ -70,15 +68,12 @@ def _uploader(principal: Principal) -> Uploader:
 
 
 @post("/api/v1/voice-notes", status_code=202, operation_class=_UploadOperation,
-      summary="Upload a voice note", tags=["voice"],
+      summary="Upload a voice note", tags=["voice"], guards=guards.TECHNICIAN,
       description="Multipart: ``audio`` (webm/opus, ogg, m4a/aac, wav, flac, mp3), "
                   "``machine_id``, optional ``target_id``. 202 with the note once the "
                   "recording is on disk (200 with the same note when it was sent before).")
 async def upload_voice_note(request: Request[Any, Any, Any], principal: Principal,
-                            state: State) -> Response[dict[str, Any]]:
-    require(principal, Role.TECHNICIAN)
-    node: EdgeNode = state.node
-    voice = node.voice
+                            voice: VoiceService) -> Response[dict[str, Any]]:
     max_mb = voice.settings.max_mb
     check_declared_size(request, voice.max_bytes, too_large("recording", max_mb, "voice.max_mb"))
     with voice.audio.spool(voice.max_bytes) as up:
@@ -98,13 +93,11 @@ async def upload_voice_note(request: Request[Any, Any, Any], principal: Principa
 
 
 @get("/api/v1/voice-notes/{note_id:str}", sync_to_thread=True, summary="A voice note",
-     tags=["voice"])
-def get_voice_note(note_id: str, principal: Principal, state: State) -> dict[str, Any]:
+     tags=["voice"], guards=guards.TECHNICIAN)
+def get_voice_note(note_id: str, principal: Principal, voice: VoiceService) -> dict[str, Any]:
     """Status (queued, transcribing, draft, confirmed, failed with ``reason``), the
     transcript, and the correction the note became."""
-    require(principal, Role.TECHNICIAN)
-    node: EdgeNode = state.node
-    return node.voice.view(node.voice.get(principal.tenant_id, note_id))
+    return voice.view(voice.get(principal.tenant_id, note_id))
 
 
 @dataclass
@@ -115,16 +108,14 @@ class ConfirmBody:
 
 
 @post("/api/v1/voice-notes/{note_id:str}/confirm", status_code=200, sync_to_thread=True,
-      summary="Confirm a voice note as a correction", tags=["voice"])
-def confirm_voice_note(note_id: str, principal: Principal, state: State,
+      summary="Confirm a voice note as a correction", tags=["voice"], guards=guards.TECHNICIAN)
+def confirm_voice_note(note_id: str, principal: Principal, voice: VoiceService,
                        data: ConfirmBody | None = None) -> dict[str, Any]:
     """The technician who recorded the note, or a supervisor, confirms it (optionally
     with edited ``text``): it becomes a correction linked to its audio and target."""
-    require(principal, Role.TECHNICIAN)
-    node: EdgeNode = state.node
     text = data.text if data is not None else None
-    node.voice.confirm(principal.tenant_id, note_id, _uploader(principal), text)
-    return node.voice.view(node.voice.get(principal.tenant_id, note_id))
+    voice.confirm(principal.tenant_id, note_id, _uploader(principal), text)
+    return voice.view(voice.get(principal.tenant_id, note_id))
 
 
 ROUTES = [upload_voice_note, get_voice_note, confirm_voice_note]

@@ -1,11 +1,18 @@
-"""The demo's process supervisor: starts each part of the system as a child process, waits
-until it answers, and stops them all, in order, leaving nothing behind.
+"""The one process supervisor: runs parts of the system (broker, database, central, edge
+nodes) as child processes, waits until they answer, and stops them, in order, leaving
+nothing behind. The demo (``rae_tablet_api.demo``), the test stack
+(``tests/fixtures/stack.py``, ``tests/central/serve_proc.py``) and the benchmarks
+(``bench/nodeproc.py``) all build on it. Standard library only, so every member may use it.
 
-Every child runs in its own process group (so a Ctrl-C in the terminal reaches only the
-supervisor, which then stops the parts in a sensible order: edges, central, broker,
-database) and is told by the kernel to stop when the supervisor dies
-(``PR_SET_PDEATHSIG``), so even a killed supervisor leaves no orphans. After a part's
-leader exits, whatever is still in its group (e.g. central's worker processes) is killed.
+- :class:`Part`: one child in its own process group (a Ctrl-C in the terminal reaches only
+  the supervisor; a stop or kill reaches the whole group, e.g. central's workers), its
+  output appended to a log; by default told by the kernel to stop when the thread that
+  started it dies (``PR_SET_PDEATHSIG``), so even a killed supervisor leaves no orphans;
+  :meth:`Part.wait_until` polls readiness and names the part and its log on failure;
+- :class:`Supervisor`: the started parts; stops them stage by stage, or kills them all;
+- :func:`run_once`: a short command (migrate, enroll) with its output logged;
+- helpers: :func:`free_port`, :func:`port_is_free`, :func:`http_ok`,
+  :func:`group_members`, :func:`children`.
 """
 
 from __future__ import annotations
@@ -62,6 +69,25 @@ def http_ok(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
+def children(ppid: int, cmdline_has: bytes = b"", cmdline_lacks: bytes = b"") -> list[int]:
+    """PIDs whose parent is ``ppid`` (e.g. PostgreSQL's backends, central's workers),
+    optionally only those whose command line holds ``cmdline_has`` and not
+    ``cmdline_lacks``; sorted."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) != ppid:
+                continue
+            if cmdline_has or cmdline_lacks:
+                cmdline = (stat.parent / "cmdline").read_bytes()
+                if cmdline_has not in cmdline or (cmdline_lacks and cmdline_lacks in cmdline):
+                    continue
+        except (OSError, ValueError, IndexError):
+            continue
+        out.append(int(stat.parent.name))
+    return sorted(out)
+
+
 def group_members(pgid: int) -> list[int]:
     """Live processes whose process group is ``pgid`` (zombies excluded)."""
     out = []
@@ -77,7 +103,7 @@ def group_members(pgid: int) -> list[int]:
 
 @dataclass
 class Part:
-    """One child process of the demo."""
+    """One child process: ``argv`` with ``env`` added to this process's environment."""
 
     name: str
     argv: list[str]
@@ -85,6 +111,9 @@ class Part:
     env: dict[str, str] = field(default_factory=dict)
     stop_signal: int = signal.SIGTERM
     stop_timeout: float = 30.0
+    # PR_SET_PDEATHSIG follows the starting *thread*: off for parts started from a
+    # short-lived thread (the test stack starts nodes in parallel threads).
+    die_with_parent: bool = True
     proc: subprocess.Popen[bytes] | None = None
     log_offset: int = 0  # the log's size when this run of the part began
 
@@ -93,7 +122,7 @@ class Part:
         death = int(self.stop_signal)
 
         def in_child() -> None:
-            if _LIBC is not None:
+            if _LIBC is not None and self.die_with_parent:
                 _LIBC.prctl(PR_SET_PDEATHSIG, death)
 
         with self.log.open("ab") as log:
@@ -145,10 +174,15 @@ class Part:
                                  f"its log ({self.log}):\n{self.log_tail()}")
             time.sleep(0.1)
 
-    def signal_stop(self) -> None:
+    def signal_stop(self, group: bool = False) -> None:
+        """Sends the stop signal to the leader (which stops its own children), or with
+        ``group`` to every process of its group."""
         if self.running:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, self.stop_signal)
+                if group:
+                    os.killpg(self.pid, self.stop_signal)
+                else:
+                    os.kill(self.pid, self.stop_signal)
 
     def wait_stopped(self, timeout: float | None = None) -> None:
         """Waits for the leader, then kills what is left of its process group."""
@@ -174,6 +208,7 @@ class Part:
             time.sleep(0.1)
 
     def kill(self) -> None:
+        """SIGKILL to the whole group (a crash), then waits for it."""
         if self.proc is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGKILL)
@@ -196,7 +231,7 @@ def run_once(name: str, argv: list[str], log: Path, env: dict[str, str] | None =
     return out
 
 
-class Stack:
+class Supervisor:
     """The started parts, in start order; :meth:`stop` stops them in stages."""
 
     def __init__(self) -> None:
