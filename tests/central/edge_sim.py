@@ -103,6 +103,13 @@ class EdgeSim:
             while time.monotonic() < wait_until and self.unacked():
                 time.sleep(0.05)
 
+    def ack_applied(self, envs: list[Envelope]) -> None:
+        """Acks down messages as applied, as a node does: central then drops them."""
+        ack = self.envelope(AckMsg(message_ids=tuple(e.message_id for e in envs),
+                                   seqs=tuple(e.seq for e in envs)))
+        self.outbox[ack.message_id] = ack
+        self.deliver_all()
+
     def received(self, cls: type[Message]) -> list[Envelope]:
         with self.lock:
             return [e for e in self.down if e.type == cls.TYPE]

@@ -58,7 +58,23 @@ class IngestSettings(_Section):
     replay_every_s: float = Field(default=10.0, ge=0.1,
                                   description="least time between two replay requests to a node")
     fanout_sweep_s: float = Field(default=5.0, ge=0.1,
-                                  description="how often unsent fan-out rows are retried")
+                                  description="how often a worker looks for due fan-out rows")
+    fanout_resend_s: float = Field(
+        default=30.0, ge=0.5,
+        description="a fan-out row sent this long ago and not acked by a node heard from "
+        "since is sent again (the broker lost it); a node's resume makes its rows due at once")
+    fanout_window: int = Field(
+        default=1000, ge=1, le=100_000,
+        description="most fan-out rows out unacked to one node at a time: a long catch-up "
+        "goes in windows, never into the broker's queue all at once")
+    away_after_s: float = Field(
+        default=7 * 86_400.0, gt=0,
+        description="a node not heard from for this long shows as away in the console, "
+        "with what it has not received (kept until it comes back: nothing is dropped)")
+    max_clock_skew_s: float = Field(
+        default=300.0, gt=0,
+        description="a message whose clock stamp is further ahead of central's clock is "
+        "dead-lettered (reason clock_skew) and its node flagged in the console")
 
 
 class VectorSettings(_Section):

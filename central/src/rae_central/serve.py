@@ -111,7 +111,8 @@ def serve(settings: CentralSettings) -> int:
 
         token = settings.admin.token.get_secret_value() if settings.admin.token else None
         app = create_app(store, token, indexer_stats=stats, tenant_tokens={
-            t: v.get_secret_value() for t, v in settings.admin.tenant_tokens.items()})
+            t: v.get_secret_value() for t, v in settings.admin.tenant_tokens.items()},
+            away_after_s=settings.ingest.away_after_s)
         log.info("admin console on http://%s:%s/", settings.admin.host, settings.admin.port)
         uvicorn.run(app, host=settings.admin.host, port=settings.admin.port,
                     log_level="warning")

@@ -30,7 +30,7 @@ from litestar.handlers import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath, FromQuery
 
-from rae_central.store import CentralStore, NodeNotFoundError
+from rae_central.store import AWAY_AFTER_S, CentralStore, NodeNotFoundError
 
 _WEB = resources.files("rae_central.admin") / "web"
 
@@ -119,15 +119,20 @@ def console_js() -> str:
 @get("/api/v1/admin/nodes", guards=[admin_guard], sync_to_thread=True)
 def list_nodes(state: State, request: Request[Any, Any, Any],
                tenant: FromQuery[str | None] = None) -> list[dict[str, Any]]:
-    """Every enrolled node: last seen, outbox depth, lag, last seq, gaps, dead letters."""
+    """Every enrolled node: last seen, outbox depth, lag, last seq, gaps, dead letters,
+    what central still owes it (``down_pending``, ``down_oldest_at``, its own position
+    ``down_cursor``), ``away`` (silent past ``ingest.away_after_s``) and ``flag`` (e.g. a
+    clock far ahead)."""
     return _nodes(_store(state), request, tenant)
 
 
 def _nodes(store: CentralStore, request: Request[Any, Any, Any],
            tenant: str | None) -> list[dict[str, Any]]:
+    away: float = request.app.state.away_after_s
     if _who(request) == OPERATOR:
-        return [n for n in store.fleet_overview() if not tenant or n["tenant_id"] == tenant]
-    return store.nodes_overview(_scope(request, tenant))
+        return [n for n in store.fleet_overview(away)
+                if not tenant or n["tenant_id"] == tenant]
+    return store.nodes_overview(_scope(request, tenant), away)
 
 
 def _dead(store: CentralStore, request: Request[Any, Any, Any], limit: int,
@@ -223,10 +228,12 @@ def revoke_node(state: State, request: Request[Any, Any, Any], tenant: FromPath[
 
 
 def create_app(store: CentralStore, admin_token: str | None, indexer_stats: Any = None,
-               tenant_tokens: dict[str, str] | None = None) -> Litestar:
-    """``admin_token``: the operator's; ``tenant_tokens``: tenant id -> its token."""
+               tenant_tokens: dict[str, str] | None = None,
+               away_after_s: float = AWAY_AFTER_S) -> Litestar:
+    """``admin_token``: the operator's; ``tenant_tokens``: tenant id -> its token;
+    ``away_after_s``: a node silent this long shows as away (``ingest.away_after_s``)."""
     state = State({"store": store, "admin_token": admin_token,
-                   "tenant_tokens": dict(tenant_tokens or {})})
+                   "tenant_tokens": dict(tenant_tokens or {}), "away_after_s": away_after_s})
     if indexer_stats is not None:
         state["indexer_stats"] = indexer_stats
     return Litestar(
