@@ -39,8 +39,15 @@ class EdgeSim:
         return self.identity.node
 
     def connect(self) -> EdgeSim:
-        t = PahoTransport.from_url(self.mqtt_url, f"edge-{'-'.join(self.node)}",
-                                   session_expiry_s=3600)
+        ident = self.identity
+        if ident.mqtt_password:  # a secure broker: certificate, password, bound client id
+            t = PahoTransport.from_url(self.mqtt_url, ident.mqtt_client_id,
+                                       session_expiry_s=3600, tls=ident.tls,
+                                       username=ident.mqtt_username,
+                                       password=ident.mqtt_password)
+        else:
+            t = PahoTransport.from_url(self.mqtt_url, f"edge-{'-'.join(self.node)}",
+                                       session_expiry_s=3600)
         t.subscribe(node_down_filter(*self.node), self._on_down)
         t.connect(timeout=15)
         self.transport = t

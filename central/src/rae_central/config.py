@@ -7,10 +7,12 @@ Nested keys come from the environment with ``__``: ``RAE_CENTRAL_ADMIN__TOKEN=..
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rae_sync.layered_settings import LayeredSources, load_layered
@@ -116,9 +118,31 @@ class CentralSettings(LayeredSources, BaseSettings):
     )
     mqtt_url: str | None = Field(default=None,
                                  description="mqtt[s]://host:port of the broker; None: no ingest")
+    mqtt_pki_dir: Path | None = Field(
+        default=None,
+        description="folder made by `rae-central pki init` (CA, broker and central "
+        "certificates): workers connect with central's client certificate, `enroll` "
+        "writes each node's certificate and broker password into its identity")
+    allow_plain_mqtt: bool = Field(
+        default=False,
+        description="allow mqtt:// (no TLS) to a loopback broker, for tests and demos "
+        "only; mqtt:// to any other host is refused whatever this says")
     admin: AdminSettings = Field(default_factory=AdminSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     vectors: VectorSettings = Field(default_factory=VectorSettings)
+
+    @model_validator(mode="after")
+    def _secure_mqtt(self) -> CentralSettings:
+        if self.mqtt_url and self.mqtt_url.startswith("mqtt://"):
+            host = urlparse(self.mqtt_url).hostname or ""
+            if not is_loopback(host):
+                raise ValueError(f"mqtt_url {self.mqtt_url!r}: plain MQTT to a host other "
+                                 "than loopback is refused; use mqtts:// with mqtt_pki_dir")
+            if not self.allow_plain_mqtt:
+                raise ValueError(f"mqtt_url {self.mqtt_url!r} is plain MQTT: use mqtts:// "
+                                 "(rae-central pki init), or set allow_plain_mqtt for a "
+                                 "loopback test setup")
+        return self
 
     def app_url(self) -> str:
         """The URL the application connects with (see ``app_database_url``)."""
@@ -140,6 +164,15 @@ class CentralSettings(LayeredSources, BaseSettings):
             return str(url.username or self.app_role), url.password
         return self.app_role, (self.app_password.get_secret_value()
                                if self.app_password else None)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:

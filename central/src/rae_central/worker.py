@@ -162,10 +162,16 @@ class IngestWorker:
         self.client_id = f"{ing.share_group}-{index}"
         if transport is None:
             assert settings.mqtt_url, "a worker needs an MQTT URL"
+            from rae_central.broker_setup import central_access
+
+            access = central_access(settings)  # TLS client certificate + broker password
             transport = DeferredAckPahoTransport.from_url(
                 settings.mqtt_url, self.client_id, sink=self.inbox.put,
                 session_expiry_s=ing.session_expiry_s, receive_maximum=ing.receive_maximum,
-                reconnect_max_s=ing.reconnect_max_s)
+                reconnect_max_s=ing.reconnect_max_s,
+                tls=access.tls if access else None,
+                username=access.username if access else None,
+                password=access.password if access else None)
             transport.subscribe(shared(ing.share_group, up_filter()), lambda m: None)
         else:
             # Any other Transport: the handler waits until its message is committed, so

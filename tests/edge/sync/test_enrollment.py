@@ -55,6 +55,15 @@ def test_the_identity_decides_who_the_node_is(tmp_path: Path, identity_file: Pat
             "enroll_file": identity_file, "mqtt_url": "mqtt://10.0.0.9:1883"}))
 
 
+def test_plain_mqtt_is_refused_off_loopback(tmp_path: Path) -> None:
+    ident = NodeIdentity.issue("acme", "plant-9", "node-3", generate_key().public_key(),
+                               mqtt_url="mqtt://192.0.2.7:1883")
+    ident.save(tmp_path / "id.json")
+    with pytest.raises(EnrollmentError, match=r"plain MQTT to .192\.0\.2\.7.: refused off"):
+        settings_from_identity(config.load(None, data_dir=tmp_path / "d",
+                                           sync={"enroll_file": tmp_path / "id.json"}))
+
+
 @pytest.mark.parametrize("case", ["tenant mismatch", "not an identity"])
 def test_serve_stops_with_one_line_and_no_traceback(tmp_path: Path, identity_file: Path,
                                                     case: str) -> None:

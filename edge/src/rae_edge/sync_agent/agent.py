@@ -146,9 +146,11 @@ class SyncAgent:
         url = mqtt_url or s.mqtt_url or identity.mqtt_url
         if url is None:
             return None
-        t, site, n = identity.node
-        transport = PahoTransport.from_url(url, client_id=f"rae-edge-{t}-{site}-{n}",
-                                           tls=identity.tls)
+        # the client id the broker binds to this node's credentials (dynamic security)
+        transport = PahoTransport.from_url(
+            url, client_id=identity.mqtt_client_id, tls=identity.tls,
+            username=identity.mqtt_username if identity.mqtt_password else None,
+            password=identity.mqtt_password)
         opts = SyncOptions(batch_size=s.batch_size, outbox_limit=s.outbox_limit)
         return cls(node, identity, transport, opts)
 

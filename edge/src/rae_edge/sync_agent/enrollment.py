@@ -2,14 +2,30 @@
 site, node and broker URL from the identity ``rae-central enroll`` issued. The settings
 may repeat them; one that differs is an :class:`EnrollmentError` with a one-line message
 naming the key and both values (``rae-edge serve`` prints it and exits 2, no traceback).
+Plain ``mqtt://`` is refused to any host but loopback (and logged as a warning there).
 """
 
 from __future__ import annotations
+
+import ipaddress
+import logging
+from urllib.parse import urlparse
 
 from pydantic import ValidationError
 
 from rae_edge.config import EdgeSettings
 from rae_sync.identity import NodeIdentity
+
+log = logging.getLogger("rae_edge.sync")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class EnrollmentError(ValueError):
@@ -46,7 +62,14 @@ def settings_from_identity(settings: EdgeSettings) -> EdgeSettings:
         raise EnrollmentError(
             f"sync.mqtt_url is {url!r}, but the identity {path} names the broker "
             f"{identity.mqtt_url!r}: drop the URL (the identity decides) or enroll again")
+    url = url or identity.mqtt_url
+    if url and url.startswith("mqtt://"):
+        host = urlparse(url).hostname or ""
+        if not _loopback(host):
+            raise EnrollmentError(f"the broker URL {url!r} is plain MQTT to {host!r}: "
+                                  "refused off loopback; use mqtts:// (rae-central pki init)")
+        log.warning("sync: plain MQTT to %s (loopback only: a test or demo setup)", url)
     t, s, n = identity.node
     node = given.model_copy(update={"tenant_id": t, "site_id": s, "node_id": n})
-    sync = settings.sync.model_copy(update={"mqtt_url": url or identity.mqtt_url})
+    sync = settings.sync.model_copy(update={"mqtt_url": url})
     return settings.model_copy(update={"node": node, "sync": sync})
