@@ -29,6 +29,10 @@ class AdminSettings(_Section):
         "console refuses every request; set RAE_CENTRAL_ADMIN__TOKEN)",
     )
     host: str = Field(default="127.0.0.1", description="address the console binds to")
+    tls_cert: Path | None = Field(
+        default=None, description="HTTPS certificate of the console (PEM); required when "
+        "admin.host is not loopback: plain HTTP is refused there")
+    tls_key: Path | None = Field(default=None, description="private key of admin.tls_cert")
     port: int = Field(default=8480, ge=0, le=65535, description="TCP port of the console")
     tenant_tokens: dict[str, SecretStr] = Field(
         default_factory=dict,
@@ -130,6 +134,17 @@ class CentralSettings(LayeredSources, BaseSettings):
     admin: AdminSettings = Field(default_factory=AdminSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     vectors: VectorSettings = Field(default_factory=VectorSettings)
+
+    @model_validator(mode="after")
+    def _secure_console(self) -> CentralSettings:
+        a = self.admin
+        if (a.tls_cert is None) != (a.tls_key is None):
+            raise ValueError("admin.tls_cert and admin.tls_key go together")
+        if a.tls_cert is None and not is_loopback(a.host):
+            raise ValueError(f"admin.host {a.host!r} is not loopback: the console serves "
+                             "HTTPS there, set admin.tls_cert and admin.tls_key (plain HTTP "
+                             "is refused off loopback)")
+        return self
 
     @model_validator(mode="after")
     def _secure_mqtt(self) -> CentralSettings:

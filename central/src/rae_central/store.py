@@ -286,6 +286,22 @@ class CentralStore:
             return "unknown"
         return "revoked" if found[1] else "active"
 
+    def record_read(self, tenant: str, actor: str, action: str, resource: str,
+                    details: dict[str, Any] | None = None) -> None:
+        """Audits one read of a tenant's content at the console (committed before the
+        answer goes out)."""
+        with self.tx(tenant) as conn:
+            self._admin_audit(conn, tenant, actor, action, resource, details)
+
+    def admin_audit(self, tenant: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest admin audit entries of a tenant (enroll, revoke, console reads)."""
+        with self.tx(tenant) as conn:
+            return [{"at": _iso(r.at), "actor": r.actor, "action": r.action,
+                     "resource": r.resource, "details": r.details}
+                    for r in Session(bind=conn).execute(select(AdminAudit).where(
+                        AdminAudit.tenant_id == tenant).order_by(AdminAudit.id.desc())
+                        .limit(limit)).scalars()]
+
     @staticmethod
     def _admin_audit(conn: Connection, tenant: str, actor: str, action: str,
                      resource: str, details: dict[str, Any] | None = None) -> None:

@@ -5,7 +5,8 @@ Every API call needs ``Authorization: Bearer <token>``, one of two kinds (why: s
 
 - a **tenant token** (``admin.tenant_tokens``): that tenant's nodes, dead letters (with
   payload heads), corrections, open drift alerts with their evidence, each node's audit
-  chain verification, and revoking its nodes; every query runs under
+  chain verification, and revoking its nodes; every read of that content is recorded in
+  central's admin audit (who, which ids) before it is answered; every query runs under
   :func:`rae_central.rls.set_tenant`, so row-level security keeps other tenants out;
 - the **operator token** (``admin.token``, ``RAE_CENTRAL_ADMIN__TOKEN``): the health of
   every tenant's nodes and the dead letters' reasons (no payloads, no corrections'
@@ -135,19 +136,31 @@ def _nodes(store: CentralStore, request: Request[Any, Any, Any],
     return store.nodes_overview(_scope(request, tenant), away)
 
 
+def _audited(store: CentralStore, request: Request[Any, Any, Any], action: str,
+             rows: list[dict[str, Any]], key: str = "id") -> list[dict[str, Any]]:
+    """Records a read of tenant content (which rows, by whom) in central's admin audit
+    before the rows are answered."""
+    tenant = _who(request)
+    store.record_read(tenant, f"admin-console:{tenant}", action, request.url.path,
+                      {"ids": [str(r.get(key)) for r in rows][:1000], "count": len(rows)})
+    return rows
+
+
 def _dead(store: CentralStore, request: Request[Any, Any, Any], limit: int,
           tenant: str | None) -> list[dict[str, Any]]:
     if _who(request) == OPERATOR:
         return [d for d in store.fleet_dead_letters(limit if not tenant else 1000)
                 if not tenant or d["tenant_id"] == tenant][:limit]
-    return store.dead_letters(limit, _scope(request, tenant))
+    return _audited(store, request, "read.dead_letters",
+                    store.dead_letters(limit, _scope(request, tenant)))
 
 
 def _corrections(store: CentralStore, request: Request[Any, Any, Any], limit: int,
                  tenant: str | None) -> list[dict[str, Any]]:
     if _who(request) == OPERATOR:
         return []  # a tenant's knowledge: its own console token only
-    return store.recent_corrections(limit, _scope(request, tenant))
+    return _audited(store, request, "read.corrections",
+                    store.recent_corrections(limit, _scope(request, tenant)))
 
 
 @get("/api/v1/admin/dead-letters", guards=[admin_guard], sync_to_thread=True)
@@ -184,7 +197,8 @@ def _drift(store: CentralStore, request: Request[Any, Any, Any],
     from rae_central.drift_alerts import open_alerts
 
     scoped = _scope(request, tenant)
-    return open_alerts(store, scoped) if scoped else []
+    return _audited(store, request, "read.drift_alerts",
+                    open_alerts(store, scoped) if scoped else [])
 
 
 def _audit(store: CentralStore, request: Request[Any, Any, Any],
@@ -194,7 +208,9 @@ def _audit(store: CentralStore, request: Request[Any, Any, Any],
     from rae_central.audit_verify import verify
 
     scoped = _scope(request, tenant)
-    return [r.to_json() for r in verify(store, scoped, incremental=True)] if scoped else []
+    return _audited(store, request, "read.audit_chains",
+                    [r.to_json() for r in verify(store, scoped, incremental=True)]
+                    if scoped else [], key="node")
 
 
 @get("/api/v1/admin/drift-alerts", guards=[admin_guard], sync_to_thread=True)
