@@ -95,10 +95,12 @@ def test_down_rows_stay_until_the_node_acks_and_resume_replays_them(
     assert [f.id for f in first] == ids[:2]
     assert store.claim_due_fanout(resend_after_s=60, window=2) == []
     # B acks the first two as applied (an ack of another node's row deletes nothing)
-    store.ingest([_from(A, 90, "ack", seqs=[ids[2]], message_ids=[f"down-{ids[2]}"])],
-                 build)
-    store.ingest([_from(B, 3, "ack", seqs=ids[:2], message_ids=[f"down-{i}" for i in ids[:2]])],
-                 build)
+    foreign = store.ingest([_from(A, 90, "ack", seqs=[ids[2]],
+                                  message_ids=[f"down-{ids[2]}"])], build)
+    assert foreign.resumed == []
+    freed = store.ingest([_from(B, 3, "ack", seqs=ids[:2],
+                                message_ids=[f"down-{i}" for i in ids[:2]])], build)
+    assert freed.resumed == [B], "acks free B's window: its next rows go at once"
     assert store.pending_down(B) == ids[2:]
     second = store.claim_due_fanout(resend_after_s=60, window=2)
     assert [f.id for f in second] == ids[2:4]

@@ -200,7 +200,8 @@ class IngestOutcome:
     new: list[Accepted] = field(default_factory=list)
     duplicates: list[Accepted] = field(default_factory=list)
     fanout: list[FanoutItem] = field(default_factory=list)
-    resumed: list[NodeKey] = field(default_factory=list)  # nodes whose down rows are due
+    # nodes whose down rows may be due now: a resume, or acks that freed their window
+    resumed: list[NodeKey] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -359,10 +360,12 @@ class CentralStore:
             out.fanout += self._queue_fanout(conn, new, build_fanout, at)
         for a in new:
             if a.kind == "ack":
-                self._down_acked(conn, a)
+                if self._down_acked(conn, a) and a.node not in out.resumed:
+                    out.resumed.append(a.node)
             elif a.kind == "resume":
                 self._resume(conn, a, at)
-                out.resumed.append(a.node)
+                if a.node not in out.resumed:
+                    out.resumed.append(a.node)
 
     @staticmethod
     def _insert_memories(conn: Connection, new: list[Accepted], at: datetime) -> None:
@@ -456,7 +459,7 @@ class CentralStore:
                            r["payload"]) for i, r in zip(ids, rows, strict=True)]
 
     @staticmethod
-    def _down_acked(conn: Connection, a: Accepted) -> None:
+    def _down_acked(conn: Connection, a: Accepted) -> int:
         """The node applied these down messages: their rows go (only the sender's own)."""
         seqs = [int(x) for x in a.record.get("seqs", ())]
         mids = [str(x) for x in a.record.get("message_ids", ())]
@@ -472,13 +475,14 @@ class CentralStore:
             sql = ("DELETE FROM fanout WHERE tenant_id = :t AND site_id = :s AND "
                    "node_id = :n AND message_id = ANY(CAST(:mids AS text[]))")
         else:
-            return
-        gone = conn.execute(text(sql), {"ids": seqs, "mids": mids, "t": n[0], "s": n[1],
-                                        "n": n[2]}).rowcount
+            return 0
+        gone = int(conn.execute(text(sql), {"ids": seqs, "mids": mids, "t": n[0],
+                                            "s": n[1], "n": n[2]}).rowcount)
         if gone:
             conn.execute(update(Node).where(
                 Node.tenant_id == n[0], Node.site_id == n[1], Node.node_id == n[2],
             ).values(down_acked=Node.down_acked + gone))
+        return gone
 
     @staticmethod
     def _resume(conn: Connection, a: Accepted, at: datetime) -> None:
@@ -512,6 +516,15 @@ class CentralStore:
             out += sorted((FanoutItem(r[0], (r[1], r[2], r[3]), r[4], bytes(r[5]))
                            for r in rows), key=lambda f: f.id)
         return out
+
+    def fanout_unsent(self, items: Iterable[FanoutItem]) -> None:
+        """Rows whose publish failed: due at the next sweep."""
+        by_tenant: dict[str, list[int]] = {}
+        for f in items:
+            by_tenant.setdefault(f.node[0], []).append(f.id)
+        for tenant, ids in by_tenant.items():
+            with self.tx(tenant) as conn:
+                conn.execute(update(Fanout).where(Fanout.id.in_(ids)).values(sent_at=None))
 
     def pending_down(self, node: NodeKey) -> list[int]:
         """Positions (fan-out ids) still owed to ``node``, oldest first."""

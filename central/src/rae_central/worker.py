@@ -38,6 +38,7 @@ The broker ack waits for the commit, which paho's handler-returns-then-ack canno
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -325,7 +326,7 @@ class IngestWorker:
             # The rows are committed: the edge sends them again and gets a new ack.
             log.warning("acks not sent (%s): the edges will re-send and be acked then", e)
         self._send_fanout(fanout)
-        if resumed:  # a node (re)connected: what it is owed goes now, not at the sweep
+        if resumed:  # a node (re)connected or acked: what it is owed goes now, in windows
             ing = self.settings.ingest
             self._send_fanout(self._retry_db(lambda: self.store.claim_due_fanout(
                 ing.fanout_resend_s, ing.fanout_window, nodes=resumed)))
@@ -339,6 +340,10 @@ class IngestWorker:
             self.transport.publish_many([(f.topic, f.payload) for f in items])
         except TransportError as e:
             log.warning("fan-out of %d messages deferred (%s)", len(items), e)
+            # due again at the next sweep once the broker is back (if the database is away
+            # too: sent again when their node is next heard from, or resumes)
+            with contextlib.suppress(OperationalError):
+                self.store.fanout_unsent(items)
             return
         self.stats.fanout += len(items)
 

@@ -18,11 +18,11 @@ node's position (the highest such seq applied) moves. On every connect the agent
 ``ResumeMsg`` with that position: central sends again whatever it still owes the node,
 so nothing depends on what the broker kept.
 
-A bad down message never stalls the stream: one that does not verify, or whose clock
-stamp lies more than ``max_clock_skew_s`` ahead of this node's clock, is set aside with
-its reason (:meth:`SyncLedger.set_aside`) and the handler returns, so the broker gets its
-PUBACK; a correction refused for its clock is not acked up, so central keeps it (shown in
-its console) and sends it again later.
+A bad down message never stalls the stream: one that does not verify, or a correction
+whose clock stamps lie more than ``max_clock_skew_s`` ahead of this node's clocks, is set
+aside with its reason (:meth:`SyncLedger.set_aside`) and the handler returns, so the
+broker gets its PUBACK; a correction refused for its clock is not acked up, so central
+keeps it (shown in its console) and sends it again later.
 
 Handlers never wait for a PUBACK (that would block the MQTT network thread): they hand
 work to the agent's thread.
@@ -397,13 +397,20 @@ class SyncAgent:
             log.warning("sync: dropped %s on %s: not addressed to this node", env.message_id,
                         msg.topic)
             return
-        try:
-            check_ordering(env, m, max_ahead_s=self.options.max_clock_skew_s)
-        except ClockSkew as e:
-            # not marked applied, not acked up: central keeps it and sends it again
-            self._refuse(None, msg, f"{e.reason}: {e}")
-            return
-        self.clock.update(env.hlc)
+        if isinstance(m, CorrectionMsg):
+            # A correction's stamps order facts at every plant: refused when further ahead
+            # than the skew of the later of this node's wall clock and its hybrid clock.
+            # The hybrid clock follows central's answers to this node (acks, below), so a
+            # node whose wall clock was set back still takes the other plants' stamps.
+            wall = time.time_ns() // 1_000_000
+            try:
+                check_ordering(env, m, max_ahead_s=self.options.max_clock_skew_s,
+                               now_ms=max(wall, self.clock.last.ms))
+            except ClockSkew as e:
+                # not marked applied, not acked up: central keeps it and sends it again
+                self._refuse(None, msg, f"{e.reason}: {e}")
+                return
+        self.clock.update(env.hlc)  # central's own stamp (it checked the senders')
         if isinstance(m, AckMsg):
             n = self.ledger.ack(m.seqs, m.message_ids)
             if n:
