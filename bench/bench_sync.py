@@ -101,11 +101,12 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         broker.start()
         url = pg.create_database("bench")
         migrate.upgrade(url)
-        settings = CentralSettings(database_url=url, mqtt_url=broker.url,
+        settings = CentralSettings(database_url=url, mqtt_url=broker.url, allow_plain_mqtt=True,
                                    signing_key_file=tmp / "central-key.pem")
         ids = {n: enroll(settings, ("acme", f"plant-{n}", f"node-{n}"), tmp / f"{n}.json")
                for n in ("a", "b")}
-        env = {**os.environ, "RAE_CENTRAL_INGEST__BATCH_SIZE": "1000"}
+        env = {**os.environ, "RAE_CENTRAL_INGEST__BATCH_SIZE": "1000",
+               "RAE_CENTRAL_ALLOW_PLAIN_MQTT": "true"}
         for i in range(WORKERS):
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "rae_central.cli", "worker", "--database-url", url,

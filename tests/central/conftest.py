@@ -50,7 +50,7 @@ class Central:
 def central(pg_url: str, mosquitto: Mosquitto, tmp_path: Path) -> Iterator[Central]:
     migrate.upgrade(pg_url)
     settings = CentralSettings(
-        database_url=pg_url, mqtt_url=mosquitto.url,
+        database_url=pg_url, mqtt_url=mosquitto.url, allow_plain_mqtt=True,
         signing_key_file=tmp_path / "central-key.pem",
         ingest={"gap_grace_s": 0.3, "replay_every_s": 1.0, "fanout_sweep_s": 1.0},
         vectors={"qdrant": str(tmp_path / "qdrant")},

@@ -39,8 +39,15 @@ class EdgeSim:
         return self.identity.node
 
     def connect(self) -> EdgeSim:
-        t = PahoTransport.from_url(self.mqtt_url, f"edge-{'-'.join(self.node)}",
-                                   session_expiry_s=3600)
+        ident = self.identity
+        if ident.mqtt_password:  # a secure broker: certificate, password, bound client id
+            t = PahoTransport.from_url(self.mqtt_url, ident.mqtt_client_id,
+                                       session_expiry_s=3600, tls=ident.tls,
+                                       username=ident.mqtt_username,
+                                       password=ident.mqtt_password)
+        else:
+            t = PahoTransport.from_url(self.mqtt_url, f"edge-{'-'.join(self.node)}",
+                                       session_expiry_s=3600)
         t.subscribe(node_down_filter(*self.node), self._on_down)
         t.connect(timeout=15)
         self.transport = t
@@ -102,6 +109,13 @@ class EdgeSim:
             wait_until = time.monotonic() + resend_after
             while time.monotonic() < wait_until and self.unacked():
                 time.sleep(0.05)
+
+    def ack_applied(self, envs: list[Envelope]) -> None:
+        """Acks down messages as applied, as a node does: central then drops them."""
+        ack = self.envelope(AckMsg(message_ids=tuple(e.message_id for e in envs),
+                                   seqs=tuple(e.seq for e in envs)))
+        self.outbox[ack.message_id] = ack
+        self.deliver_all()
 
     def received(self, cls: type[Message]) -> list[Envelope]:
         with self.lock:

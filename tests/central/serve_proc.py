@@ -39,7 +39,8 @@ class ServeProc:
         s = self.central.settings
         env = {"RAE_CENTRAL_ADMIN__TOKEN": ADMIN_TOKEN,
                "RAE_CENTRAL_ADMIN__TENANT_TOKENS": json.dumps(TENANT_TOKENS),
-               "RAE_CENTRAL_INGEST__GAP_GRACE_S": "5", "RAE_CENTRAL_VECTORS__BATCH_SIZE": "64"}
+               "RAE_CENTRAL_INGEST__GAP_GRACE_S": "5", "RAE_CENTRAL_VECTORS__BATCH_SIZE": "64",
+               "RAE_CENTRAL_ALLOW_PLAIN_MQTT": "true"}  # loopback broker of the tests
         cmd = [sys.executable, "-m", "rae_central.cli", "serve", "--database-url",
                s.database_url, "--qdrant", s.vectors.qdrant, "--mqtt-url", str(s.mqtt_url),
                "--host", "127.0.0.1", "--port", str(self.port), "--workers",

@@ -4,7 +4,9 @@ and dead-letter reasons but no content; a tenant token sees its own tenant only;
 
 from __future__ import annotations
 
+import pytest
 from litestar.testing import TestClient
+from pydantic import ValidationError
 
 from rae_central.admin.app import create_app
 from rae_central.config import CentralSettings
@@ -79,3 +81,41 @@ def test_admin_api(store: CentralStore, pg_url: str) -> None:  # noqa: F811
         r = c.get("/api/v1/admin/nodes", headers={"Authorization": "Bearer x"})
         assert r.status_code == 503 and "RAE_CENTRAL_ADMIN__TOKEN" in r.json()["error"]["message"]
     app_engine.dispose()
+
+
+def test_every_content_read_is_audited(store: CentralStore, pg_url: str) -> None:  # noqa: F811
+    """A tenant token's reads of corrections, dead letters (payload heads), drift alerts
+    and audit chains are each recorded in central's admin audit, with the ids read; the
+    operator's health view (no content) is not a content read."""
+    store.ingest([_cor(A, 1), _cor(A, 2)])
+    store.dead_letter([("rae/v1/acme/plant-1/node-a/up/correction", b"{x", "malformed", A)])
+    app_engine = make_engine(CentralSettings(database_url=pg_url).app_url())
+    app_store = CentralStore(app_engine)
+    with TestClient(create_app(app_store, TOKEN, tenant_tokens={"acme": ACME})) as c:
+        op = {"Authorization": f"Bearer {TOKEN}"}
+        assert c.get("/api/v1/admin/overview", headers=op).status_code == 200
+        assert not [e for e in store.admin_audit("acme") if e["action"].startswith("read.")]
+        h = {"Authorization": f"Bearer {ACME}"}
+        got = c.get("/api/v1/admin/corrections", headers=h).json()
+        assert sorted(x["id"] for x in got) == ["cor-node-a-1", "cor-node-a-2"]
+        c.get("/api/v1/admin/overview", headers=h)
+    reads = [e for e in store.admin_audit("acme") if e["action"].startswith("read.")]
+    actions = sorted(e["action"] for e in reads)
+    assert actions == ["read.audit_chains", "read.corrections", "read.corrections",
+                       "read.dead_letters", "read.drift_alerts"], actions
+    [first] = [e for e in reversed(reads) if e["action"] == "read.corrections"][:1]
+    assert first["actor"] == "admin-console:acme"
+    assert sorted(first["details"]["ids"]) == ["cor-node-a-1", "cor-node-a-2"]
+    assert first["resource"] == "/api/v1/admin/corrections"
+    app_engine.dispose()
+
+
+def test_console_serves_https_off_loopback() -> None:
+    with pytest.raises(ValidationError, match="plain HTTP is refused off loopback"):
+        CentralSettings(admin={"host": "0.0.0.0"})
+    with pytest.raises(ValidationError, match="go together"):
+        CentralSettings(admin={"host": "127.0.0.1", "tls_cert": "c.pem"})
+    ok = CentralSettings(admin={"host": "0.0.0.0", "tls_cert": "c.pem",
+                                "tls_key": "k.pem"})
+    assert ok.admin.tls_cert is not None
+    assert CentralSettings(admin={"host": "127.0.0.1"}).admin.tls_cert is None

@@ -54,9 +54,10 @@ def test_migrate_is_idempotent_and_checked(pg_url: str) -> None:
 def test_ingest_is_idempotent_and_fans_out(store: CentralStore) -> None:
     built: list[tuple[str, tuple[str, str, str]]] = []
 
-    def build(a: Accepted, peer: tuple[str, str, str]) -> tuple[str, bytes]:
+    def build(a: Accepted, peer: tuple[str, str, str], pos: int) -> tuple[str, bytes, str]:
         built.append((a.message_id, peer))
-        return f"rae/v1/{'/'.join(peer)}/down/correction", a.message_id.encode()
+        return (f"rae/v1/{'/'.join(peer)}/down/correction", a.message_id.encode(),
+                f"down-{pos}")
 
     out = store.ingest([_cor(A, 1), _cor(A, 2)], build)
     assert [a.seq for a in out.new] == [1, 2] and not out.duplicates
@@ -65,8 +66,71 @@ def test_ingest_is_idempotent_and_fans_out(store: CentralStore) -> None:
     again = store.ingest([_cor(A, 2), _cor(A, 1)], build)
     assert not again.new and len(again.duplicates) == 2 and not again.fanout
     assert store.count("corrections") == 2 and store.count("messages") == 2
-    store.fanout_sent(out.fanout)
-    assert store.count("fanout") == 0
+    # published (the broker has them) is not delivered: the rows stay until B acks
+    assert store.count("fanout") == 2
+    assert store.pending_down(B) == sorted(f.id for f in out.fanout)
+
+
+def _from(node: tuple[str, str, str], seq: int, kind: str, **record: object) -> Accepted:
+    return Accepted(node=node, message_id=f"msg-{node[2]}-{seq}", seq=seq,
+                    hlc=f"{2000 + seq:013d}-000000", type=kind, kind=kind, record=record)
+
+
+def test_down_rows_stay_until_the_node_acks_and_resume_replays_them(
+        store: CentralStore) -> None:
+    def build(a: Accepted, peer: tuple[str, str, str], pos: int) -> tuple[str, bytes, str]:
+        return f"rae/v1/{'/'.join(peer)}/down/correction", b"x", f"down-{pos}"
+
+    out = store.ingest([_cor(A, s) for s in range(1, 6)], build)
+    ids = [f.id for f in out.fanout]
+    assert len(ids) == 5 and store.pending_down(B) == ids
+    # sent just now: nothing is due again yet, also not to a node heard from since
+    store.ingest([_from(B, 1, "node_status")], build)
+    assert store.claim_due_fanout(resend_after_s=60, window=100) == []
+    # B resumes (a reconnect, the broker may have lost everything): all five are due,
+    # in windows of 2, oldest first, and the same row is never handed out twice
+    res = store.ingest([_from(B, 2, "resume", cursor=0, applied=0)], build)
+    assert res.resumed == [B]
+    first = store.claim_due_fanout(resend_after_s=60, window=2)
+    assert [f.id for f in first] == ids[:2]
+    assert store.claim_due_fanout(resend_after_s=60, window=2) == []
+    # B acks the first two as applied (an ack of another node's row deletes nothing)
+    foreign = store.ingest([_from(A, 90, "ack", seqs=[ids[2]],
+                                  message_ids=[f"down-{ids[2]}"])], build)
+    assert foreign.resumed == []
+    freed = store.ingest([_from(B, 3, "ack", seqs=ids[:2],
+                                message_ids=[f"down-{i}" for i in ids[:2]])], build)
+    assert freed.resumed == [B], "acks free B's window: its next rows go at once"
+    assert store.pending_down(B) == ids[2:]
+    second = store.claim_due_fanout(resend_after_s=60, window=2)
+    assert [f.id for f in second] == ids[2:4]
+    store.ingest([_from(B, 4, "ack", seqs=ids[2:4],
+                        message_ids=[f"down-{i}" for i in ids[2:4]])], build)
+    assert [f.id for f in store.claim_due_fanout(60, 2)] == ids[4:]
+    store.ingest([_from(B, 5, "ack", seqs=ids[4:], message_ids=[f"down-{ids[4]}"]),
+                  _from(B, 6, "resume", cursor=ids[4], applied=5)], build)
+    assert store.pending_down(B) == [] and store.count("fanout") == 0
+    [b] = [n for n in store.nodes_overview() if n["node_id"] == "node-b"]
+    assert (b["down_pending"], b["down_cursor"], b["down_acked"], b["away"]) == (0, ids[4], 5,
+                                                                                False)
+
+
+def test_a_node_away_past_the_horizon_shows_what_it_has_not_received(
+        store: CentralStore) -> None:
+    def build(a: Accepted, peer: tuple[str, str, str], pos: int) -> tuple[str, bytes, str]:
+        return f"rae/v1/{'/'.join(peer)}/down/correction", b"x", f"down-{pos}"
+
+    store.ingest([_from(B, 1, "node_status")], build)
+    store.ingest([_cor(A, s) for s in range(1, 4)], build)
+    with store.engine.begin() as conn:  # B was last heard from 30 days ago
+        conn.execute(sa.text("UPDATE nodes SET last_seen = now() - interval '30 days' "
+                             "WHERE node_id = 'node-b'"))
+    [b] = [n for n in store.nodes_overview(away_after_s=7 * 86_400) if n["node_id"] == "node-b"]
+    assert b["away"] is True and b["down_pending"] == 3 and b["down_oldest_at"]
+    [b] = [n for n in store.fleet_overview(away_after_s=7 * 86_400) if n["node_id"] == "node-b"]
+    assert b["away"] is True and b["down_pending"] == 3
+    # nothing was dropped for it
+    assert store.count("fanout") == 3
 
 
 def test_out_of_order_seqs_move_the_watermark_and_gaps_show(store: CentralStore) -> None:

@@ -32,7 +32,12 @@ def test_corrections_are_stored_acked_and_fanned_out(central: Central,
         a.deliver_all(timeout=30)
         assert central.store.count("corrections") == 20
         assert central.store.count("messages") == 20
-        wait_for(lambda: central.store.count("fanout") == 0, what="fan-out rows sent")
+        # sent is not delivered: central keeps B's rows until B acks applying them
+        assert central.store.count("fanout") == 20
+        assert central.store.pending_down(b.node) == sorted(
+            e.seq for e in b.received(CorrectionMsg))
+        b.ack_applied(b.received(CorrectionMsg))
+        wait_for(lambda: central.store.count("fanout") == 0, what="B's rows dropped on its ack")
         assert len(b.received(CorrectionMsg)) == 20
         # both plants' corrections of one target survive, in HLC order
         b.correction("no, it was the cable", target_id="inc_1")

@@ -218,6 +218,30 @@ def test_backup_from_a_newer_release_is_refused(node: EdgeNode, tmp_path: Path) 
         bk.restore(tmp_path / "bk", tmp_path / "r")
 
 
+@pytest.mark.parametrize("evil", ["../../victim.txt", "/ABS/victim.txt", "duck/../../victim.txt",
+                                  "link/victim.txt"])
+def test_restore_refuses_a_manifest_path_outside_the_data_folder_before_opening_anything(
+        node: EdgeNode, tmp_path: Path, evil: str) -> None:
+    """Restore runs as root from the installer: a manifest naming a path outside the
+    backup must not touch that file (the old code truncated it before the checksum)."""
+    bk.backup_node(node, tmp_path / "bk")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "bk" / "link").symlink_to(tmp_path)  # a link in the backup leading out
+    evil = evil.replace("/ABS", str(tmp_path))
+    mpath = tmp_path / "bk" / "manifest.json"
+    m = json.loads(mpath.read_text())
+    m["files"][evil] = {"sha256": "0" * 64, "size": 8}
+    mpath.write_text(json.dumps(m))
+    with pytest.raises(bk.BackupError, match="nothing restored") as e:
+        bk.restore(tmp_path / "bk", tmp_path / "r")
+    assert repr(evil) in str(e.value)
+    assert victim.read_text() == "precious"
+    assert not (tmp_path / "r").exists(), "the destination was not even created"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".r.partial")]
+
+
 def test_backup_refuses_non_empty_or_inner_destination(node: EdgeNode, tmp_path: Path) -> None:
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")

@@ -32,6 +32,7 @@ from rae_sync.messages import (
     NodeRef,
     NodeStatusMsg,
     ReplayRequestMsg,
+    ResumeMsg,
 )
 from rae_sync.signing import (
     Ed25519PrivateKey,
@@ -80,6 +81,7 @@ def _examples() -> list[tuple[Message, Direction]]:
         (DriftAlertMsg(id="drift_1", tenant_id=T, error_code="E404", status="open",
                        summary="field disagrees", machine_ids=("press-7",),
                        correction_ids=("cor_1",), created_at=AT), Direction.UP),
+        (ResumeMsg(cursor=1042, applied=371), Direction.UP),
     ]
 
 

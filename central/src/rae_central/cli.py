@@ -1,4 +1,5 @@
-"""``rae-central``: serve, worker, migrate, enroll, revoke, audit verify.
+"""``rae-central``: serve, worker, migrate, enroll, revoke, audit verify, pki init,
+broker-config.
 
 ``migrate``, ``enroll``, ``revoke`` and ``audit verify`` connect with ``--database-url``
 (the owner; these are the operator's commands); ``serve`` and ``worker`` with the
@@ -54,7 +55,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_enroll(args: argparse.Namespace) -> int:
     from rae_central.enroll import enroll
 
-    s = _settings(args)
+    s = _settings(args, mqtt_url=args.mqtt_url, allow_plain_mqtt=args.allow_plain_mqtt)
     path = enroll(s, (args.tenant, args.site, args.node), args.out, force=args.force)
     print(f"enrolled {args.tenant}/{args.site}/{args.node}; identity written to {path} "
           "(keep it secret: it holds the node's signing key)")
@@ -95,9 +96,41 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 1 if broken else 0
 
 
+def cmd_pki_init(args: argparse.Namespace) -> int:
+    """The CA, the broker's server certificate and central's client certificate."""
+    from rae_central.pki import PkiLayout
+
+    layout = PkiLayout(args.dir)
+    layout.init(args.host)
+    print(f"CA in {layout.ca_dir} (keep ca.key on central only); broker certificate for "
+          f"{', '.join(args.host)} in {layout.root / 'broker'}; central's client "
+          f"certificate in {layout.root / 'central'}. Next: set "
+          f"RAE_CENTRAL_MQTT_PKI_DIR={args.dir} and RAE_CENTRAL_MQTT_URL=mqtts://"
+          f"{args.host[0]}:8883, enroll the nodes, then `rae-central broker-config`")
+    return 0
+
+
+def cmd_broker_config(args: argparse.Namespace) -> int:
+    """mosquitto.conf + dynsec.json for the enrolled nodes (run again after each enroll
+    or revoke)."""
+    from rae_central.broker_setup import write_broker_config
+
+    s = _settings(args, mqtt_pki_dir=args.pki_dir)
+    conf = write_broker_config(s, args.out, port=args.port, bind=args.bind,
+                               run_as=args.run_as)
+    print(f"broker configuration written to {conf} (start: mosquitto -c {conf})")
+    return 0
+
+
 def _ingest_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {"mqtt_url": args.mqtt_url, "app_database_url": args.app_database_url,
+            "allow_plain_mqtt": args.allow_plain_mqtt,
             "ingest": {"workers": getattr(args, "workers", None)}}
+
+
+def _plain_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-plain-mqtt", action="store_true", default=None,
+                   help="accept an mqtt:// (no TLS) broker URL on loopback (tests, demos)")
 
 
 def _app_url_arg(p: argparse.ArgumentParser) -> None:
@@ -142,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None, help="port of the admin console")
     p.add_argument("--workers", type=int, default=None, help="ingest worker processes")
     _app_url_arg(p)
+    _plain_arg(p)
     p.set_defaults(handler=cmd_serve)
 
     p = sub.add_parser("worker", help="one ingest worker (no console), e.g. on another host")
@@ -150,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", type=int, default=0,
                    help="worker number: its MQTT session is {share_group}-{index}")
     _app_url_arg(p)
+    _plain_arg(p)
     p.set_defaults(handler=cmd_worker)
 
     p = sub.add_parser("enroll", help="issue a node's identity and register its key")
@@ -157,7 +192,30 @@ def build_parser() -> argparse.ArgumentParser:
     _node_args(p)
     p.add_argument("--out", type=Path, required=True, help="identity file to write")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.add_argument("--mqtt-url", default=None, help="the broker URL written into the "
+                   "identity (default: mqtt_url of the settings)")
+    _plain_arg(p)
     p.set_defaults(handler=cmd_enroll)
+
+    p = sub.add_parser("pki", help="central's MQTT certificates")
+    pki = p.add_subparsers(dest="pki_command", required=True)
+    p = pki.add_parser("init", help="make the CA (kept if present), the broker's server "
+                       "certificate and central's client certificate")
+    p.add_argument("--dir", type=Path, required=True, help="folder for the certificates")
+    p.add_argument("--host", action="append", required=True,
+                   help="a name or address the nodes dial the broker by (repeatable)")
+    p.set_defaults(handler=cmd_pki_init)
+
+    p = sub.add_parser("broker-config", help="write mosquitto.conf and its dynamic-security "
+                       "file (TLS, client certificates, per-node topics and client ids)")
+    _common(p)
+    p.add_argument("--pki-dir", type=Path, default=None, help="as made by `pki init` "
+                   "(default: mqtt_pki_dir of the settings)")
+    p.add_argument("--out", type=Path, required=True, help="folder to write into")
+    p.add_argument("--port", type=int, default=8883, help="the broker's TLS port")
+    p.add_argument("--bind", default="0.0.0.0", help="address the broker listens on")  # noqa: S104
+    p.add_argument("--run-as", default=None, help="user mosquitto runs as (default: you)")
+    p.set_defaults(handler=cmd_broker_config)
 
     p = sub.add_parser("revoke", help="refuse a node's messages from now on")
     _common(p)

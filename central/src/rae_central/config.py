@@ -7,10 +7,12 @@ Nested keys come from the environment with ``__``: ``RAE_CENTRAL_ADMIN__TOKEN=..
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rae_sync.layered_settings import LayeredSources, load_layered
@@ -27,6 +29,10 @@ class AdminSettings(_Section):
         "console refuses every request; set RAE_CENTRAL_ADMIN__TOKEN)",
     )
     host: str = Field(default="127.0.0.1", description="address the console binds to")
+    tls_cert: Path | None = Field(
+        default=None, description="HTTPS certificate of the console (PEM); required when "
+        "admin.host is not loopback: plain HTTP is refused there")
+    tls_key: Path | None = Field(default=None, description="private key of admin.tls_cert")
     port: int = Field(default=8480, ge=0, le=65535, description="TCP port of the console")
     tenant_tokens: dict[str, SecretStr] = Field(
         default_factory=dict,
@@ -58,7 +64,23 @@ class IngestSettings(_Section):
     replay_every_s: float = Field(default=10.0, ge=0.1,
                                   description="least time between two replay requests to a node")
     fanout_sweep_s: float = Field(default=5.0, ge=0.1,
-                                  description="how often unsent fan-out rows are retried")
+                                  description="how often a worker looks for due fan-out rows")
+    fanout_resend_s: float = Field(
+        default=30.0, ge=0.5,
+        description="a fan-out row sent this long ago and not acked by a node heard from "
+        "since is sent again (the broker lost it); a node's resume makes its rows due at once")
+    fanout_window: int = Field(
+        default=1000, ge=1, le=100_000,
+        description="most fan-out rows out unacked to one node at a time: a long catch-up "
+        "goes in windows, never into the broker's queue all at once")
+    away_after_s: float = Field(
+        default=7 * 86_400.0, gt=0,
+        description="a node not heard from for this long shows as away in the console, "
+        "with what it has not received (kept until it comes back: nothing is dropped)")
+    max_clock_skew_s: float = Field(
+        default=300.0, gt=0,
+        description="a message whose clock stamp is further ahead of central's clock is "
+        "dead-lettered (reason clock_skew) and its node flagged in the console")
 
 
 class VectorSettings(_Section):
@@ -100,9 +122,42 @@ class CentralSettings(LayeredSources, BaseSettings):
     )
     mqtt_url: str | None = Field(default=None,
                                  description="mqtt[s]://host:port of the broker; None: no ingest")
+    mqtt_pki_dir: Path | None = Field(
+        default=None,
+        description="folder made by `rae-central pki init` (CA, broker and central "
+        "certificates): workers connect with central's client certificate, `enroll` "
+        "writes each node's certificate and broker password into its identity")
+    allow_plain_mqtt: bool = Field(
+        default=False,
+        description="allow mqtt:// (no TLS) to a loopback broker, for tests and demos "
+        "only; mqtt:// to any other host is refused whatever this says")
     admin: AdminSettings = Field(default_factory=AdminSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     vectors: VectorSettings = Field(default_factory=VectorSettings)
+
+    @model_validator(mode="after")
+    def _secure_console(self) -> CentralSettings:
+        a = self.admin
+        if (a.tls_cert is None) != (a.tls_key is None):
+            raise ValueError("admin.tls_cert and admin.tls_key go together")
+        if a.tls_cert is None and not is_loopback(a.host):
+            raise ValueError(f"admin.host {a.host!r} is not loopback: the console serves "
+                             "HTTPS there, set admin.tls_cert and admin.tls_key (plain HTTP "
+                             "is refused off loopback)")
+        return self
+
+    @model_validator(mode="after")
+    def _secure_mqtt(self) -> CentralSettings:
+        if self.mqtt_url and self.mqtt_url.startswith("mqtt://"):
+            host = urlparse(self.mqtt_url).hostname or ""
+            if not is_loopback(host):
+                raise ValueError(f"mqtt_url {self.mqtt_url!r}: plain MQTT to a host other "
+                                 "than loopback is refused; use mqtts:// with mqtt_pki_dir")
+            if not self.allow_plain_mqtt:
+                raise ValueError(f"mqtt_url {self.mqtt_url!r} is plain MQTT: use mqtts:// "
+                                 "(rae-central pki init), or set allow_plain_mqtt for a "
+                                 "loopback test setup")
+        return self
 
     def app_url(self) -> str:
         """The URL the application connects with (see ``app_database_url``)."""
@@ -124,6 +179,15 @@ class CentralSettings(LayeredSources, BaseSettings):
             return str(url.username or self.app_role), url.password
         return self.app_role, (self.app_password.get_secret_value()
                                if self.app_password else None)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:

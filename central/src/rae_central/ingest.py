@@ -3,12 +3,15 @@
 
 - :class:`NodeKeys`: the senders' public keys (``rae_node_key``, one query per batch);
 - :class:`Decoder` opens one received message (topic + bytes): schema, sender key
-  (enrolled and not revoked), signature, payload, and that the payload's tenant is the
-  sender's; it returns an :class:`~rae_central.store.Accepted` or raises a
-  ``VerificationError`` whose ``reason`` and text go to the dead-letter table;
+  (enrolled and not revoked), signature, payload, that the payload's tenant is the
+  sender's, and that its clock stamps are not ahead of central's clock by more than
+  ``max_ahead_s`` (:mod:`rae_sync.validation`); it returns an
+  :class:`~rae_central.store.Accepted` or raises a ``VerificationError`` whose
+  ``reason`` and text go to the dead-letter table;
 - :class:`DownSigner` seals what central sends down (ack, replay request, a fanned-out
   correction) with central's key; its seq comes from a Postgres sequence, so it only grows
-  across every worker.
+  across every worker (a fanned-out correction's seq is its fan-out row's id: the
+  receiving node's down position).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from rae_sync.messages import (
     MessageType,
     NodeStatusMsg,
     ReplayRequestMsg,
+    ResumeMsg,
 )
 from rae_sync.signing import (
     Ed25519PrivateKey,
@@ -43,6 +47,7 @@ from rae_sync.signing import (
     sign,
 )
 from rae_sync.topics import Direction, down_topic
+from rae_sync.validation import DEFAULT_MAX_AHEAD_S, check_ordering
 
 # Looks up (public key PEM, revoked) of the given nodes: CentralStore.node_keys.
 KeySource = Callable[[Iterable[NodeKey]], dict[NodeKey, tuple[str, bool]]]
@@ -95,14 +100,16 @@ def _same_tenant(env: Envelope, tenant: str, what: str) -> None:
 
 
 class Decoder:
-    def __init__(self, keys: NodeKeys) -> None:
+    def __init__(self, keys: NodeKeys, max_ahead_s: float = DEFAULT_MAX_AHEAD_S) -> None:
         self.keys = keys
+        self.max_ahead_s = max_ahead_s
 
     def decode(self, topic: str, payload: bytes) -> Accepted:
         rec = open_envelope(payload, lambda e: self.keys.get(e.node), topic=topic)
         env, msg = rec.envelope, rec.message
         if env.direction != Direction.UP:
             raise Malformed("central accepts only up messages")
+        check_ordering(env, msg, max_ahead_s=self.max_ahead_s)
         return to_accepted(env, msg)
 
 
@@ -132,6 +139,12 @@ def to_accepted(env: Envelope, msg: Message) -> Accepted:
         if msg.oldest_unacked_at is not None:
             lag = max(0.0, time.time() - msg.oldest_unacked_at.timestamp())
         return Accepted(kind="status", status=NodeStatus(msg.outbox_depth, lag), **base)
+    if isinstance(msg, AckMsg):  # the node applied these down messages
+        return Accepted(kind="ack", record={"seqs": list(msg.seqs),
+                                            "message_ids": list(msg.message_ids)}, **base)
+    if isinstance(msg, ResumeMsg):
+        return Accepted(kind="resume", record={"cursor": msg.cursor,
+                                               "applied": msg.applied}, **base)
     return Accepted(kind="other", **base)
 
 
@@ -162,8 +175,8 @@ class DownSigner:
                    hlc=self.clock.now())
         return env.topic, env.encode()
 
-    def seal_payload(self, node: NodeKey, type_: MessageType,
-                     payload: dict[str, Any]) -> tuple[str, bytes]:
+    def seal_payload(self, node: NodeKey, type_: MessageType, payload: dict[str, Any],
+                     seq: int | None = None) -> tuple[str, bytes, str]:
         """The fast path for fan-out: an already validated payload (the wire form of a
         message that came up) sealed without another pydantic round trip. The bytes are
         those :func:`rae_sync.envelope.seal` + ``encode`` make (the tests open them with
@@ -171,14 +184,16 @@ class DownSigner:
         # Canonical JSON sorts keys, and "signature" falls between "seq" and "site_id":
         # the signed bytes and the published bytes are two halves joined with or without
         # the signature, so the (large) payload is dumped once, not twice.
+        message_id = new_message_id()
         head = canonical_json({
             "direction": Direction.DOWN.value, "hlc": str(self.clock.now()),
-            "message_id": new_message_id(), "node_id": node[2], "payload": payload,
-            "schema_version": SCHEMA_VERSION, "seq": self._next_seq()})
+            "message_id": message_id, "node_id": node[2], "payload": payload,
+            "schema_version": SCHEMA_VERSION,
+            "seq": self._next_seq() if seq is None else seq})
         tail = canonical_json({"site_id": node[1], "tenant_id": node[0], "type": type_.value})
         signature = sign(self.key, head[:-1] + b"," + tail[1:])
         data = head[:-1] + b',"signature":' + canonical_json(signature) + b"," + tail[1:]
-        return down_topic(node[0], node[1], node[2], type_.value), data
+        return down_topic(node[0], node[1], node[2], type_.value), data, message_id
 
     def ack(self, node: NodeKey, accepted: list[Accepted]) -> tuple[str, bytes]:
         return self.seal(node, AckMsg(message_ids=tuple(a.message_id for a in accepted),
@@ -188,8 +203,10 @@ class DownSigner:
         return self.seal(node, ReplayRequestMsg(from_seq=from_seq, to_seq=to_seq,
                                                 reason="gap"))
 
-    def fanout(self, a: Accepted, peer: NodeKey) -> tuple[str, bytes]:
-        """The correction in ``a`` as a down message to ``peer``, naming its origin."""
+    def fanout(self, a: Accepted, peer: NodeKey, position: int) -> tuple[str, bytes, str]:
+        """The correction in ``a`` as a down message to ``peer``, naming its origin, with
+        ``position`` (its fan-out row) as seq: (topic, bytes, message id)."""
         assert isinstance(a.message, CorrectionMsg) and a.payload is not None
         origin = {"tenant_id": a.node[0], "site_id": a.node[1], "node_id": a.node[2]}
-        return self.seal_payload(peer, MessageType.CORRECTION, {**a.payload, "origin": origin})
+        return self.seal_payload(peer, MessageType.CORRECTION,
+                                 {**a.payload, "origin": origin}, seq=position)

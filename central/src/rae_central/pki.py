@@ -10,14 +10,28 @@
   subscribe only under ``rae/v1/{tenant}/{site}/{node}/#``; central's workers everything
   under ``rae/``.
 
+- :func:`dynsec_config` / ``mosquitto_conf(dynsec_file=...)``: the same rules through
+  mosquitto's dynamic-security plugin, which also binds each node's credentials to its
+  one client id (``rae-edge-{tenant}-{site}-{node}``), so a node cannot take over another's
+  session (nor central's); TLS still requires a CA-signed client certificate.
+  :func:`mqtt_password` derives a node's broker password from central's secret, its
+  identity and its current key (central re-derives it for the broker configuration; a
+  re-enrolled node gets a new one).
+- :class:`PkiLayout`: where ``rae-central pki init`` puts the CA, the broker's and
+  central's certificates.
+
 Ids are checked against the domain's id pattern, which has no ``/``, ``+``, ``#`` or
 whitespace, so no id can widen a topic or an ACL line.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
+import hmac
 import ipaddress
+import json
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -183,23 +197,127 @@ def acl_text(nodes: Iterable[tuple[str, str, str]],
     return "\n".join(lines)
 
 
-def mosquitto_conf(*, port: int, ca: Path, server: IssuedCert, acl_file: Path,
+def node_client_id(tenant: str, site: str, node: str) -> str:
+    """The one MQTT client id a node may use (as ``NodeIdentity.mqtt_client_id``)."""
+    node_identity(tenant, site, node)
+    return f"rae-edge-{tenant}-{site}-{node}"
+
+
+def mqtt_password(secret: bytes, identity: str, public_key_pem: str = "") -> str:
+    """A broker password: HMAC-SHA256 of the identity and its current key under
+    central's ``secret`` (see :func:`central_secret`)."""
+    mac = hmac.new(secret, f"{identity}\n{public_key_pem}".encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()).decode().rstrip("=")
+
+
+def central_secret(signing_key_raw: bytes) -> bytes:
+    """The key of :func:`mqtt_password`, derived from central's signing key."""
+    return hashlib.sha256(b"rae-mqtt-password\n" + signing_key_raw).digest()
+
+
+def _dynsec_password(password: str, iterations: int = 101) -> dict[str, object]:
+    # the plugin's own format: PBKDF2-HMAC-SHA512 over a 12-byte salt, base64
+    salt = os.urandom(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations, 64)
+    return {"password": base64.b64encode(digest).decode(),
+            "salt": base64.b64encode(salt).decode(), "iterations": iterations}
+
+
+def _rw(topic: str) -> list[dict[str, object]]:
+    return [{"acltype": t, "topic": topic, "priority": 0, "allow": True}
+            for t in ("publishClientSend", "publishClientReceive", "subscribePattern",
+                      "unsubscribePattern")]
+
+
+def dynsec_config(nodes: Iterable[tuple[tuple[str, str, str], str]],
+                  central: Iterable[tuple[str, str]]) -> dict[str, object]:
+    """The dynamic-security plugin's JSON: ``nodes`` as ``((tenant, site, node),
+    password)``, each bound to its client id and its own subtree; ``central`` as
+    ``(name, password)``, any client id (its workers are several), everything under
+    ``rae/`` (shared subscriptions included). Anything not granted is denied."""
+    clients: list[dict[str, object]] = []
+    roles: list[dict[str, object]] = []
+    for name, password in central:
+        _check("central name", name)
+        clients.append({"username": name, **_dynsec_password(password),
+                        "roles": [{"rolename": "rae-central"}]})
+    if clients:
+        roles.append({"rolename": "rae-central", "acls": _rw("rae/#") + _rw("$share/#")})
+    for (tenant, site, node), password in sorted(nodes):
+        ident = node_identity(tenant, site, node)
+        clients.append({"username": ident, "clientid": node_client_id(tenant, site, node),
+                        **_dynsec_password(password), "roles": [{"rolename": ident}]})
+        roles.append({"rolename": ident, "acls": _rw(f"{TOPIC_ROOT}/{ident}/#")})
+    return {"defaultACLAccess": {"publishClientSend": False, "publishClientReceive": False,
+                                 "subscribe": False, "unsubscribe": False},
+            "clients": clients, "roles": roles, "groups": []}
+
+
+def write_dynsec(path: Path, config: dict[str, object]) -> Path:
+    """Writes the plugin's JSON (mode 0600: it holds password hashes)."""
+    _write_private(path, json.dumps(config, indent=2).encode())
+    return path
+
+
+DYNSEC_PLUGIN = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
+
+
+@dataclass(frozen=True)
+class PkiLayout:
+    """The folder ``rae-central pki init`` fills: ``ca/`` (the CA; its key never leaves
+    central), ``broker/`` (server certificate), ``central/`` (the workers' client
+    certificate)."""
+
+    root: Path
+
+    @property
+    def ca_dir(self) -> Path:
+        return self.root / "ca"
+
+    @property
+    def broker(self) -> IssuedCert:
+        d = self.root / "broker"
+        return IssuedCert(d / "server.pem", d / "server.key", d / "ca.pem", "broker")
+
+    @property
+    def central(self) -> IssuedCert:
+        d = self.root / "central"
+        return IssuedCert(d / f"{CENTRAL_IDENTITY}.pem", d / f"{CENTRAL_IDENTITY}.key",
+                          d / "ca.pem", CENTRAL_IDENTITY)
+
+    def init(self, hosts: Sequence[str]) -> CertificateAuthority:
+        """Creates the CA (kept if present), the broker's certificate for ``hosts`` and
+        central's client certificate."""
+        ca = CertificateAuthority.load_or_create(self.ca_dir)
+        ca.issue_server(self.root / "broker", hosts)
+        ca.issue_central(self.root / "central")
+        return ca
+
+
+def mosquitto_conf(*, port: int, ca: Path, server: IssuedCert, acl_file: Path | None = None,
                    bind: str = "0.0.0.0", persistence_dir: Path | None = None,  # noqa: S104
-                   run_as: str | None = None, log_file: Path | None = None) -> str:
+                   run_as: str | None = None, log_file: Path | None = None,
+                   dynsec_file: Path | None = None, dynsec_plugin: str = DYNSEC_PLUGIN,
+                   ) -> str:
     """A mosquitto 2 configuration with one TLS listener that requires a CA-signed client
-    certificate and takes its CN as the username, and the ACL file."""
+    certificate, and either the ACL file (the certificate's CN is the username) or the
+    dynamic-security plugin (username and password per identity, client id bound)."""
+    if (acl_file is None) == (dynsec_file is None):
+        raise ValueError("give one of acl_file or dynsec_file")
+    auth = ([f"plugin {dynsec_plugin}", f"plugin_opt_config_file {dynsec_file}"]
+            if dynsec_file is not None else [f"acl_file {acl_file}"])
     lines = [
         "# generated by rae_central.pki",
         "per_listener_settings false",
         "allow_anonymous false",
-        f"acl_file {acl_file}",
+        *auth,
         f"listener {port} {bind}",
         "protocol mqtt",
         f"cafile {ca}",
         f"certfile {server.cert}",
         f"keyfile {server.key}",
         "require_certificate true",
-        "use_identity_as_username true",
+        *(["use_identity_as_username true"] if dynsec_file is None else []),
         "tls_version tlsv1.2",
         # mosquitto's default keeps only 1000 QoS 1 messages per offline session and drops
         # the rest: a plant offline for a day must get every fan-out correction back.

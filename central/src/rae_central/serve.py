@@ -111,10 +111,14 @@ def serve(settings: CentralSettings) -> int:
 
         token = settings.admin.token.get_secret_value() if settings.admin.token else None
         app = create_app(store, token, indexer_stats=stats, tenant_tokens={
-            t: v.get_secret_value() for t, v in settings.admin.tenant_tokens.items()})
-        log.info("admin console on http://%s:%s/", settings.admin.host, settings.admin.port)
-        uvicorn.run(app, host=settings.admin.host, port=settings.admin.port,
-                    log_level="warning")
+            t: v.get_secret_value() for t, v in settings.admin.tenant_tokens.items()},
+            away_after_s=settings.ingest.away_after_s)
+        a = settings.admin  # HTTPS whenever a certificate is set (required off loopback)
+        log.info("admin console on %s://%s:%s/", "https" if a.tls_cert else "http", a.host,
+                 a.port)
+        uvicorn.run(app, host=a.host, port=a.port, log_level="warning",
+                    ssl_certfile=str(a.tls_cert) if a.tls_cert else None,
+                    ssl_keyfile=str(a.tls_key) if a.tls_key else None)
         return 0
     finally:
         if supervisor:

@@ -4,6 +4,10 @@
 - :meth:`CentralStore.ingest` commits one batch of accepted messages in ONE transaction:
   the ``messages`` row (its primary key ``message_id`` makes a repeat a no-op), the memory
   rows, the node's seq tracking and the fan-out rows owed to the tenant's other nodes;
+- the down log: a fan-out row per (correction, other node) stays until THAT node acks
+  applying it (an ``ack`` message up); a ``resume`` message (sent by a node on every
+  connect) marks all its rows due again, and :meth:`CentralStore.claim_due_fanout` hands
+  out what is due, a window per node, so nothing depends on what the broker holds;
 - seq tracking: ``nodes.last_seq`` is the contiguous watermark; seqs above it wait in
   ``seq_pending`` until the hole below them fills; :meth:`CentralStore.due_replays`
   claims (once across all workers) the nodes whose gap has lasted past a grace period;
@@ -45,6 +49,7 @@ from rae_central.db.models import (
 from rae_central.rls import set_tenant
 
 NodeKey = tuple[str, str, str]  # (tenant, site, node)
+AWAY_AFTER_S = 7 * 86_400.0  # the console's default horizon (ingest.away_after_s)
 
 # Core tables for the hot inserts (no ORM bulk machinery on the ingest path).
 _T_MESSAGES = cast(Table, Message.__table__)
@@ -109,7 +114,8 @@ _INC_COLS = ("tenant_id", "id", "machine_id", "occurred_at", "error_code", "symp
              "source", "content_hash", "origin_site", "origin_node", "message_id",
              "received_at")
 _PENDING_COLS = ("tenant_id", "site_id", "node_id", "seq", "at")
-_FANOUT_COLS = ("id", "tenant_id", "site_id", "node_id", "topic", "payload", "created_at")
+_FANOUT_COLS = ("id", "tenant_id", "site_id", "node_id", "topic", "payload", "created_at",
+                "message_id", "sent_at")
 _INSERT_MESSAGES = _unnest_insert(_T_MESSAGES, _MSG_COLS, conflict="(message_id)",
                                   returning="message_id")
 _INSERT_CORRECTIONS = _unnest_insert(_T_CORRECTIONS, _COR_COLS, conflict="(tenant_id, id)")
@@ -117,6 +123,33 @@ _INSERT_INCIDENTS = _unnest_insert(_T_INCIDENTS, _INC_COLS, conflict="(tenant_id
 _INSERT_PENDING = _unnest_insert(_T_PENDING, _PENDING_COLS,
                                  conflict="(tenant_id, site_id, node_id, seq)")
 _INSERT_FANOUT = _unnest_insert(_T_FANOUT, _FANOUT_COLS)
+# Due fan-out rows (see CentralStore.claim_due_fanout): per node, the oldest due rows
+# up to the window less what is out unacked; the UPDATE re-checks each row under its lock,
+# so of two workers claiming at once only one gets a row.
+_CLAIM_DUE = """
+WITH cand AS (
+  SELECT f.id, f.site_id, f.node_id,
+         (f.sent_at IS NOT NULL AND f.sent_at >= now() - make_interval(secs => :resend))
+           AS out_now,
+         (f.sent_at IS NULL OR (f.sent_at < now() - make_interval(secs => :resend)
+                                AND n.last_seen > f.sent_at)) AS due
+  FROM fanout f JOIN nodes n ON n.tenant_id = f.tenant_id AND n.site_id = f.site_id
+   AND n.node_id = f.node_id AND n.revoked_at IS NULL
+  WHERE (:all OR (f.site_id, f.node_id) IN (SELECT * FROM unnest(
+          CAST(:sites AS text[]), CAST(:nodes AS text[]))))),
+busy AS (SELECT site_id, node_id, count(*) AS n FROM cand WHERE out_now
+         GROUP BY site_id, node_id),
+ranked AS (
+  SELECT c.id, row_number() OVER (PARTITION BY c.site_id, c.node_id ORDER BY c.id) AS k,
+         coalesce(b.n, 0) AS busy
+  FROM cand c LEFT JOIN busy b ON b.site_id = c.site_id AND b.node_id = c.node_id
+  WHERE c.due)
+UPDATE fanout f SET sent_at = now(), attempts = f.attempts + 1
+FROM (SELECT id FROM ranked WHERE k + busy <= :window ORDER BY id LIMIT :limit) d
+WHERE f.id = d.id AND (f.sent_at IS NULL
+                       OR f.sent_at < now() - make_interval(secs => :resend))
+RETURNING f.id, f.tenant_id, f.site_id, f.node_id, f.topic, f.payload
+"""
 
 
 def now() -> datetime:
@@ -167,6 +200,8 @@ class IngestOutcome:
     new: list[Accepted] = field(default_factory=list)
     duplicates: list[Accepted] = field(default_factory=list)
     fanout: list[FanoutItem] = field(default_factory=list)
+    # nodes whose down rows may be due now: a resume, or acks that freed their window
+    resumed: list[NodeKey] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -175,8 +210,9 @@ class Gap:
     ranges: list[tuple[int, int]]  # inclusive seq ranges that are missing
 
 
-# Builds the down message for one target node from one new correction: (topic, payload).
-FanoutBuilder = Callable[[Accepted, NodeKey], tuple[str, bytes]]
+# Builds the down message for one target node from one new correction, sealed with the
+# given seq (the fan-out row's id, the node's down position): (topic, payload, message id).
+FanoutBuilder = Callable[[Accepted, NodeKey, int], tuple[str, bytes, str]]
 
 
 class CentralStore:
@@ -251,6 +287,22 @@ class CentralStore:
             return "unknown"
         return "revoked" if found[1] else "active"
 
+    def record_read(self, tenant: str, actor: str, action: str, resource: str,
+                    details: dict[str, Any] | None = None) -> None:
+        """Audits one read of a tenant's content at the console (committed before the
+        answer goes out)."""
+        with self.tx(tenant) as conn:
+            self._admin_audit(conn, tenant, actor, action, resource, details)
+
+    def admin_audit(self, tenant: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest admin audit entries of a tenant (enroll, revoke, console reads)."""
+        with self.tx(tenant) as conn:
+            return [{"at": _iso(r.at), "actor": r.actor, "action": r.action,
+                     "resource": r.resource, "details": r.details}
+                    for r in Session(bind=conn).execute(select(AdminAudit).where(
+                        AdminAudit.tenant_id == tenant).order_by(AdminAudit.id.desc())
+                        .limit(limit)).scalars()]
+
     @staticmethod
     def _admin_audit(conn: Connection, tenant: str, actor: str, action: str,
                      resource: str, details: dict[str, Any] | None = None) -> None:
@@ -260,15 +312,11 @@ class CentralStore:
 
     # -- ingest ----------------------------------------------------------------------------
     def ingest(self, batch: Sequence[Accepted], build_fanout: FanoutBuilder | None = None,
-               sent_fanout: Sequence[FanoutItem] = ()) -> IngestOutcome:
+               ) -> IngestOutcome:
         """Commits ``batch``, one transaction per tenant; repeats of known message ids are
-        no-ops (reported in ``duplicates`` so they are acknowledged again). ``sent_fanout``:
-        fan-out rows the broker has taken since, deleted in the same transactions (one
-        commit less per batch)."""
+        no-ops (reported in ``duplicates`` so they are acknowledged again). A node's acks
+        of down messages delete their fan-out rows; its resume marks its rows due."""
         out = IngestOutcome()
-        sent: dict[str, list[int]] = {}
-        for f in sent_fanout:
-            sent.setdefault(f.node[0], []).append(f.id)
         # One row per message id even if the broker delivered it twice within the batch.
         unique: dict[str, Accepted] = {}
         for a in batch:
@@ -276,13 +324,9 @@ class CentralStore:
         by_tenant: dict[str, list[Accepted]] = {}
         for a in unique.values():
             by_tenant.setdefault(a.node[0], []).append(a)
-        for tenant in sorted(set(by_tenant) | set(sent)):
+        for tenant in sorted(by_tenant):
             with self.tx(tenant) as conn:
-                part = by_tenant.get(tenant, [])
-                if part:
-                    self._ingest_tenant(conn, part, build_fanout, out)
-                if sent.get(tenant):
-                    conn.execute(delete(Fanout).where(Fanout.id.in_(sent[tenant])))
+                self._ingest_tenant(conn, by_tenant[tenant], build_fanout, out)
         return out
 
     def _ingest_tenant(self, conn: Connection, part: list[Accepted],
@@ -314,6 +358,14 @@ class CentralStore:
                         [a for a in part if a.node == n], at)
         if build_fanout is not None:
             out.fanout += self._queue_fanout(conn, new, build_fanout, at)
+        for a in new:
+            if a.kind == "ack":
+                if self._down_acked(conn, a) and a.node not in out.resumed:
+                    out.resumed.append(a.node)
+            elif a.kind == "resume":
+                self._resume(conn, a, at)
+                if a.node not in out.resumed:
+                    out.resumed.append(a.node)
 
     @staticmethod
     def _insert_memories(conn: Connection, new: list[Accepted], at: datetime) -> None:
@@ -388,47 +440,98 @@ class CentralStore:
         for p in conn.execute(select(Node.tenant_id, Node.site_id, Node.node_id).where(
                 Node.tenant_id.in_(tenants), Node.revoked_at.is_(None))):
             peers[p[0]].append((p[0], p[1], p[2]))
-        rows: list[dict[str, Any]] = []
-        for a in cors:
-            for peer in peers[a.node[0]]:
-                if peer == a.node:
-                    continue
-                topic, payload = build(a, peer)
-                rows.append({"tenant_id": peer[0], "site_id": peer[1], "node_id": peer[2],
-                             "topic": topic, "payload": payload, "created_at": at})
-        if not rows:
+        pairs = [(a, peer) for a in cors for peer in peers[a.node[0]] if peer != a.node]
+        if not pairs:
             return []
-        # ids drawn first, so each row's id is known without relying on RETURNING's order
+        # ids drawn first: each row's id is the seq its envelope is sealed with (the
+        # node's down position), and is known without relying on RETURNING's order
         ids = conn.execute(text("SELECT nextval('fanout_id_seq') FROM generate_series(1, :n)"),
-                           {"n": len(rows)}).scalars().all()
-        for i, r in zip(ids, rows, strict=True):
-            r["id"] = i
+                           {"n": len(pairs)}).scalars().all()
+        rows: list[dict[str, Any]] = []
+        for i, (a, peer) in zip(ids, pairs, strict=True):
+            topic, payload, message_id = build(a, peer, i)
+            # sent_at: the worker publishes it right after this commit
+            rows.append({"id": i, "tenant_id": peer[0], "site_id": peer[1],
+                         "node_id": peer[2], "topic": topic, "payload": payload,
+                         "created_at": at, "message_id": message_id, "sent_at": at})
         _run_binary(conn, _INSERT_FANOUT, _columns(rows, _FANOUT_COLS))
         return [FanoutItem(i, (r["tenant_id"], r["site_id"], r["node_id"]), r["topic"],
                            r["payload"]) for i, r in zip(ids, rows, strict=True)]
 
-    def fanout_sent(self, items: Iterable[FanoutItem]) -> None:
+    @staticmethod
+    def _down_acked(conn: Connection, a: Accepted) -> int:
+        """The node applied these down messages: their rows go (only the sender's own)."""
+        seqs = [int(x) for x in a.record.get("seqs", ())]
+        mids = [str(x) for x in a.record.get("message_ids", ())]
+        n = a.node
+        if seqs and mids:
+            sql = ("DELETE FROM fanout f USING unnest(CAST(:ids AS bigint[]), "
+                   "CAST(:mids AS text[])) AS u(id, mid) WHERE f.tenant_id = :t AND "
+                   "f.site_id = :s AND f.node_id = :n AND f.id = u.id AND f.message_id = u.mid")
+        elif seqs:
+            sql = ("DELETE FROM fanout WHERE tenant_id = :t AND site_id = :s AND "
+                   "node_id = :n AND id = ANY(CAST(:ids AS bigint[]))")
+        elif mids:
+            sql = ("DELETE FROM fanout WHERE tenant_id = :t AND site_id = :s AND "
+                   "node_id = :n AND message_id = ANY(CAST(:mids AS text[]))")
+        else:
+            return 0
+        gone = int(conn.execute(text(sql), {"ids": seqs, "mids": mids, "t": n[0],
+                                            "s": n[1], "n": n[2]}).rowcount)
+        if gone:
+            conn.execute(update(Node).where(
+                Node.tenant_id == n[0], Node.site_id == n[1], Node.node_id == n[2],
+            ).values(down_acked=Node.down_acked + gone))
+        return gone
+
+    @staticmethod
+    def _resume(conn: Connection, a: Accepted, at: datetime) -> None:
+        """The node (re)connected at its own position: everything still owed to it is due
+        now, whatever the broker lost or still holds."""
+        n = a.node
+        conn.execute(update(Node).where(
+            Node.tenant_id == n[0], Node.site_id == n[1], Node.node_id == n[2],
+        ).values(down_cursor=int(a.record.get("cursor", 0)), resumed_at=at))
+        conn.execute(update(Fanout).where(
+            Fanout.tenant_id == n[0], Fanout.site_id == n[1], Fanout.node_id == n[2],
+        ).values(sent_at=None))
+
+    def claim_due_fanout(self, resend_after_s: float, window: int, limit: int = 5000,
+                         nodes: Iterable[NodeKey] | None = None) -> list[FanoutItem]:
+        """Fan-out rows to send now, oldest first, claimed by setting ``sent_at`` (two
+        workers never take the same row): rows a resume made due, and rows sent more than
+        ``resend_after_s`` ago to a node heard from since (it is up and did not ack them:
+        the broker lost them). At most ``window`` rows per node are out unacked at a time
+        (the broker's queue is no store). Tenant by tenant; ``nodes``: only these."""
+        out: list[FanoutItem] = []
+        wanted = sorted(set(nodes)) if nodes is not None else None
+        tenants = sorted({n[0] for n in wanted}) if wanted is not None else self.tenants()
+        for tenant in tenants:
+            only = [n for n in wanted if n[0] == tenant] if wanted is not None else None
+            with self.tx(tenant) as conn:
+                rows = conn.execute(text(_CLAIM_DUE), {
+                    "resend": resend_after_s, "window": window, "limit": limit,
+                    "all": only is None, "sites": [n[1] for n in only or []],
+                    "nodes": [n[2] for n in only or []]}).all()
+            out += sorted((FanoutItem(r[0], (r[1], r[2], r[3]), r[4], bytes(r[5]))
+                           for r in rows), key=lambda f: f.id)
+        return out
+
+    def fanout_unsent(self, items: Iterable[FanoutItem]) -> None:
+        """Rows whose publish failed: due at the next sweep."""
         by_tenant: dict[str, list[int]] = {}
         for f in items:
             by_tenant.setdefault(f.node[0], []).append(f.id)
         for tenant, ids in by_tenant.items():
             with self.tx(tenant) as conn:
-                conn.execute(delete(Fanout).where(Fanout.id.in_(ids)))
+                conn.execute(update(Fanout).where(Fanout.id.in_(ids)).values(sent_at=None))
 
-    def claim_stale_fanout(self, older_than_s: float, limit: int = 1000) -> list[FanoutItem]:
-        """Fan-out rows nobody sent (a worker died after its commit): claimed by bumping
-        ``created_at`` so another sweeping worker does not take them at the same time.
-        Tenant by tenant."""
-        out: list[FanoutItem] = []
-        for tenant in self.tenants():
-            with self.tx(tenant) as conn:
-                rows = conn.execute(text(
-                    "UPDATE fanout SET created_at = now() WHERE id IN (SELECT id FROM fanout "
-                    "WHERE created_at < now() - make_interval(secs => :s) ORDER BY id "
-                    "LIMIT :n FOR UPDATE SKIP LOCKED) RETURNING id, tenant_id, site_id, "
-                    "node_id, topic, payload"), {"s": older_than_s, "n": limit}).all()
-            out += [FanoutItem(r[0], (r[1], r[2], r[3]), r[4], bytes(r[5])) for r in rows]
-        return out
+    def pending_down(self, node: NodeKey) -> list[int]:
+        """Positions (fan-out ids) still owed to ``node``, oldest first."""
+        with self.tx(node[0]) as conn:
+            return [int(i) for i in conn.execute(select(Fanout.id).where(
+                Fanout.tenant_id == node[0], Fanout.site_id == node[1],
+                Fanout.node_id == node[2]).order_by(Fanout.id)).scalars()]
 
     # -- gaps and replays ------------------------------------------------------------------
     def gaps(self, node: NodeKey, limit: int = 100) -> list[tuple[int, int]]:
@@ -497,14 +600,24 @@ class CentralStore:
             with self.tx(tenant or None) as conn:
                 # inline: no RETURNING id, which the INSERT-only policy of '' would refuse
                 conn.execute(_T_DEAD.insert().inline(), rows)
+                for r in rows:  # a node whose clock runs far ahead: shown in the console
+                    if tenant and str(r["reason"]).startswith("clock_skew"):
+                        conn.execute(update(Node).where(
+                            Node.tenant_id == tenant, Node.site_id == r["site_id"],
+                            Node.node_id == r["node_id"],
+                        ).values(flag=str(r["reason"])[:500], flagged_at=at))
 
     # -- read side (admin console, tests) --------------------------------------------------
-    def nodes_overview(self, tenant: str | None = None) -> list[dict[str, Any]]:
+    def nodes_overview(self, tenant: str | None = None, away_after_s: float = AWAY_AFTER_S,
+                       ) -> list[dict[str, Any]]:
         q = select(Node).order_by(Node.tenant_id, Node.site_id, Node.node_id)
         if tenant:
             q = q.where(Node.tenant_id == tenant)
         out: list[dict[str, Any]] = []
         with self.tx(tenant) as conn:
+            down = {(r[0], r[1], r[2]): (int(r[3]), r[4]) for r in conn.execute(text(
+                "SELECT tenant_id, site_id, node_id, count(*), min(created_at) FROM fanout "
+                "GROUP BY tenant_id, site_id, node_id"))}
             pending = {(r[0], r[1], r[2]): int(r[3]) for r in conn.execute(text(
                 "SELECT tenant_id, site_id, node_id, count(*) FROM seq_pending "
                 "GROUP BY tenant_id, site_id, node_id"))}
@@ -523,6 +636,9 @@ class CentralStore:
                     "messages": n.messages, "outbox_depth": n.outbox_depth,
                     "lag_s": n.outbox_lag_s, "status_at": _iso(n.status_at),
                     "replay_requests": n.replay_requests, "dead_letters": dead.get(key, 0),
+                    **_downstream(n.last_seen, *down.get(key, (0, None)), n.down_cursor,
+                                  n.down_acked, n.resumed_at, n.flag, n.flagged_at,
+                                  away_after_s),
                 })
         return out
 
@@ -569,10 +685,12 @@ class CentralStore:
             return int(conn.execute(text(sql), {"t": tenant}).scalar_one())
 
     # -- the operator's fleet view (every tenant, no content) ------------------------------
-    def fleet_overview(self) -> list[dict[str, Any]]:
+    def fleet_overview(self, away_after_s: float = AWAY_AFTER_S) -> list[dict[str, Any]]:
         """Every node's health, as :meth:`nodes_overview` shapes it, through the
         ``rae_fleet_*`` functions: no memory content crosses a tenant."""
         with self.engine.connect() as conn:
+            down = {(r["tenant_id"], r["site_id"], r["node_id"]): r for r in conn.execute(
+                text("SELECT * FROM rae_fleet_downstream()")).mappings()}
             gaps: dict[NodeKey, list[tuple[int, int]]] = {}
             for g in conn.execute(text("SELECT * FROM rae_fleet_gaps(20)")):
                 gaps.setdefault((g[0], g[1], g[2]), []).append((int(g[3]), int(g[4])))
@@ -589,6 +707,12 @@ class CentralStore:
                     "outbox_depth": r["outbox_depth"], "lag_s": r["outbox_lag_s"],
                     "status_at": _iso(r["status_at"]), "replay_requests": r["replay_requests"],
                     "dead_letters": int(r["dead_letters"])})
+                d = down.get(key)
+                if d is not None:
+                    out[-1].update(_downstream(
+                        r["last_seen"], int(d["down_pending"]), d["down_oldest"],
+                        int(d["down_cursor"]), int(d["down_acked"]), d["resumed_at"],
+                        d["flag"], d["flagged_at"], away_after_s))
             return out
 
     def fleet_dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
@@ -604,6 +728,18 @@ class CentralStore:
 
 def _iso(v: datetime | None) -> str | None:
     return v.isoformat() if v is not None else None
+
+
+def _downstream(last_seen: datetime | None, pending: int, oldest: datetime | None,
+                cursor: int, acked: int, resumed_at: datetime | None, flag: str | None,
+                flagged_at: datetime | None, away_after_s: float) -> dict[str, Any]:
+    """What a node still has to receive, and whether it has been away past the horizon
+    (its rows are kept all the same: nothing is dropped)."""
+    away = last_seen is None or last_seen < now() - timedelta(seconds=away_after_s)
+    return {"down_pending": pending, "down_oldest_at": _iso(oldest), "down_cursor": cursor,
+            "down_acked": acked, "resumed_at": _iso(resumed_at),
+            "away": bool(away and (pending or last_seen is not None)),
+            "flag": flag, "flagged_at": _iso(flagged_at)}
 
 
 def stale_after(seconds: float) -> datetime:

@@ -16,15 +16,21 @@ Per batch (up to ``ingest.batch_size`` messages or ``ingest.batch_wait_ms``):
    seq tracking, fan-out rows; a message id seen before is a no-op;
 3. after the commit: the MQTT acks to the broker; then, from a second thread so that
    waiting for their PUBACKs overlaps the next batch, an :class:`AckMsg` to each sender's
-   down topic and the fanned-out corrections to the tenant's other nodes (their rows are
-   committed: a worker dying first leaves them to the edges' re-send and the sweep).
+   down topic and the fanned-out corrections to the tenant's other nodes.
+
+Central is the store of record for what goes down: a fan-out row stays in Postgres until
+its node acks applying it (an ``AckMsg`` up). A node sends a ``ResumeMsg`` on every
+connect; the worker that commits it sends everything still owed to that node at once, and
+every worker's chores send rows that are due (:meth:`CentralStore.claim_due_fanout`), in
+windows per node. Nothing depends on what the broker keeps: a broker that lost its
+sessions, or a node away for a month, gets the same rows again.
 
 The worker connects as the application's login role (``app_database_url``), which row
 level security binds; it refuses to start as a superuser or an owner
 (:func:`rae_central.rls.check_app_role`). Every transaction is scoped to one tenant.
 
 Periodically the worker asks nodes with a lasting seq gap to replay it
-(:class:`ReplayRequestMsg`), and re-sends fan-out rows a dead worker left behind.
+(:class:`ReplayRequestMsg`), and sends due fan-out rows (see above).
 
 The broker ack waits for the commit, which paho's handler-returns-then-ack cannot batch:
 :class:`DeferredAckPahoTransport` hands each message on with its own ack callback.
@@ -32,6 +38,7 @@ The broker ack waits for the commit, which paho's handler-returns-then-ack canno
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -139,27 +146,33 @@ class IngestWorker:
         check_current(self.engine)
         self.store = CentralStore(self.engine)
         self.keys = NodeKeys(self.store.node_keys)
-        self.decoder = Decoder(self.keys)
+        self.decoder = Decoder(self.keys, settings.ingest.max_clock_skew_s)
         self.signer = DownSigner(load_or_create(settings.signing_key_file), self.engine)
         self.inbox: queue.Queue[Delivery] = queue.Queue()
         self.stats = WorkerStats()
-        self._sent_fanout: list[FanoutItem] = []
-        self._sent_lock = threading.Lock()
         # Acks to the edges and the fan-out go out from their own thread, so waiting for
         # their PUBACKs overlaps the next batch (the rows are committed already).
-        self._answers: queue.Queue[tuple[list[Accepted], list[FanoutItem]] | None] = \
-            queue.Queue(maxsize=4)
+        self._answers: queue.Queue[
+            tuple[list[Accepted], list[FanoutItem], list[NodeKey]] | None] = queue.Queue(
+                maxsize=4)
         self._answerer = threading.Thread(target=self._answer_loop, daemon=True,
                                           name=f"answers-{index}")
         self._stop = threading.Event()
+        self._next_sweep = 0.0
         ing = settings.ingest
         self.client_id = f"{ing.share_group}-{index}"
         if transport is None:
             assert settings.mqtt_url, "a worker needs an MQTT URL"
+            from rae_central.broker_setup import central_access
+
+            access = central_access(settings)  # TLS client certificate + broker password
             transport = DeferredAckPahoTransport.from_url(
                 settings.mqtt_url, self.client_id, sink=self.inbox.put,
                 session_expiry_s=ing.session_expiry_s, receive_maximum=ing.receive_maximum,
-                reconnect_max_s=ing.reconnect_max_s)
+                reconnect_max_s=ing.reconnect_max_s,
+                tls=access.tls if access else None,
+                username=access.username if access else None,
+                password=access.password if access else None)
             transport.subscribe(shared(ing.share_group, up_filter()), lambda m: None)
         else:
             # Any other Transport: the handler waits until its message is committed, so
@@ -243,11 +256,13 @@ class IngestWorker:
         outcome_new: list[Accepted] = []
         outcome_dup: list[Accepted] = []
         fanout: list[FanoutItem] = []
+        resumed: list[NodeKey] = []
         if good:
             for part, rejected in self._commit(good):
                 outcome_new += part.new
                 outcome_dup += part.duplicates
                 fanout += part.fanout
+                resumed += part.resumed
                 dead += rejected
         if dead:
             self._retry_db(lambda: self.store.dead_letter(dead))
@@ -260,9 +275,9 @@ class IngestWorker:
         for d in batch:
             d.ack()
         if self._answerer.is_alive():
-            self._answers.put((outcome_new + outcome_dup, fanout))
+            self._answers.put((outcome_new + outcome_dup, fanout, resumed))
         else:  # process() called on its own (tests, profiling)
-            self._answer(outcome_new + outcome_dup, fanout)
+            self._answer(outcome_new + outcome_dup, fanout, resumed)
 
     def _answer_loop(self) -> None:
         while (item := self._answers.get()) is not None:
@@ -288,15 +303,7 @@ class IngestWorker:
 
     def _commit(self, good: list[Accepted]) -> list[tuple[Any, list[Any]]]:
         try:
-            with self._sent_lock:
-                sent, self._sent_fanout = self._sent_fanout, []
-            try:
-                return [(self._retry_db(lambda: self.store.ingest(
-                    good, self.signer.fanout, sent_fanout=sent)), [])]
-            except BaseException:
-                with self._sent_lock:
-                    self._sent_fanout = sent + self._sent_fanout
-                raise
+            return [(self._retry_db(lambda: self.store.ingest(good, self.signer.fanout)), [])]
         except DBAPIError as e:
             if len(good) == 1:  # the database refuses this one message: dead-letter it
                 a = good[0]
@@ -307,7 +314,8 @@ class IngestWorker:
             mid = len(good) // 2  # find the culprit by halves; the rest goes in
             return self._commit(good[:mid]) + self._commit(good[mid:])
 
-    def _answer(self, stored: list[Accepted], fanout: list[FanoutItem]) -> None:
+    def _answer(self, stored: list[Accepted], fanout: list[FanoutItem],
+                resumed: list[NodeKey] | None = None) -> None:
         by_node: dict[NodeKey, list[Accepted]] = {}
         for a in stored:
             by_node.setdefault(a.node, []).append(a)
@@ -318,33 +326,30 @@ class IngestWorker:
             # The rows are committed: the edge sends them again and gets a new ack.
             log.warning("acks not sent (%s): the edges will re-send and be acked then", e)
         self._send_fanout(fanout)
+        if resumed:  # a node (re)connected or acked: what it is owed goes now, in windows
+            ing = self.settings.ingest
+            self._send_fanout(self._retry_db(lambda: self.store.claim_due_fanout(
+                ing.fanout_resend_s, ing.fanout_window, nodes=resumed)))
 
     def _send_fanout(self, items: list[FanoutItem]) -> None:
+        """Publishes fan-out rows; they stay in Postgres until their node acks applying
+        them (a publish that fails is sent again when due)."""
         if not items:
             return
         try:
             self.transport.publish_many([(f.topic, f.payload) for f in items])
         except TransportError as e:
             log.warning("fan-out of %d messages deferred (%s)", len(items), e)
+            # due again at the next sweep once the broker is back (if the database is away
+            # too: sent again when their node is next heard from, or resumes)
+            with contextlib.suppress(OperationalError):
+                self.store.fanout_unsent(items)
             return
         self.stats.fanout += len(items)
-        # deleted with the next batch's commit (or by the chores when idle); until then a
-        # sweep could send them again, which the edges' idempotent apply absorbs
-        with self._sent_lock:
-            self._sent_fanout.extend(items)
 
     def _chores(self) -> None:
         ing = self.settings.ingest
         try:
-            with self._sent_lock:
-                sent, self._sent_fanout = self._sent_fanout, []
-            if sent:
-                try:
-                    self.store.fanout_sent(sent)
-                except BaseException:
-                    with self._sent_lock:
-                        self._sent_fanout = sent + self._sent_fanout
-                    raise
             if not self.transport.connected:
                 return
             for gap in self.store.due_replays(ing.gap_grace_s, ing.replay_every_s):
@@ -352,7 +357,10 @@ class IngestWorker:
                 log.info("seq gap at %s: asking for %s", "/".join(gap.node), gap.ranges[:20])
                 self.transport.publish_many(msgs)
                 self.stats.replays += len(msgs)
-            self._send_fanout(self.store.claim_stale_fanout(ing.fanout_sweep_s))
+            if time.monotonic() >= self._next_sweep:
+                self._next_sweep = time.monotonic() + ing.fanout_sweep_s
+                self._send_fanout(self.store.claim_due_fanout(ing.fanout_resend_s,
+                                                              ing.fanout_window))
         except (OperationalError, TransportError) as e:
             log.warning("worker chores skipped: %s", e)
 
@@ -361,6 +369,7 @@ class _Empty:
     new: list[Accepted] = []  # noqa: RUF012
     duplicates: list[Accepted] = []  # noqa: RUF012
     fanout: list[FanoutItem] = []  # noqa: RUF012
+    resumed: list[NodeKey] = []  # noqa: RUF012
 
 
 def run_worker(settings: CentralSettings, index: int | None = None) -> None:

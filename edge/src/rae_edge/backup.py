@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import duckdb
@@ -374,6 +374,13 @@ def restore(src: Path, data_dir: Path) -> dict[str, Any]:
         raise SchemaTooNewError(
             f"backup {src} holds data schema {manifest['schema_version']}, but this release "
             f"only knows up to {SCHEMA_VERSION}: restore it with the release that wrote it")
+    # Before anything is opened: restore runs as root from the installer, and a manifest
+    # naming "../../x" or "/etc/passwd" must not make it truncate that file.
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise BackupError(f"backup {src}: the manifest's 'files' is not a mapping")
+    for rel in files:
+        _check_inside(src, rel)
     tmp = _prepare_dest(data_dir)
     try:
         bad: list[str] = []
@@ -394,6 +401,22 @@ def restore(src: Path, data_dir: Path) -> dict[str, Any]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {**manifest, "restore_seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _check_inside(src: Path, rel: object) -> None:
+    """``rel`` must be a plain relative path inside the backup (and so inside the data
+    folder it is restored to): no absolute path, no '..', no link leading out."""
+    if not isinstance(rel, str) or not rel or "\x00" in rel:
+        raise BackupError(f"backup {src}: the manifest names an invalid path {rel!r}: "
+                          "nothing restored")
+    pure = PurePosixPath(rel)
+    if pure.is_absolute() or PureWindowsPath(rel).is_absolute() or ".." in pure.parts \
+            or "\\" in rel:
+        raise BackupError(f"backup {src}: the manifest names {rel!r}, a path outside the "
+                          "data folder: nothing restored")
+    if not (src / rel).resolve().is_relative_to(src):
+        raise BackupError(f"backup {src}: {rel!r} leads outside the backup (a link): "
+                          "nothing restored")
 
 
 def _check_restored(root: Path, manifest: dict[str, Any]) -> None:

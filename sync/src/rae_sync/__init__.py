@@ -6,13 +6,15 @@ Modules:
 - ``topics``: ``rae/v1/{tenant}/{site}/{node}/{up|down}/{type}`` topics, filters and shared
   subscriptions, built and parsed with every id checked;
 - ``messages``: one typed class per wire message (incident, correction, ack, replay
-  request, node status, audit entry, drift alert), each with its wire form;
+  request, node status, audit entry, drift alert, resume), each with its wire form;
 - ``envelope``: the signed envelope (schema version, message id, seq, HLC, node, type,
   payload, Ed25519 signature), :func:`~rae_sync.envelope.seal` and
   :func:`~rae_sync.envelope.open_envelope` (verification with distinct errors);
 - ``errors``: ``Malformed``, ``TopicMismatch``, ``UnknownSchemaVersion``, ``UnknownNode``,
-  ``BadSignature`` (each with a dead-letter ``reason``), ``TransportError``;
+  ``BadSignature``, ``ClockSkew`` (each with a dead-letter ``reason``), ``TransportError``;
 - ``hlc``: the hybrid logical clock;
+- ``validation``: checks of the ordering fields on arrival (a clock stamp too far ahead
+  is refused as ``ClockSkew``);
 - ``signing``: Ed25519 keys (PEM), canonical JSON, sign/verify;
 - ``identity``: :class:`~rae_sync.identity.NodeIdentity`, the file ``rae-central enroll``
   writes and ``rae-edge serve --enroll`` reads;

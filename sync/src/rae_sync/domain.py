@@ -17,7 +17,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
@@ -198,7 +205,8 @@ class Correction(_Frozen):
     """
 
     tenant_id: Ident
-    id: str = Field(default_factory=lambda: new_id("cor"))
+    # the id and the clock stamp order and identify the fact at every plant: both checked
+    id: Ident = Field(default_factory=lambda: new_id("cor"))
     machine_id: Ident
     text: str = Field(min_length=1, max_length=10_000)
     author: str = Field(min_length=1, max_length=200)
@@ -208,7 +216,16 @@ class Correction(_Frozen):
     valid_to: UtcDatetime | None = None
     origin_node: str = ""
     audio_sha256: str | None = None
-    hlc: str = ""
+    hlc: str = ""  # '' until the node's sync agent stamps it
+
+    @field_validator("hlc")
+    @classmethod
+    def _hlc(cls, v: str) -> str:
+        if v:
+            from rae_sync.hlc import Hlc
+
+            Hlc.parse(v)
+        return v
 
     @model_validator(mode="after")
     def _window(self) -> Correction:

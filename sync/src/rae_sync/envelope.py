@@ -47,6 +47,7 @@ from rae_sync.topics import Direction, parse_topic, topic
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
 MAX_MESSAGE_BYTES = 1_000_000
+MAX_SEQ = 2**63 - 1  # a PostgreSQL bigint: a larger seq could never be stored
 
 _MESSAGE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
@@ -65,7 +66,7 @@ class Envelope(BaseModel):
 
     schema_version: int
     message_id: str = Field(min_length=1, max_length=128)
-    seq: int = Field(ge=0)
+    seq: int = Field(ge=0, le=MAX_SEQ)
     hlc: str
     tenant_id: Ident
     site_id: Ident

@@ -2,7 +2,8 @@
 the message with that reason and go on.
 
 ``VerificationError`` is the base; ``reason`` is a short stable code for the dead-letter
-table (``bad_signature``, ``unknown_schema_version``, ``malformed``, ``unknown_node``).
+table (``bad_signature``, ``unknown_schema_version``, ``malformed``, ``unknown_node``,
+``clock_skew``).
 """
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ class BadSignature(VerificationError):
     """The Ed25519 signature does not match the canonical JSON of the envelope."""
 
     reason = "bad_signature"
+
+
+class ClockSkew(VerificationError):
+    """A hybrid-clock stamp lies further in the future than the receiver tolerates: taken,
+    it would win the order at every plant forever (see :mod:`rae_sync.validation`)."""
+
+    reason = "clock_skew"
 
 
 class TransportError(SyncError):

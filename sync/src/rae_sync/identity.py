@@ -10,6 +10,7 @@ The file is JSON, mode 0600::
       "central_public_key_pem": "-----BEGIN PUBLIC KEY-----...", # verifies what central sends
       "mqtt_url": "mqtts://central.example:8883" | null,         # optional default broker
       "tls": {"ca_pem": "...", "cert_pem": "...", "key_pem": "..."} | null,
+      "mqtt_password": "..." | null,                             # at the broker (dynsec)
       "issued_at": "2026-11-24T13:50:00+00:00"
     }
 
@@ -63,6 +64,9 @@ class NodeIdentity(BaseModel):
     central_public_key_pem: str
     mqtt_url: str | None = None
     tls: TlsMaterial | None = None
+    #: the node's password at the broker (username: ``tenant/site/node``), whose
+    #: dynamic-security client binds it to its own client id (None: a broker without it)
+    mqtt_password: str | None = Field(default=None, repr=False)
     issued_at: UtcDatetime = Field(default_factory=utcnow)
 
     @field_validator("private_key_pem")
@@ -80,13 +84,15 @@ class NodeIdentity(BaseModel):
     @classmethod
     def issue(cls, tenant_id: str, site_id: str, node_id: str,
               central_public_key: Ed25519PublicKey | str, *, mqtt_url: str | None = None,
-              tls: TlsMaterial | None = None) -> NodeIdentity:
+              tls: TlsMaterial | None = None, mqtt_password: str | None = None,
+              ) -> NodeIdentity:
         """A new identity with a freshly generated node key."""
         central = (central_public_key if isinstance(central_public_key, str)
                    else public_key_pem(central_public_key))
         return cls(tenant_id=tenant_id, site_id=site_id, node_id=node_id,
                    private_key_pem=private_key_pem(generate_key()),
-                   central_public_key_pem=central, mqtt_url=mqtt_url, tls=tls)
+                   central_public_key_pem=central, mqtt_url=mqtt_url, tls=tls,
+                   mqtt_password=mqtt_password)
 
     @cached_property
     def private_key(self) -> Ed25519PrivateKey:
@@ -104,6 +110,16 @@ class NodeIdentity(BaseModel):
     @cached_property
     def central_public_key(self) -> Ed25519PublicKey:
         return load_public_key(self.central_public_key_pem)
+
+    @property
+    def mqtt_client_id(self) -> str:
+        """The one client id the broker lets this node use (dynamic security binds it)."""
+        return f"rae-edge-{self.tenant_id}-{self.site_id}-{self.node_id}"
+
+    @property
+    def mqtt_username(self) -> str:
+        """The node's username at the broker: ``tenant/site/node``."""
+        return f"{self.tenant_id}/{self.site_id}/{self.node_id}"
 
     @property
     def node(self) -> tuple[str, str, str]:

@@ -28,6 +28,7 @@ class MessageType(StrEnum):
     NODE_STATUS = "node_status"
     AUDIT_ENTRY = "audit_entry"
     DRIFT_ALERT = "drift_alert"
+    RESUME = "resume"
 
 
 class Message(BaseModel):
@@ -234,8 +235,29 @@ class DriftAlertMsg(Message):
     manual_sections: tuple[DriftSection, ...] = ()
 
 
+class ResumeMsg(Message):
+    """Sent up by a node on every connection: "send me what I have not applied since my
+    position". Central keeps every down message (a fanned-out correction) owed to a node
+    until that node acks applying it, and on this message sends all of them again, oldest
+    first, whatever the broker still holds (central is the store of record; the broker is
+    a transport). ``cursor`` is the highest down position (the ``seq`` of a fanned-out
+    correction's envelope) the node has applied, ``applied`` how many down messages it
+    has applied in all: both shown in central's console.
+
+    Wire form::
+
+        {"cursor": 1042, "applied": 371}
+    """
+
+    TYPE: ClassVar[MessageType] = MessageType.RESUME
+    DIRECTIONS: ClassVar[frozenset[Direction]] = _UP
+
+    cursor: int = Field(default=0, ge=0, le=2**63 - 1)
+    applied: int = Field(default=0, ge=0, le=2**63 - 1)
+
+
 MESSAGE_CLASSES: tuple[type[Message], ...] = (
     IncidentMsg, CorrectionMsg, AckMsg, ReplayRequestMsg, NodeStatusMsg, AuditEntryMsg,
-    DriftAlertMsg,
+    DriftAlertMsg, ResumeMsg,
 )
 MESSAGE_TYPES: dict[MessageType, type[Message]] = {c.TYPE: c for c in MESSAGE_CLASSES}

@@ -11,6 +11,7 @@ import uvicorn
 from rae_edge import cli as edge_cli
 from rae_edge import config, tls
 from rae_edge.node import EdgeNode
+from rae_edge.sync_agent import EnrollmentError, settings_from_identity
 from rae_tablet_api.app import create_app
 from rae_tablet_api.audit_hook import install_token_redaction
 from rae_tablet_api.local_admin import attach
@@ -32,6 +33,11 @@ def serve(args: argparse.Namespace) -> int:
             if v is not None}
     settings = config.load(args.config, data_dir=args.data_dir, api=api or None,
                                     sync=sync or None)
+    try:  # the identity decides tenant, site, node and broker (settings may repeat them)
+        settings = settings_from_identity(settings)
+    except EnrollmentError as e:
+        print(f"rae-edge serve: error: {e}", file=sys.stderr)
+        return 2
     # Plain HTTP on loopback only; anywhere else HTTPS (refused before anything opens).
     tls_files = tls.resolve_for_serving(settings.api.host, settings.data_dir,
                                         args.tls_cert, args.tls_key)

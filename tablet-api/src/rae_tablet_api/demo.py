@@ -1,14 +1,17 @@
 """The README's demo (``scripts/demo``): the whole system on embedded defaults, on 127.0.0.1.
 
-- a Mosquitto broker (plain MQTT on loopback: the demo uses no TLS; ``rae_central.pki``
-  writes the TLS set-up for a real deployment);
+- a Mosquitto broker on TLS, set up as in production: ``rae-central pki init`` (CA, the
+  broker's and central's certificates in ``DATA/pki``), every node enrolled with its
+  client certificate and broker password, ``rae-central broker-config`` (client
+  certificates required, each node only its own topics and client id); ``--plain-mqtt``
+  runs an anonymous plain-MQTT broker on loopback instead (with a warning);
 - central: an embedded PostgreSQL in ``DATA/pg`` (``python -m rae_central.embedded_pg``),
   a local Qdrant folder ``DATA/qdrant``, ``rae-central migrate`` then ``rae-central serve``
   with its admin sync console;
 - ``--plants N`` edge nodes (default 2: plant-a and plant-b, tablet ports PORT, PORT+1,
   ...), each enrolled once (``rae-central enroll ... --out DATA/node-a.identity.json``),
-  with the sample plant loaded once, running ``rae-edge serve --enroll FILE --mqtt-url
-  ...``: a correction made at plant-a shows in the console and arrives at plant-b.
+  with the sample plant loaded once, running ``rae-edge serve --enroll FILE``: a correction
+  made at plant-a shows in the console and arrives at plant-b.
 
 It prints each tablet's URL with a fresh admin token and the console's URL with its
 token; Ctrl-C stops every process (edges, central, broker, database, in that order). A
@@ -67,6 +70,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mqtt-port", type=int, default=8483, help="the broker (default 8483)")
     p.add_argument("--pg-port", type=int, default=8432,
                    help="the embedded PostgreSQL (default 8432)")
+    p.add_argument("--plain-mqtt", action="store_true",
+                   help="an anonymous plain-MQTT broker on loopback instead of TLS with "
+                   "client certificates (insecure: for debugging only)")
     return p.parse_args(argv)
 
 
@@ -104,8 +110,11 @@ class Demo:
     def __init__(self, root: Path, args: argparse.Namespace) -> None:
         self.root = root
         self.logs = root / "logs"
-        self.mqtt_url = f"mqtt://127.0.0.1:{args.mqtt_port}"
+        self.plain: bool = args.plain_mqtt
+        scheme = "mqtt" if self.plain else "mqtts"
+        self.mqtt_url = f"{scheme}://127.0.0.1:{args.mqtt_port}"
         self.mqtt_port: int = args.mqtt_port
+        self.pki = root / "pki"
         self.pg_port: int = args.pg_port
         self.central_port: int = args.central_port
         self.plants = [Plant(string.ascii_lowercase[i], root, args.port + i, self.mqtt_url)
@@ -119,6 +128,11 @@ class Demo:
     def _central_args(self) -> list[str]:
         return ["--database-url", self.db_url,
                 "--signing-key", str(self.root / "central" / "central-signing-key.pem")]
+
+    def _central_env(self) -> dict[str, str]:
+        if self.plain:
+            return {"RAE_CENTRAL_ALLOW_PLAIN_MQTT": "true"}
+        return {"RAE_CENTRAL_MQTT_PKI_DIR": str(self.pki)}
 
     def _token_file(self, plant: Plant) -> Path:
         return self.root / f".{plant.node}-token"
@@ -138,6 +152,9 @@ class Demo:
         folder = self.root / "mosquitto"
         (folder / "data").mkdir(parents=True, exist_ok=True)
         conf = folder / "mosquitto.conf"
+        mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not self.plain:  # written by `rae-central broker-config` during bring-up
+            return Part("broker", [mosquitto, "-c", str(conf)], self.logs / "mosquitto.log")
         conf.write_text("\n".join([
             f"listener {self.mqtt_port} 127.0.0.1",
             "allow_anonymous true",  # loopback only; the demo uses no TLS
@@ -148,7 +165,6 @@ class Demo:
             f"user {getpass.getuser()}",
             "log_type error", "log_type warning", "log_type notice",
         ]) + "\n")
-        mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         return Part("broker", [mosquitto, "-c", str(conf)], self.logs / "mosquitto.log")
 
     def _database(self) -> Part:
@@ -163,15 +179,14 @@ class Demo:
                 "--mqtt-url", self.mqtt_url, "--host", "127.0.0.1",
                 "--port", str(self.central_port)]
         return Part("central", argv, self.logs / "central.log",
-                    env={"RAE_CENTRAL_ADMIN__TOKEN": operator_token,
+                    env={**self._central_env(), "RAE_CENTRAL_ADMIN__TOKEN": operator_token,
                          "RAE_CENTRAL_ADMIN__TENANT_TOKENS": json.dumps({TENANT: tenant_token})},
                     stop_signal=signal.SIGINT)
 
     def _edge(self, plant: Plant) -> Part:
         argv = [*_console_script("rae-edge", "rae_tablet_api.cli"), "serve",
                 "--config", str(plant.config_file), "--data-dir", str(plant.data_dir),
-                "--port", str(plant.port), "--enroll", str(plant.identity_file),
-                "--mqtt-url", self.mqtt_url]
+                "--port", str(plant.port), "--enroll", str(plant.identity_file)]
         return Part(plant.node, argv, self.logs / f"{plant.node}.log",
                     stop_signal=signal.SIGINT)
 
@@ -195,7 +210,10 @@ class Demo:
             p.write_config()
         # A new database (first run, or its folder deleted) knows no node: enroll again.
         fresh_db = not (self.root / "pg" / "data" / "PG_VERSION").is_file()
-        broker = self.stack.start(self._broker())
+        if self.plain:
+            print("WARNING: --plain-mqtt: an anonymous broker without TLS on loopback; "
+                  "never run a deployment like this", file=sys.stderr, flush=True)
+            broker = self.stack.start(self._broker())
         database = self.stack.start(self._database())
         # Meanwhile each node gets the sample plant (first run only: model loading and
         # embedding overlap with the database's start) and a fresh admin token.
@@ -203,8 +221,6 @@ class Demo:
             sys.executable, "-m", "rae_tablet_api.demo_plant", str(p.config_file),
             str(self._token_file(p))], self.logs / f"{p.node}-prepare.log"))
             for p in self.plants]
-        broker.wait_until(lambda: not port_is_free(self.mqtt_port), "broker port", 20)
-
         def db_ready() -> bool:
             for line in database.new_output().splitlines():
                 if line.startswith("ready "):
@@ -215,12 +231,29 @@ class Demo:
         central_cmd = _console_script("rae-central", "rae_central.cli")
         run_once("rae-central migrate", [*central_cmd, "migrate", *self._central_args()],
                  self.logs / "central-setup.log")
+        setup_log = self.logs / "central-setup.log"
+        fresh_pki = False
+        if not self.plain and not (self.pki / "central" / "central.pem").is_file():
+            run_once("rae-central pki init", [*central_cmd, "pki", "init", "--dir",
+                                              str(self.pki), "--host", "127.0.0.1",
+                                              "--host", "localhost"], setup_log)
+            fresh_pki = True
         for p in self.plants:
-            if fresh_db or not p.identity_file.is_file():
+            if fresh_db or fresh_pki or not p.identity_file.is_file() or \
+                    self._identity_is_plain(p) != self.plain:
                 run_once(f"rae-central enroll {p.node}", [
                     *central_cmd, "enroll", *self._central_args(), "--tenant", TENANT,
                     "--site", p.site, "--node", p.node, "--out", str(p.identity_file),
-                    "--force"], self.logs / "central-setup.log")
+                    "--mqtt-url", self.mqtt_url, "--force",
+                    *(["--allow-plain-mqtt"] if self.plain else [])], setup_log,
+                    env=self._central_env())
+        if not self.plain:  # the broker knows exactly the enrolled nodes
+            run_once("rae-central broker-config", [
+                *central_cmd, "broker-config", *self._central_args(), "--pki-dir",
+                str(self.pki), "--out", str(self.root / "mosquitto"), "--port",
+                str(self.mqtt_port), "--bind", "127.0.0.1"], setup_log)
+            broker = self.stack.start(self._broker())
+        broker.wait_until(lambda: not port_is_free(self.mqtt_port), "broker port", 20)
         operator_token = self._secret("operator-token")
         tenant_token = self._secret(f"{TENANT}-console-token")
         central = self.stack.start(self._central(operator_token, tenant_token))
@@ -241,6 +274,13 @@ class Demo:
         tokens["operator"] = operator_token
         return tokens
 
+    @staticmethod
+    def _identity_is_plain(plant: Plant) -> bool:
+        try:
+            return json.loads(plant.identity_file.read_text()).get("tls") is None
+        except (OSError, ValueError):
+            return True
+
     @property
     def console_url(self) -> str:
         return f"http://127.0.0.1:{self.central_port}"
@@ -249,7 +289,9 @@ class Demo:
         lines = [
             "",
             f"RAE demo: {len(self.plants)} plant(s) of tenant {TENANT!r} syncing through central",
-            f"  broker           {self.mqtt_url}  (plain MQTT on loopback, no TLS)",
+            f"  broker           {self.mqtt_url}  " + (
+                "(PLAIN MQTT on loopback, no TLS: --plain-mqtt)" if self.plain else
+                f"(TLS, a client certificate per node; CA and certificates in {self.pki})"),
             f"  database         {self.db_url}",
             f"  central console  {self.console_url}/#token={tokens['central']}",
             f"                   admin token of tenant '{TENANT}': {tokens['central']} "

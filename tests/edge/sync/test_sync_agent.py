@@ -264,3 +264,60 @@ def test_from_settings_builds_the_agent_serve_runs(tmp_path: Path, mosquitto: Mo
         node.close()  # stops the agent too
         central.stop()
     assert not agent.transport.connected
+
+
+def test_bad_clock_stamps_coming_down_are_set_aside_and_the_stream_goes_on(rig: Rig) -> None:
+    """A stamp far in the future or no stamp at all, each signed by central's key: set
+    aside with its reason (never applied, the clock untouched), and the 25 good ones
+    after them, more than the broker's in-flight window of 20, all arrive."""
+    agent = rig.agent()
+    other = ("acme", "plant-2", "node-7")
+    key = rig.central.key
+
+    def down(c: Correction, hlc: str, seq: int) -> None:
+        env = seal(CorrectionMsg(correction=c), key=key, tenant_id=NODE[0], site_id=NODE[1],
+                   node_id=NODE[2], direction=Direction.DOWN, seq=seq, hlc=hlc)
+        rig.central.transport.publish(env.topic, env.encode())
+
+    now = f"{time.time_ns() // 1_000_000:013d}-000000"
+    ahead = Correction(tenant_id="acme", machine_id="press-1", text="from the far future",
+                       author="eve", hlc="9999999999999-999998")
+    down(ahead, now, 900_001)
+    down(Correction(tenant_id="acme", machine_id="press-1", text="stamped ahead", author="eve"),
+         "9999999999999-999998", 900_002)
+    garbled = Correction.model_construct(**{
+        **Correction(tenant_id="acme", machine_id="press-1", text="garbled clock",
+                     author="eve").model_dump(), "hlc": "tomorrow"})
+    down(garbled, now, 900_003)
+    good = [Correction(tenant_id="acme", machine_id="press-1", text=f"genuine {i}",
+                       author="bo", hlc=now) for i in range(25)]
+    for c in good:
+        rig.central.send_correction(NODE, c, other)
+    assert _wait(lambda: agent.stats.applied == 25), agent.stats
+    assert _wait(lambda: agent.stats.rejected == 3), agent.stats
+    texts = sorted(x.text for x in rig.node.duck.corrections_for_machine("acme", "press-1"))
+    assert texts == sorted(c.text for c in good)
+    assert agent.clock.last.ms < time.time() * 1000 + 60_000, "the clock was not dragged ahead"
+    refused = [json.loads(line) for line in
+               (rig.node.duck.path.parent / "sync-refused.jsonl").read_text().splitlines()]
+    reasons = sorted(r["reason"].split(":")[0] for r in refused)
+    assert reasons == ["clock_skew", "clock_skew", "malformed"], refused
+
+
+def test_every_connect_resumes_from_the_nodes_own_position(rig: Rig) -> None:
+    """On each connect the node sends its down position: the highest fanned-out seq it
+    applied, and how many it applied."""
+    agent = rig.agent()
+    assert rig.central.wait_until(lambda c: len(c.of_type("resume")) == 1)
+    assert rig.central.of_type("resume")[0].payload == {"cursor": 0, "applied": 0}
+    other = ("acme", "plant-2", "node-7")
+    sent = [rig.central.send_correction(NODE, Correction(
+        tenant_id="acme", machine_id="press-2", text=f"from plant 2: {i}", author="bo"), other)
+        for i in range(3)]
+    assert _wait(lambda: agent.stats.applied == 3)
+    assert _wait(lambda: agent.ledger.down_position() == (max(e.seq for e in sent), 3))
+    agent.stop()
+    rig.agent()
+    assert rig.central.wait_until(lambda c: len(c.of_type("resume")) == 2)
+    assert rig.central.of_type("resume")[1].payload == {"cursor": max(e.seq for e in sent),
+                                                        "applied": 3}

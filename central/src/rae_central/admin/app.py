@@ -5,7 +5,8 @@ Every API call needs ``Authorization: Bearer <token>``, one of two kinds (why: s
 
 - a **tenant token** (``admin.tenant_tokens``): that tenant's nodes, dead letters (with
   payload heads), corrections, open drift alerts with their evidence, each node's audit
-  chain verification, and revoking its nodes; every query runs under
+  chain verification, and revoking its nodes; every read of that content is recorded in
+  central's admin audit (who, which ids) before it is answered; every query runs under
   :func:`rae_central.rls.set_tenant`, so row-level security keeps other tenants out;
 - the **operator token** (``admin.token``, ``RAE_CENTRAL_ADMIN__TOKEN``): the health of
   every tenant's nodes and the dead letters' reasons (no payloads, no corrections'
@@ -30,7 +31,7 @@ from litestar.handlers import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath, FromQuery
 
-from rae_central.store import CentralStore, NodeNotFoundError
+from rae_central.store import AWAY_AFTER_S, CentralStore, NodeNotFoundError
 
 _WEB = resources.files("rae_central.admin") / "web"
 
@@ -119,15 +120,30 @@ def console_js() -> str:
 @get("/api/v1/admin/nodes", guards=[admin_guard], sync_to_thread=True)
 def list_nodes(state: State, request: Request[Any, Any, Any],
                tenant: FromQuery[str | None] = None) -> list[dict[str, Any]]:
-    """Every enrolled node: last seen, outbox depth, lag, last seq, gaps, dead letters."""
+    """Every enrolled node: last seen, outbox depth, lag, last seq, gaps, dead letters,
+    what central still owes it (``down_pending``, ``down_oldest_at``, its own position
+    ``down_cursor``), ``away`` (silent past ``ingest.away_after_s``) and ``flag`` (e.g. a
+    clock far ahead)."""
     return _nodes(_store(state), request, tenant)
 
 
 def _nodes(store: CentralStore, request: Request[Any, Any, Any],
            tenant: str | None) -> list[dict[str, Any]]:
+    away: float = request.app.state.away_after_s
     if _who(request) == OPERATOR:
-        return [n for n in store.fleet_overview() if not tenant or n["tenant_id"] == tenant]
-    return store.nodes_overview(_scope(request, tenant))
+        return [n for n in store.fleet_overview(away)
+                if not tenant or n["tenant_id"] == tenant]
+    return store.nodes_overview(_scope(request, tenant), away)
+
+
+def _audited(store: CentralStore, request: Request[Any, Any, Any], action: str,
+             rows: list[dict[str, Any]], key: str = "id") -> list[dict[str, Any]]:
+    """Records a read of tenant content (which rows, by whom) in central's admin audit
+    before the rows are answered."""
+    tenant = _who(request)
+    store.record_read(tenant, f"admin-console:{tenant}", action, request.url.path,
+                      {"ids": [str(r.get(key)) for r in rows][:1000], "count": len(rows)})
+    return rows
 
 
 def _dead(store: CentralStore, request: Request[Any, Any, Any], limit: int,
@@ -135,14 +151,16 @@ def _dead(store: CentralStore, request: Request[Any, Any, Any], limit: int,
     if _who(request) == OPERATOR:
         return [d for d in store.fleet_dead_letters(limit if not tenant else 1000)
                 if not tenant or d["tenant_id"] == tenant][:limit]
-    return store.dead_letters(limit, _scope(request, tenant))
+    return _audited(store, request, "read.dead_letters",
+                    store.dead_letters(limit, _scope(request, tenant)))
 
 
 def _corrections(store: CentralStore, request: Request[Any, Any, Any], limit: int,
                  tenant: str | None) -> list[dict[str, Any]]:
     if _who(request) == OPERATOR:
         return []  # a tenant's knowledge: its own console token only
-    return store.recent_corrections(limit, _scope(request, tenant))
+    return _audited(store, request, "read.corrections",
+                    store.recent_corrections(limit, _scope(request, tenant)))
 
 
 @get("/api/v1/admin/dead-letters", guards=[admin_guard], sync_to_thread=True)
@@ -179,7 +197,8 @@ def _drift(store: CentralStore, request: Request[Any, Any, Any],
     from rae_central.drift_alerts import open_alerts
 
     scoped = _scope(request, tenant)
-    return open_alerts(store, scoped) if scoped else []
+    return _audited(store, request, "read.drift_alerts",
+                    open_alerts(store, scoped) if scoped else [])
 
 
 def _audit(store: CentralStore, request: Request[Any, Any, Any],
@@ -189,7 +208,9 @@ def _audit(store: CentralStore, request: Request[Any, Any, Any],
     from rae_central.audit_verify import verify
 
     scoped = _scope(request, tenant)
-    return [r.to_json() for r in verify(store, scoped, incremental=True)] if scoped else []
+    return _audited(store, request, "read.audit_chains",
+                    [r.to_json() for r in verify(store, scoped, incremental=True)]
+                    if scoped else [], key="node")
 
 
 @get("/api/v1/admin/drift-alerts", guards=[admin_guard], sync_to_thread=True)
@@ -223,10 +244,12 @@ def revoke_node(state: State, request: Request[Any, Any, Any], tenant: FromPath[
 
 
 def create_app(store: CentralStore, admin_token: str | None, indexer_stats: Any = None,
-               tenant_tokens: dict[str, str] | None = None) -> Litestar:
-    """``admin_token``: the operator's; ``tenant_tokens``: tenant id -> its token."""
+               tenant_tokens: dict[str, str] | None = None,
+               away_after_s: float = AWAY_AFTER_S) -> Litestar:
+    """``admin_token``: the operator's; ``tenant_tokens``: tenant id -> its token;
+    ``away_after_s``: a node silent this long shows as away (``ingest.away_after_s``)."""
     state = State({"store": store, "admin_token": admin_token,
-                   "tenant_tokens": dict(tenant_tokens or {})})
+                   "tenant_tokens": dict(tenant_tokens or {}), "away_after_s": away_after_s})
     if indexer_stats is not None:
         state["indexer_stats"] = indexer_stats
     return Litestar(

@@ -59,6 +59,13 @@ class Node(Base):
     status_at: Mapped[datetime | None] = mapped_column(_ts(), nullable=True)
     replay_requested_at: Mapped[datetime | None] = mapped_column(_ts(), nullable=True)
     replay_requests: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: the node's own down position (its resume message): highest fan-out seq applied
+    down_cursor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    down_acked: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    resumed_at: Mapped[datetime | None] = mapped_column(_ts(), nullable=True)
+    #: why the console should look at this node (e.g. its clock far ahead), and since when
+    flag: Mapped[str | None] = mapped_column(Text, nullable=True)
+    flagged_at: Mapped[datetime | None] = mapped_column(_ts(), nullable=True)
 
 
 class SeqPending(Base):
@@ -170,8 +177,10 @@ class DeadLetter(Base):
 
 
 class Fanout(Base):
-    """A down message owed to a node (written in the ingest transaction, deleted once the
-    broker has it), so a worker dying between commit and publish loses no fan-out."""
+    """A down message owed to a node, written in the ingest transaction and kept until
+    THAT node acks applying it (the broker is a transport, not a store): sent at once,
+    again when the node resumes (every connect) or stays silent about it. ``id`` is also
+    the sealed envelope's ``seq``: the node's position in what comes down to it."""
 
     __tablename__ = "fanout"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -181,7 +190,11 @@ class Fanout(Base):
     topic: Mapped[str] = mapped_column(Text)
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(_ts())
-    __table_args__ = (Index("ix_fanout_created", "created_at"),)
+    message_id: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    sent_at: Mapped[datetime | None] = mapped_column(_ts(), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    __table_args__ = (Index("ix_fanout_created", "created_at"),
+                      Index("ix_fanout_node", "tenant_id", "site_id", "node_id", "id"))
 
 
 class AdminAudit(Base):

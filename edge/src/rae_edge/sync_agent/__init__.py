@@ -6,10 +6,14 @@ Modules:
   :class:`SyncStats`;
 - ``ledger``: :class:`SyncLedger`, the agent's durable state in DuckDB (seq, HLC, sealed
   envelopes until acked, unsendable rows, applied down messages);
-- ``codec``: outbox rows → wire messages.
+- ``codec``: outbox rows → wire messages;
+- ``enrollment``: the node's tenant, site, node and broker URL from its identity file
+  (:func:`settings_from_identity`, :class:`EnrollmentError`).
 """
 
 from rae_edge.sync_agent.agent import SyncAgent, SyncOptions, SyncStats
+from rae_edge.sync_agent.enrollment import EnrollmentError, settings_from_identity
 from rae_edge.sync_agent.ledger import SyncLedger
 
-__all__ = ["SyncAgent", "SyncLedger", "SyncOptions", "SyncStats"]
+__all__ = ["EnrollmentError", "SyncAgent", "SyncLedger", "SyncOptions", "SyncStats",
+           "settings_from_identity"]

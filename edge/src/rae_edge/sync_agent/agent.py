@@ -13,8 +13,16 @@ the agent raises an alert (stats, node status, log): it never drops a row.
 Down (``rae/v1/{tenant}/{site}/{node}/down/#``, signed by central): ``AckMsg`` acks;
 ``ReplayRequestMsg`` re-sends a seq range; ``CorrectionMsg`` (from another plant) is stored
 (idempotent on its id, never put in the outbox again), indexed for search, pushed to the
-tablets watching its machine, and acked up. A bad message is logged with its topic and
-reason and dropped; the loop goes on.
+tablets watching its machine, and acked up: central keeps it until that ack, and the
+node's position (the highest such seq applied) moves. On every connect the agent sends a
+``ResumeMsg`` with that position: central sends again whatever it still owes the node,
+so nothing depends on what the broker kept.
+
+A bad down message never stalls the stream: one that does not verify, or a correction
+whose clock stamps lie more than ``max_clock_skew_s`` ahead of this node's clocks, is set
+aside with its reason (:meth:`SyncLedger.set_aside`) and the handler returns, so the
+broker gets its PUBACK; a correction refused for its clock is not acked up, so central
+keeps it (shown in its console) and sends it again later.
 
 Handlers never wait for a PUBACK (that would block the MQTT network thread): they hand
 work to the agent's thread.
@@ -32,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from rae_edge.sync_agent.ledger import Sealed, SyncLedger
 from rae_sync.envelope import Envelope, open_envelope, seal_encoded
-from rae_sync.errors import TransportError, VerificationError
+from rae_sync.errors import ClockSkew, TransportError, VerificationError
 from rae_sync.hlc import Hlc
 from rae_sync.identity import NodeIdentity
 from rae_sync.messages import (
@@ -41,9 +49,11 @@ from rae_sync.messages import (
     Message,
     NodeStatusMsg,
     ReplayRequestMsg,
+    ResumeMsg,
 )
 from rae_sync.topics import Direction, node_down_filter, up_topic
 from rae_sync.transport import InboundMessage, PublishHandle, Transport
+from rae_sync.validation import DEFAULT_MAX_AHEAD_S, check_ordering
 
 if TYPE_CHECKING:
     from rae_edge.node import EdgeNode
@@ -64,6 +74,7 @@ class SyncOptions:
     retain_acked: int = 10_000  # acked envelopes kept for replays
     poll_s: float = 0.2  # how often an idle agent looks at the outbox
     publish_timeout_s: float = 30.0
+    max_clock_skew_s: float = DEFAULT_MAX_AHEAD_S  # down stamps further ahead are refused
 
 
 @dataclass(frozen=True)
@@ -137,9 +148,11 @@ class SyncAgent:
         url = mqtt_url or s.mqtt_url or identity.mqtt_url
         if url is None:
             return None
-        t, site, n = identity.node
-        transport = PahoTransport.from_url(url, client_id=f"rae-edge-{t}-{site}-{n}",
-                                           tls=identity.tls)
+        # the client id the broker binds to this node's credentials (dynamic security)
+        transport = PahoTransport.from_url(
+            url, client_id=identity.mqtt_client_id, tls=identity.tls,
+            username=identity.mqtt_username if identity.mqtt_password else None,
+            password=identity.mqtt_password)
         opts = SyncOptions(batch_size=s.batch_size, outbox_limit=s.outbox_limit)
         return cls(node, identity, transport, opts)
 
@@ -325,10 +338,15 @@ class SyncAgent:
             elif kind == "reconnected":
                 self._sent_upto = 0
                 self._last_status = 0.0
+                # "send me what I have not applied": central replays from its own log
+                cursor, applied = self.ledger.down_position()
+                self.ledger.seal_message(ResumeMsg(cursor=cursor, applied=applied),
+                                         self.clock, self._seal)
         if acks:
             self.ledger.seal_message(AckMsg(message_ids=tuple(m for m, _ in acks),
                                             seqs=tuple(s for _, s in acks)),
                                      self.clock, self._seal)
+            self.ledger.advance_down([s for _, s in acks])
 
     def _replay(self, req: ReplayRequestMsg) -> None:
         retained = self.ledger.retained_range()
@@ -352,19 +370,49 @@ class SyncAgent:
             self._wake.set()
 
     def _on_down(self, msg: InboundMessage) -> None:
+        """Never raises: a message that cannot be handled is set aside with why, and
+        returning lets the transport ack it to the broker (an unacked one would hold a
+        slot of the in-flight window for good)."""
+        try:
+            self._handle_down(msg)
+        except Exception as e:  # a bug must not stall the stream either
+            log.exception("sync: cannot handle a message on %s", msg.topic)
+            self._refuse(None, msg, f"internal: {type(e).__name__}: {e}")
+
+    def _refuse(self, message_id: str | None, msg: InboundMessage, reason: str) -> None:
+        log.warning("sync: set aside a message on %s: %s", msg.topic, reason)
+        with self._lock:
+            self._counts["rejected"] += 1
+        try:
+            self.ledger.set_aside(message_id, msg.topic, reason, msg.payload)
+        except Exception:
+            log.exception("sync: could not set aside a message on %s", msg.topic)
+
+    def _handle_down(self, msg: InboundMessage) -> None:
         try:
             got = open_envelope(msg.payload, self.identity.central_public_key, topic=msg.topic)
         except VerificationError as e:
-            log.warning("sync: dropped a message on %s: %s (%s)", msg.topic, e.reason, e)
-            with self._lock:
-                self._counts["rejected"] += 1
+            self._refuse(None, msg, f"{e.reason}: {e}")
             return
         env, m = got.envelope, got.message
         if env.node != self.identity.node or env.direction is not Direction.DOWN:
             log.warning("sync: dropped %s on %s: not addressed to this node", env.message_id,
                         msg.topic)
             return
-        self.clock.update(env.hlc)
+        if isinstance(m, CorrectionMsg):
+            # A correction's stamps order facts at every plant: refused when further ahead
+            # than the skew of the later of this node's wall clock and its hybrid clock.
+            # The hybrid clock follows central's answers to this node (acks, below), so a
+            # node whose wall clock was set back still takes the other plants' stamps.
+            wall = time.time_ns() // 1_000_000
+            try:
+                check_ordering(env, m, max_ahead_s=self.options.max_clock_skew_s,
+                               now_ms=max(wall, self.clock.last.ms))
+            except ClockSkew as e:
+                # not marked applied, not acked up: central keeps it and sends it again
+                self._refuse(None, msg, f"{e.reason}: {e}")
+                return
+        self.clock.update(env.hlc)  # central's own stamp (it checked the senders')
         if isinstance(m, AckMsg):
             n = self.ledger.ack(m.seqs, m.message_ids)
             if n:

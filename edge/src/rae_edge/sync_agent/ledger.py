@@ -5,7 +5,12 @@
 - ``sync_sent``: every sealed envelope by ``seq``, until central acks it and for
   ``retain_acked`` more after (replays of acked seqs);
 - ``sync_unsendable``: outbox rows that cannot become a message, moved aside with why;
-- ``sync_applied``: message ids of down messages already applied (dedupe).
+- ``sync_applied``: message ids of down messages already applied (dedupe), and of those
+  set aside as refused (type ``refused``; the message itself, with why, is appended to
+  ``sync-refused.jsonl`` beside the database);
+- ``sync_state.down_cursor`` / ``down_applied``: the node's own position in what comes
+  down (the highest fanned-out seq applied) and how many it applied, sent to central in
+  the resume message of every connect.
 
 Sealing and acking are each one transaction: after a kill -9 a row is either still in the
 outbox unsealed, or sealed (seq, message id and bytes fixed) and still in the outbox until
@@ -15,6 +20,7 @@ its ack, so a restart re-sends the same envelope and never a second copy under a
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -216,6 +222,35 @@ class SyncLedger:
         with self.duck.transaction() as cur:
             cur.execute("INSERT OR IGNORE INTO sync_applied (message_id, type) VALUES (?, ?)",
                         [message_id, type_])
+
+    def down_position(self) -> tuple[int, int]:
+        """(cursor, applied): see the module docstring."""
+        st = self.state()
+        return int(st.get("down_cursor", "0")), int(st.get("down_applied", "0"))
+
+    def advance_down(self, seqs: Sequence[int]) -> None:
+        """Moves the down position past ``seqs`` (acked as applied); never back."""
+        if not seqs:
+            return
+        with self.duck.transaction() as cur:
+            st = dict(cur.execute("SELECT key, value FROM sync_state").fetchall())
+            cursor = max(int(st.get("down_cursor", 0)), *seqs)
+            self._put(cur, "down_cursor", cursor,
+                      ("down_applied", int(st.get("down_applied", 0)) + len(seqs)))
+
+    def set_aside(self, message_id: str | None, topic: str, reason: str, data: bytes) -> None:
+        """Keeps a refused down message out of the way: appended (with why) to
+        ``sync-refused.jsonl``, and its id marked so a redelivery is not looked at again."""
+        path = self.duck.path.parent / "sync-refused.jsonl"
+        line = json.dumps({"at": datetime.now(UTC).isoformat(), "message_id": message_id,
+                           "topic": topic, "reason": reason,
+                           "data": data[:100_000].decode("utf-8", "replace")})
+        with path.open("a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        if message_id:
+            self.mark_applied(message_id, "refused")
 
     def unsendable(self) -> list[dict[str, Any]]:
         return self.duck.query_dicts(

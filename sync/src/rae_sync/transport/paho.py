@@ -76,7 +76,8 @@ class PahoTransport(Transport):
                  use_tls: bool | None = None, clean_start: bool = False,
                  session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S, keepalive: int = 30,
                  reconnect_min_s: int = 1, reconnect_max_s: int = 30,
-                 max_inflight: int = 1000, receive_maximum: int | None = None) -> None:
+                 max_inflight: int = 1000, receive_maximum: int | None = None,
+                 username: str | None = None, password: str | None = None) -> None:
         self.host, self.port, self.client_id = host, port, client_id
         # MQTT 5 Receive Maximum: how many unacknowledged QoS 1 messages the broker may
         # send us at once (mosquitto's default without it is max_inflight_messages, 20).
@@ -103,6 +104,8 @@ class PahoTransport(Transport):
         c.on_publish = self._on_publish
         c.on_message = self._on_message
         c.on_subscribe = self._on_subscribe
+        if username is not None:  # e.g. the broker's dynamic-security client of a node
+            c.username_pw_set(username, password)
         if tls is not None:
             self._tls_dir = tempfile.TemporaryDirectory(prefix="rae-mqtt-tls-")
             d = Path(self._tls_dir.name)

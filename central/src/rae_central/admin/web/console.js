@@ -78,6 +78,11 @@ function renderNode(n) {
     cell(gaps, n.missing_seqs ? "bad" : ""),
     cell(n.messages),
     cell(n.dead_letters, n.dead_letters ? "bad" : ""),
+    cell(n.down_pending === undefined ? null
+      : (n.down_pending ? `${n.down_pending} not received` : "all received")
+        + (n.away ? ` (away since ${ago(n.last_seen)})` : ""),
+    n.away ? "bad" : ""),
+    cell(n.flag || "", n.flag ? "bad" : ""),
     btn,
   ];
 }
