@@ -26,6 +26,7 @@ from rae_edge.store.idempotency import IdempotencyStore
 from rae_tablet_api.audit_hook import AuditMiddleware
 from rae_tablet_api.auth import provide_principal
 from rae_tablet_api.idempotency import IdempotencyMiddleware
+from rae_tablet_api.metrics import RequestMetrics
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,8 @@ def create_app(node: EdgeNode) -> Litestar:
                     lambda: node.start_sync()],
         on_shutdown=[lambda: node.close()],
         # Every authenticated call is put on record; bodies are capped (uploads included).
-        middleware=[AuditMiddleware(node), IdempotencyMiddleware(IdempotencyStore(node.duck))],
+        # Request latency is measured outermost (audit and idempotency included).
+        middleware=[RequestMetrics(node), AuditMiddleware(node),
+                    IdempotencyMiddleware(IdempotencyStore(node.duck))],
         request_max_body_size=node.settings.api.max_upload_mb * 1024 * 1024,
     )

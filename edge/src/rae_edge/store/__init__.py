@@ -2,6 +2,7 @@
 
 - ``migrations``: numbered DuckDB schema steps and the current schema version;
 - ``duck``: :class:`DuckStore`, machines, incidents, corrections, audit log, outbox, tokens;
+- ``idempotency``: :class:`IdempotencyStore`, first answers kept per ``Idempotency-Key``;
 - ``lance``: :class:`LanceStore`, searchable text + vectors with scalar and full-text indexes.
 """
 

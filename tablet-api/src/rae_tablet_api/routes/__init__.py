@@ -18,5 +18,6 @@ Modules:
 - ``corrections``: ``POST /api/v1/corrections`` (technician);
 - ``context``: ``GET /api/v1/context``, a context pack under a token budget;
 - ``push``: ``WS /api/v1/push`` (cursor resume) and ``GET /api/v1/push/messages``;
+- ``metrics``: ``GET /metrics`` (Prometheus text; loopback or an admin token);
 - ``voice``: voice notes, upload (streamed, checked, stored before 202), status, confirm.
 """
