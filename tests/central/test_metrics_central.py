@@ -15,6 +15,7 @@ from rae_central.db.engine import make_engine
 from rae_central.store import Accepted, CentralStore, NodeStatus
 from tests.central.test_store import OTHER, A, _cor, store  # noqa: F401  (fixture)
 from tests.fixtures.live_app import serve
+from tests.tablet_api.test_metrics import dashboard_series
 
 TOKEN = "operator-metrics-token"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -60,6 +61,9 @@ def test_central_metrics_move_with_messages(store: CentralStore,  # noqa: F811
         assert _v(second, "rae_central_messages_total", tenant="acme") == 4
         assert _v(second, "rae_central_node_missing_seqs", **NODE_A) == 0
         assert _v(second, "rae_central_node_last_seq", **NODE_A) == 4
+        # The committed Grafana dashboard asks only for series central serves.
+        assert dashboard_series("rae_central_") <= {n for n, _ in second}
+        assert len(dashboard_series("rae_central_")) >= 7
     # Not from loopback (Litestar's test client is "testclient"): the operator token only.
     with TestClient(app) as c:
         assert c.get("/metrics").status_code == 401

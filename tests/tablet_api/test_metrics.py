@@ -9,6 +9,8 @@ token; another host needs an admin token.
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +26,7 @@ from rae_edge.node import EdgeNode
 from rae_edge.tokens import create_token
 from rae_sync.domain import Role
 from rae_tablet_api.app import create_app
-from tests.conftest import shared_data
+from tests.conftest import ROOT, shared_data
 from tests.fixtures.live_app import serve
 
 MACHINE = {"id": "PRESS-07", "name": "Hydraulic press 7", "qr_code": "QR:P1:PRESS-07",
@@ -166,3 +168,26 @@ def test_another_host_needs_an_admin_token(
     assert r.status_code == 403, r.text
     ok = scrape(outside, headers={"Authorization": f"Bearer {tokens['admin']}"})
     assert "rae_outbox_depth" in names(ok)
+
+
+def dashboard_series(prefix: str) -> set[str]:
+    """The series the committed Grafana dashboard queries whose name starts with ``prefix``."""
+    dash = json.loads((ROOT / "monitoring" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+    return {n for e in exprs for n in re.findall(r"\b(" + prefix + r"[a-z_]+)\b", e)}
+
+
+def test_dashboard_queries_only_series_the_node_serves(
+        node_url: tuple[str, EdgeNode, dict[str, str]]) -> None:
+    url = node_url[0]
+    httpx.get(f"{url}/api/v1/health", timeout=30)  # a request: the latency series exist
+    body = httpx.get(f"{url}/metrics", timeout=30).text
+    served = {s.name for f in text_string_to_metric_families(body) for s in f.samples}
+    # a family with no sample now (no running job, sync off) is announced all the same
+    served |= {f.name for f in text_string_to_metric_families(body)}
+    wanted = dashboard_series("rae_") - dashboard_series("rae_central_")
+    wanted |= dashboard_series("process_")
+    # rae_alarm_*: registered by an alarm connector (rae_edge.metrics.register) when present
+    missing = {n for n in wanted - served if not n.startswith("rae_alarm_")}
+    assert missing == set(), missing
+    assert len(wanted) >= 15

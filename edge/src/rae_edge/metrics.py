@@ -125,20 +125,23 @@ class NodeCollector:
     def _sync(self) -> Iterator[Metric]:
         agent = self.node.sync
         yield _gauge("rae_sync_enabled", "1 when the sync agent runs", agent is not None)
-        if agent is None:
-            return
-        st = agent.stats
-        yield _gauge("rae_sync_connected", "1 while connected to the broker", st.connected)
-        yield _gauge("rae_sync_unacked", "Envelopes sent and not yet acknowledged by central",
-                     st.unacked)
-        yield _gauge("rae_sync_seconds_since_ack", "Seconds since central last acknowledged "
-                     "(absent before the first ack)",
-                     _age(st.last_ack_at) if st.last_ack_at else float("nan"))
+        # With sync off the families are announced without samples (dashboards stay valid).
+        connected = GaugeMetricFamily("rae_sync_connected", "1 while connected to the broker")
+        unacked = GaugeMetricFamily("rae_sync_unacked", "Envelopes sent and not yet "
+                                    "acknowledged by central")
+        since_ack = GaugeMetricFamily("rae_sync_seconds_since_ack", "Seconds since central "
+                                      "last acknowledged (no sample before the first ack)")
         counts = CounterMetricFamily("rae_sync_messages", "Sync agent message counts",
                                      labels=["what"])
-        for what in ("published", "acked", "applied", "rejected"):
-            counts.add_metric([what], float(getattr(st, what)))
-        yield counts
+        if agent is not None:
+            st = agent.stats
+            connected.add_metric([], float(st.connected))
+            unacked.add_metric([], float(st.unacked))
+            if st.last_ack_at is not None:
+                since_ack.add_metric([], _age(st.last_ack_at))
+            for what in ("published", "acked", "applied", "rejected"):
+                counts.add_metric([what], float(getattr(st, what)))
+        yield from (connected, unacked, since_ack, counts)
 
     def _jobs(self) -> Iterator[Metric]:
         duck = self.node.duck
