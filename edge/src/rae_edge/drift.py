@@ -124,7 +124,10 @@ class DriftMonitor:
         row = self.node.duck.query(
             "SELECT count(*), coalesce(max(created_at)::VARCHAR, '') FROM corrections "
             "WHERE tenant_id = ?", [tenant])[0]
-        return f"{row[0]}|{row[1]}|{self.node.lance.count(f'tenant_id = {sql_literal(tenant)}')}"
+        # Alerts depend on corrections and manual sections only: a new incident (10/s under
+        # load) must not make every briefing re-evaluate the tenant's drift and write.
+        manual = self.node.lance.count(f"tenant_id = {sql_literal(tenant)} AND kind = 'manual'")
+        return f"{row[0]}|{row[1]}|{manual}"
 
     def refresh(self, tenant: str) -> list[DriftAlert]:
         """Re-evaluates every error code of the tenant; opens, grows or reopens alerts.
