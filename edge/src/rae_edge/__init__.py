@@ -28,6 +28,8 @@ Modules:
 - ``sync_agent``: the sync with central (``node.start_sync()``): durable outbox -> signed
   envelopes over MQTT, rows kept until central's ack, replays, corrections from other
   plants applied and pushed;
+- ``metrics``: Prometheus timings (embedding, transcription), the node's queues read at
+  scrape time, and ``metrics.register`` for parts with state of their own (alarm sources);
 - ``tls``: the tablet API's self-signed HTTPS certificate; plain HTTP on loopback only;
 - ``cli``: the ``rae-edge`` commands other than ``serve`` (which lives in the tablet API).
 

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rae_edge.config import EmbeddingSettings
+from rae_edge.metrics import EMBED_SECONDS, EMBED_TEXTS
 from rae_models import DIM, OnnxEmbedder
 
 _models: dict[tuple[int, int], OnnxEmbedder] = {}
@@ -50,11 +51,17 @@ class EmbeddingService:
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """``(len(texts), 384)`` float32, one row per text, in order."""
-        return self._model.embed(texts, batch_size=self.batch_size)
+        with EMBED_SECONDS.time():
+            out = self._model.embed(texts, batch_size=self.batch_size)
+        EMBED_TEXTS.inc(len(texts))
+        return out
 
     def embed_one(self, text: str) -> npt.NDArray[np.float32]:
         """One text's vector, ``(384,)``."""
-        return np.asarray(self._model.embed([text], batch_size=1)[0], dtype=np.float32)
+        with EMBED_SECONDS.time():
+            out = self._model.embed([text], batch_size=1)
+        EMBED_TEXTS.inc()
+        return np.asarray(out[0], dtype=np.float32)
 
     def count_tokens(self, text: str) -> int:
         """The model tokenizer's word-piece count (for token budgets such as the context

@@ -9,6 +9,10 @@ Modules:
   token;
 - ``uploads``: streamed multipart uploads (size limit, form check, ``.partial`` file
   fsynced and renamed only when complete), shared by the document and voice routes;
+- ``idempotency``: the ``Idempotency-Key`` middleware (first answer kept and replayed per
+  tenant and key on the three write routes);
+- ``metrics``: per-route latency middleware and the per-node Prometheus registry that
+  ``GET /metrics`` serves;
 - ``web/`` (a folder, not a module): the tablet page's HTML, CSS, JS and vendored QR
   decoder, served at ``/`` and ``/static`` by ``routes.web``.
 

@@ -21,7 +21,10 @@ from rae_edge.errors import (
     RaeError,
 )
 from rae_edge.node import EdgeNode
+from rae_edge.store.idempotency import IdempotencyStore
 from rae_tablet_api.audit_hook import AuditMiddleware
+from rae_tablet_api.idempotency import IdempotencyMiddleware
+from rae_tablet_api.metrics import RequestMetrics
 from rae_tablet_api.services import dependencies
 
 log = logging.getLogger(__name__)
@@ -97,6 +100,8 @@ def create_app(node: EdgeNode) -> Litestar:
                     lambda: node.start_sync()],
         on_shutdown=[lambda: node.close()],
         # Every authenticated call is put on record; bodies are capped (uploads included).
-        middleware=[audit],
+        # Request latency is measured outermost (audit and idempotency included).
+        middleware=[RequestMetrics(node), audit,
+                    IdempotencyMiddleware(IdempotencyStore(node.duck))],
         request_max_body_size=node.settings.api.max_upload_mb * 1024 * 1024,
     )

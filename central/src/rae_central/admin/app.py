@@ -31,6 +31,7 @@ from litestar.handlers import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath, FromQuery
 
+from rae_central.metrics import metrics
 from rae_central.store import AWAY_AFTER_S, CentralStore, NodeNotFoundError
 
 _WEB = resources.files("rae_central.admin") / "web"
@@ -255,7 +256,7 @@ def create_app(store: CentralStore, admin_token: str | None, indexer_stats: Any 
     return Litestar(
         route_handlers=[health, console_page, console_js, list_nodes, list_dead_letters,
                         list_corrections, overview, revoke_node, list_drift_alerts,
-                        audit_chains],
+                        audit_chains, metrics],
         state=state,
         exception_handlers={HTTPException: _http_error, NodeNotFoundError: _not_found},
         openapi_config=OpenAPIConfig(title="RAE central admin API", version="1.0.0",

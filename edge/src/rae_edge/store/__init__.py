@@ -4,6 +4,7 @@
 - ``duck``: :class:`DuckStore`, machines, incidents, corrections, audit log, outbox, tokens;
 - ``outbox``: the only writer of outbox rows: typed ``rae_sync`` messages, validated
   inside the caller's transaction (:func:`~rae_edge.store.outbox.enqueue`);
+- ``idempotency``: :class:`IdempotencyStore`, first answers kept per ``Idempotency-Key``;
 - ``lance``: :class:`LanceStore`, searchable text + vectors with scalar and full-text indexes.
 """
 

@@ -206,6 +206,24 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        6,
+        """
+        -- Idempotency-Key answers (rae_edge.store.idempotency): one row per tenant and key;
+        -- status 0 while the first request runs.
+        CREATE TABLE idempotency_keys (
+            tenant_id VARCHAR NOT NULL,
+            key VARCHAR NOT NULL,
+            route VARCHAR NOT NULL,
+            fingerprint VARCHAR NOT NULL,
+            status INTEGER NOT NULL DEFAULT 0,
+            content_type VARCHAR,
+            body BLOB,
+            created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            PRIMARY KEY (tenant_id, key)
+        );
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

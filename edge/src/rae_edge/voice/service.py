@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rae_edge.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
+from rae_edge.metrics import AUDIO_SECONDS, TRANSCRIBE_SECONDS
 from rae_edge.push_kinds import VoiceNotePush
 from rae_edge.voice.audio import AudioInfo, AudioRejectedError, probe
 from rae_edge.voice.audio_store import AudioStore
@@ -163,8 +164,11 @@ class VoiceService:
             return
         moved = self.notes.move(tenant_id, id, (NoteStatus.TRANSCRIBING,), NoteStatus.DRAFT,
                                 transcript=result.text, prompt=prompt, reason=None)
+        took = time.monotonic() - started
+        TRANSCRIBE_SECONDS.observe(took)
+        AUDIO_SECONDS.inc(result.duration_s)
         log.info("voice note %s: %.1f s of audio transcribed in %.2f s", id, result.duration_s,
-                 time.monotonic() - started)
+                 took)
         if not moved:
             return
         self._push(note, VoiceNotePush(machine_id=note.machine_id, voice_note_id=id,

@@ -8,6 +8,7 @@ Modules:
 - ``drift``: ``GET /api/v1/drift-alerts``, ``POST /api/v1/drift-alerts/{id}/acknowledge``;
 - ``web``: the tablet web page at ``/`` and its assets at ``/static/...`` (no token; the
   files live in ``rae_tablet_api/web``, the QR decoder vendored, no CDN);
+- ``pwa``: ``/sw.js``, the service worker (offline briefings, queued writes; no token);
 - ``machines``: ``POST /api/v1/machines`` (admin), ``GET /api/v1/machines``;
 - ``briefing``: ``GET /api/v1/machines/{code}/briefing`` and ``GET /api/v1/briefing?code=``
   (QR payload or id; also pushed to the machine's watchers);
@@ -18,5 +19,6 @@ Modules:
 - ``corrections``: ``POST /api/v1/corrections`` (technician);
 - ``context``: ``GET /api/v1/context``, a context pack under a token budget;
 - ``push``: ``WS /api/v1/push`` (cursor resume) and ``GET /api/v1/push/messages``;
+- ``metrics``: ``GET /metrics`` (Prometheus text; loopback or an admin token);
 - ``voice``: voice notes, upload (streamed, checked, stored before 202), status, confirm.
 """

@@ -1,0 +1,104 @@
+/* RAE Edge tablet page, offline part: registers the service worker (/sw.js), shows
+   "N notes waiting to send", marks a briefing answered from the tablet's saved copy
+   "offline, as of HH:MM", and asks the worker to send the queue when the node may be back.
+   Kept apart from app.js: it only reads the page's DOM and the worker's messages. */
+"use strict";
+
+(() => {
+  if (!("serviceWorker" in navigator)) return;  // plain http off loopback: no offline mode
+  const $ = (id) => document.getElementById(id);
+  const FLUSH_EVERY_MS = 3000;
+  const offline = { count: 0, asOf: null, machine: null };
+  window.raeOffline = offline;  // for the browser test
+
+  function token() { try { return localStorage.getItem("rae.token"); } catch { return null; } }
+  function post(msg) {
+    const c = navigator.serviceWorker.controller;
+    if (c) c.postMessage(Object.assign({ token: token() }, msg));
+  }
+
+  // ---------- the waiting banner ----------
+  function banner() {
+    let el = $("offline-queue");
+    if (!el) {
+      el = document.createElement("div");
+      el.id = "offline-queue";
+      el.className = "offline-queue";
+      el.setAttribute("role", "status");
+      el.hidden = true;
+      const header = document.querySelector(".topbar");
+      if (header && header.parentNode) header.parentNode.insertBefore(el, header.nextSibling);
+      else document.body.prepend(el);
+    }
+    return el;
+  }
+  function showCount(n) {
+    offline.count = n;
+    const el = banner();
+    el.hidden = n === 0;
+    el.textContent = n === 1 ? "1 note waiting to send" : n + " notes waiting to send";
+  }
+
+  // ---------- "offline, as of HH:MM" on the briefing ----------
+  function hhmm(iso) {
+    const d = new Date(iso);
+    return isNaN(d) ? "?" : String(d.getHours()).padStart(2, "0") + ":" + String(d.getMinutes()).padStart(2, "0");
+  }
+  function mark(asOf) {
+    let el = $("offline-mark");
+    const briefing = $("briefing");
+    if (!el && briefing) {
+      el = document.createElement("p");
+      el.id = "offline-mark";
+      el.className = "offline-mark";
+      briefing.prepend(el);
+    }
+    if (!el) return;
+    el.hidden = !asOf;
+    el.textContent = asOf ? "offline, as of " + hhmm(asOf) : "";
+  }
+
+  // ---------- what the page says after a queued write ----------
+  const QUEUED_TEXT = {
+    corrections: ["correction-status", "Saved on this tablet: it is sent when the node can be reached."],
+    "voice-notes": ["voice-status", "Recorded on this tablet: it is sent (and transcribed) when the node can be reached."],
+  };
+  function sayQueued(kind) {
+    const [id, text] = QUEUED_TEXT[kind] || [];
+    if (!id) return;
+    // The page writes its own "Saved"/"Sent" once it has read the answer, which may be
+    // after this message: for a moment, whatever it writes there is replaced by ours.
+    const el = $(id);
+    if (!el) return;
+    const put = () => { if (el.textContent !== text) el.textContent = text; };
+    const watch = new MutationObserver(put);
+    watch.observe(el, { childList: true, characterData: true, subtree: true });
+    put();
+    setTimeout(() => watch.disconnect(), 3000);
+  }
+
+  navigator.serviceWorker.addEventListener("message", (e) => {
+    const m = e.data || {};
+    if (m.type === "rae-queue") showCount(m.count);
+    else if (m.type === "rae-queued") { showCount(m.count); sayQueued(m.kind); }
+    else if (m.type === "rae-briefing") {
+      offline.asOf = m.offline ? m.as_of : null;
+      offline.machine = m.machine_id;
+      // The page renders the briefing after this message: mark it once it is there.
+      setTimeout(() => mark(offline.asOf), 0);
+      setTimeout(() => mark(offline.asOf), 150);
+    } else if (m.type === "rae-rejected") {
+      const el = banner();
+      el.hidden = false;
+      el.textContent = "A saved " + (m.kind === "voice-notes" ? "voice note" : "note") +
+        " was refused by the node: " + m.message;
+    }
+  });
+
+  navigator.serviceWorker.register("/sw.js", { scope: "/" }).then(() => navigator.serviceWorker.ready)
+    .then(() => { post({ type: "rae-count" }); post({ type: "rae-flush" }); })
+    .catch((err) => console.warn("offline mode unavailable:", err && err.message));
+  window.addEventListener("online", () => post({ type: "rae-flush" }));
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) post({ type: "rae-flush" }); });
+  setInterval(() => { if (offline.count > 0) post({ type: "rae-flush" }); }, FLUSH_EVERY_MS);
+})();

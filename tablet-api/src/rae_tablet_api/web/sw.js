@@ -1,0 +1,242 @@
+/* RAE Edge service worker: the tablet keeps working through Wi-Fi dead spots.
+
+   - App shell (the page, its script, styles, QR decoder): network first, the saved copy
+     when the node cannot be reached.
+   - Briefings: every briefing the tablet loads is saved (under the code scanned, the
+     machine id and its QR payload); after one, the briefings of the other machines of that
+     machine's line are fetched and saved too. Offline, a scan answers the saved briefing
+     with "offline": {"as_of": ISO time} added, and the page is told.
+   - Writes (POST corrections, incidents, voice notes): each gets an Idempotency-Key if it
+     has none. When the node cannot be reached, the request (headers, body, key) is queued
+     in IndexedDB and answered 202 {"queued": true}; the queue is sent in order, once, when
+     the node answers again (the key makes a resend after a lost answer store nothing new).
+     Writes made while others wait join the end of the queue, so order is kept.
+   Served at /sw.js (scope /) by routes.pwa; the manifest is /static/manifest.webmanifest. */
+"use strict";
+
+const SHELL_CACHE = "rae-shell-v1";
+const BRIEFING_CACHE = "rae-briefings-v1";
+const SHELL = ["/", "/static/app.css", "/static/app.js", "/static/offline.js", "/static/offline.css",
+  "/static/vendor/jsQR.js", "/static/icon.svg", "/static/manifest.webmanifest"];
+const WRITES = ["/api/v1/corrections", "/api/v1/incidents", "/api/v1/voice-notes"];
+const MAX_BRIEFINGS = 300;           // saved briefings kept (oldest dropped)
+const LINE_REFRESH_MS = 10 * 60e3;   // a line's briefings are fetched again at most this often
+const DB_NAME = "rae-offline";
+const QUEUE = "queue";
+
+// ---------- IndexedDB: the queue of writes ----------
+function openDb() {
+  return new Promise((resolve, reject) => {
+    const req = indexedDB.open(DB_NAME, 1);
+    req.onupgradeneeded = () => req.result.createObjectStore(QUEUE, { keyPath: "seq", autoIncrement: true });
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+}
+async function tx(mode, fn) {
+  const db = await openDb();
+  try {
+    return await new Promise((resolve, reject) => {
+      const t = db.transaction(QUEUE, mode);
+      const out = fn(t.objectStore(QUEUE));
+      t.oncomplete = () => resolve(out && "result" in out ? out.result : undefined);
+      t.onerror = () => reject(t.error);
+      t.onabort = () => reject(t.error);
+    });
+  } finally { db.close(); }
+}
+const queueAll = () => tx("readonly", (s) => s.getAll());
+const queueAdd = (item) => tx("readwrite", (s) => s.add(item));
+const queueDelete = (seq) => tx("readwrite", (s) => s.delete(seq));
+
+async function tellClients(msg) {
+  for (const c of await self.clients.matchAll({ includeUncontrolled: true, type: "window" })) c.postMessage(msg);
+}
+async function tellCount() {
+  const items = await queueAll();
+  await tellClients({ type: "rae-queue", count: items.length });
+  return items.length;
+}
+
+// ---------- lifecycle ----------
+self.addEventListener("install", (event) => {
+  event.waitUntil((async () => {
+    const cache = await caches.open(SHELL_CACHE);
+    await Promise.all(SHELL.map((u) => cache.add(new Request(u, { cache: "reload" })).catch(() => null)));
+    await self.skipWaiting();
+  })());
+});
+self.addEventListener("activate", (event) => {
+  event.waitUntil((async () => {
+    for (const name of await caches.keys()) {
+      if (name.startsWith("rae-") && name !== SHELL_CACHE && name !== BRIEFING_CACHE) await caches.delete(name);
+    }
+    await self.clients.claim();
+  })());
+});
+let pageToken = null;  // the page's current token: a write queued under a revoked one still goes
+self.addEventListener("message", (event) => {
+  const t = event.data && event.data.type;
+  if (event.data && event.data.token) pageToken = event.data.token;
+  if (t === "rae-flush") event.waitUntil(flush());
+  else if (t === "rae-count") event.waitUntil(tellCount());
+});
+
+// ---------- routing ----------
+self.addEventListener("fetch", (event) => {
+  const req = event.request;
+  const url = new URL(req.url);
+  if (url.origin !== self.location.origin) return;
+  if (req.method === "POST" && WRITES.includes(url.pathname)) {
+    event.respondWith(write(req));
+  } else if (req.method === "GET" && briefingCode(url) !== null) {
+    event.respondWith(briefing(req, url));
+  } else if (req.method === "GET" && (url.pathname === "/" || url.pathname.startsWith("/static/"))) {
+    event.respondWith(shell(req));
+  }
+});
+
+async function shell(req) {
+  const cache = await caches.open(SHELL_CACHE);
+  try {
+    const r = await fetch(req);
+    if (r.ok) await cache.put(req, r.clone());
+    return r;
+  } catch (err) {
+    const hit = await cache.match(req, { ignoreSearch: true });
+    if (hit) return hit;
+    throw err;
+  }
+}
+
+// ---------- briefings ----------
+function briefingCode(url) {
+  const m = url.pathname.match(/^\/api\/v1\/machines\/([^/]+)\/briefing$/);
+  if (m) return decodeURIComponent(m[1]);
+  if (url.pathname === "/api/v1/briefing") return url.searchParams.get("code");
+  return null;
+}
+const keyFor = (code) => new Request(self.location.origin + "/api/v1/machines/" + encodeURIComponent(code) + "/briefing");
+
+async function save(codes, body) {
+  const cache = await caches.open(BRIEFING_CACHE);
+  const savedAt = new Date().toISOString();
+  for (const code of new Set(codes.filter(Boolean))) {
+    await cache.put(keyFor(code), new Response(JSON.stringify(body), {
+      headers: { "Content-Type": "application/json", "X-RAE-Saved-At": savedAt } }));
+  }
+  const keys = await cache.keys();
+  for (const k of keys.slice(0, Math.max(0, keys.length - MAX_BRIEFINGS))) await cache.delete(k);
+}
+
+async function briefing(req, url) {
+  const code = briefingCode(url);
+  try {
+    const r = await fetch(req);
+    if (r.ok) {
+      const body = await r.clone().json().catch(() => null);
+      if (body && !url.searchParams.get("as_of")) {
+        const m = body.machine || {};
+        await save([code, m.id, m.qr_code], body);
+        await tellClients({ type: "rae-briefing", offline: false, machine_id: m.id || code });
+        saveLine(m, req.headers.get("Authorization"));  // not awaited: the scan is answered now
+      }
+      flush();  // the node answers: send what waits
+    }
+    return r;
+  } catch (err) {
+    const hit = await (await caches.open(BRIEFING_CACHE)).match(keyFor(code));
+    if (!hit) {
+      return new Response(JSON.stringify({ error: { code: "offline", message:
+        "The node cannot be reached and this tablet has no saved briefing of this machine." } }),
+        { status: 503, headers: { "Content-Type": "application/json" } });
+    }
+    const asOf = hit.headers.get("X-RAE-Saved-At");
+    const body = await hit.json();
+    body.offline = { as_of: asOf };
+    await tellClients({ type: "rae-briefing", offline: true, as_of: asOf,
+      machine_id: (body.machine && body.machine.id) || code });
+    return new Response(JSON.stringify(body), { status: 200, headers: {
+      "Content-Type": "application/json", "X-RAE-Offline-As-Of": asOf } });
+  }
+}
+
+const lineFetchedAt = new Map();
+async function saveLine(machine, auth) {
+  if (!machine || !machine.line || !auth) return;
+  const last = lineFetchedAt.get(machine.line) || 0;
+  if (Date.now() - last < LINE_REFRESH_MS) return;
+  lineFetchedAt.set(machine.line, Date.now());
+  try {
+    const r = await fetch("/api/v1/machines", { headers: { Authorization: auth, Accept: "application/json" } });
+    if (!r.ok) return;
+    const mates = (await r.json()).filter((m) => m.line === machine.line && m.id !== machine.id);
+    for (const m of mates) {  // one at a time: a line's briefings must not crowd the node
+      const b = await fetch(keyFor(m.id).url, { headers: { Authorization: auth, Accept: "application/json" } });
+      if (b.ok) await save([m.id, m.qr_code], await b.json());
+    }
+    await tellClients({ type: "rae-line-saved", line: machine.line, machines: mates.length });
+  } catch { lineFetchedAt.delete(machine.line); }  // try again after the next scan
+}
+
+// ---------- writes ----------
+function uuid() {
+  if (self.crypto && crypto.randomUUID) return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  return [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+async function write(req) {
+  const headers = {};
+  for (const [k, v] of req.headers.entries()) headers[k] = v;
+  if (!headers["idempotency-key"]) headers["idempotency-key"] = uuid();
+  const body = await req.arrayBuffer();
+  const item = { url: req.url, method: "POST", headers, body, at: new Date().toISOString(),
+    kind: new URL(req.url).pathname.split("/").pop() };
+  if ((await queueAll()).length === 0) {
+    try {
+      const r = await fetch(req.url, { method: "POST", headers, body });
+      if (r.status < 500) return r;  // answered (a 4xx is the page's to show)
+    } catch { /* the node cannot be reached: queue it */ }
+  }
+  await queueAdd(item);
+  const count = await tellCount();
+  await tellClients({ type: "rae-queued", kind: item.kind, count });
+  flush();
+  return new Response(JSON.stringify({ queued: true, offline: true, waiting: count,
+    idempotency_key: headers["idempotency-key"] }), {
+    status: 202, headers: { "Content-Type": "application/json", "X-RAE-Queued": "1" } });
+}
+
+let flushing = null;
+function flush() {
+  if (!flushing) flushing = sendQueue().finally(() => { flushing = null; });
+  return flushing;
+}
+async function sendQueue() {
+  for (;;) {
+    const items = await queueAll();
+    if (!items.length) break;
+    const item = items[0];
+    let r;
+    try {
+      r = await fetch(item.url, { method: item.method, headers: item.headers, body: item.body });
+      const fresh = pageToken && "Bearer " + pageToken;
+      if (r.status === 401 && fresh && fresh !== item.headers.authorization) {
+        // The token it was made under was replaced on this tablet: send it under the new one.
+        item.headers.authorization = fresh;
+        r = await fetch(item.url, { method: item.method, headers: item.headers, body: item.body });
+      }
+    } catch { break; }  // still unreachable: keep it, try again later
+    if (r.status >= 500 || r.status === 401 || r.status === 409 || r.status === 429) break;  // retry later
+    await queueDelete(item.seq);
+    if (!r.ok) {
+      const data = await r.json().catch(() => ({}));
+      await tellClients({ type: "rae-rejected", kind: item.kind, status: r.status,
+        message: (data.error && data.error.message) || ("HTTP " + r.status) });
+    } else {
+      await tellClients({ type: "rae-sent", kind: item.kind });
+    }
+  }
+  await tellCount();
+}
