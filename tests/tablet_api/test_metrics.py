@@ -77,7 +77,10 @@ def _outside_ip() -> str | None:
 def node_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, EdgeNode,
                                                                           dict[str, str]]]:
     data = tmp_path_factory.mktemp("metrics") / "node"
-    node = EdgeNode(config.load(None, data_dir=data, node={"tenant_id": "acme"}))
+    # Sync on (a broker URL) but no identity: the agent does not run, so the outbox keeps
+    # what the node queues and its depth and age can be seen to move.
+    node = EdgeNode(config.load(None, data_dir=data, node={"tenant_id": "acme"},
+                                sync={"mqtt_url": "mqtt://127.0.0.1:9"}))
     tokens = {r.value: create_token(node.duck, "acme", r, f"metrics {r.value}") for r in Role}
     try:
         with serve(create_app(node), host="0.0.0.0") as url:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from typing import Any, cast
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -35,8 +35,7 @@ from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 
 from rae_edge.store.idempotency import IdempotencyStore, KeptAnswer
-from rae_edge.tokens import Principal
-from rae_tablet_api.auth import PRINCIPAL_KEY
+from rae_tablet_api.auth import resolve_principal
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +127,6 @@ class IdempotencyMiddleware(ASGIMiddleware):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         raw = _key_of(scope)
-        known = cast("dict[str, Any]", scope).get(PRINCIPAL_KEY)
         if raw is None or scope.get("method") != "POST" or scope["path"] not in ROUTES:
             await next_app(scope, receive, send)
             return
@@ -139,10 +137,12 @@ class IdempotencyMiddleware(ASGIMiddleware):
                          f"the Idempotency-Key header must be 1 to {MAX_KEY_LEN} visible "
                          "ASCII characters (a UUID is a good key)")
             return
+        # Looked up once per request (the audit middleware usually did it already).
+        known = await resolve_principal(scope, self.store.duck)
         if known is None:  # no valid token: the handler refuses it, nothing is kept
             await next_app(scope, receive, send)
             return
-        tenant = cast("Principal", known[1]).tenant_id
+        tenant = known.tenant_id
         route = scope["path"]
         slot = (tenant, key)
         deadline = anyio.current_time() + WAIT_S
