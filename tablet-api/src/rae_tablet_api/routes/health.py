@@ -15,7 +15,8 @@ from rae_edge.store.migrations import SCHEMA_VERSION
 def health(state: State) -> dict[str, Any]:
     node: EdgeNode = state.node
     return {"status": "ok", "tenant": node.tenant_id, "node": node.settings.node.node_id,
-            "schema_version": SCHEMA_VERSION}
+            "schema_version": SCHEMA_VERSION,
+            "alarms": node.alarms.health()}
 
 
 ROUTES = [health]
