@@ -153,6 +153,7 @@ class SparkplugSource(AlarmSource):
             need_rebirth = bool(gap)
             if gap:
                 self.seq_gaps += 1
+                log.info("alarm source %s: %s %s: %s", self.name, kind, edge, gap)
             aliases = dict(node.aliases)
         if need_rebirth:
             self._rebirth(edge, gap)
