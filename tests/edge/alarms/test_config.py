@@ -100,7 +100,8 @@ def test_an_unknown_machine_is_named_and_the_node_does_not_start(tmp_path: Path)
 
 
 def test_health_shows_a_source_that_is_down(tmp_path: Path) -> None:
-    from rae_sync.domain import Machine
+    from rae_edge.tokens import create_token
+    from rae_sync.domain import Machine, Role
 
     port = free_port()  # nothing listens there
     src = {**OPCUA, "url": f"opc.tcp://127.0.0.1:{port}", "security": "none",
@@ -120,3 +121,12 @@ def test_health_shows_a_source_that_is_down(tmp_path: Path) -> None:
         assert src_health["name"] == "plc-1" and src_health["type"] == "opcua"
         assert src_health["retry_in_s"] is not None and src_health["connects"] == 0
         assert body["alarms"]["queue"]["dropped"] == 0
+        assert "last_error" not in src_health  # /health needs no token: no error texts
+        assert client.get("/api/v1/alarms").status_code == 401
+        token = create_token(node.duck, "acme", Role.TECHNICIAN, "tablet")
+        got = client.get("/api/v1/alarms", headers={"Authorization": f"Bearer {token}"})
+        assert got.status_code == 200
+        detail = got.json()
+        assert "ConnectionRefusedError" in detail["health"]["sources"][0]["last_error"] or \
+            "Errno 111" in detail["health"]["sources"][0]["last_error"]
+        assert detail["alarms"] == [] and detail["rejected"] == []

@@ -115,15 +115,24 @@ class AlarmService:
             return []
         return sorted(self.processor.states.values(), key=lambda s: s.raised_at, reverse=True)
 
-    def health(self) -> dict[str, Any]:
-        """For ``/health``: each source's state, the queue, what was coalesced."""
+    def rejects(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest payloads set aside, with their reasons."""
+        return self._store.rejects(limit) if self._store is not None else []
+
+    def health(self, detail: bool = True) -> dict[str, Any]:
+        """Each source's state, the queue, what was coalesced; ``detail=False`` (for the
+        token-less ``/health``) leaves out the sources' error texts."""
         if not self.enabled:
             return {"enabled": False}
+        sources = [s.health() for s in self.sources]
+        if not detail:
+            for h in sources:
+                h.pop("last_error", None)
         p = self.processor
         c = p.counters if p is not None else None
         return {
             "enabled": True, "started": self.started,
-            "sources": [s.health() for s in self.sources],
+            "sources": sources,
             "queue": {"depth": self.inbox.depth(), "size": self.inbox.size,
                       "received": self.inbox.received, "coalesced": self.inbox.coalesced,
                       "waited_for_room": self.inbox.waited, "dropped": 0},

@@ -16,7 +16,7 @@ def health(state: State) -> dict[str, Any]:
     node: EdgeNode = state.node
     return {"status": "ok", "tenant": node.tenant_id, "node": node.settings.node.node_id,
             "schema_version": SCHEMA_VERSION,
-            "alarms": node.alarms.health()}
+            "alarms": node.alarms.health(detail=False)}
 
 
 ROUTES = [health]
