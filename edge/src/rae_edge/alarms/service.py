@@ -71,8 +71,12 @@ class AlarmService:
         if self.settings.simulated_plc is not None:
             from rae_edge.alarms.sim_plc import SimulatedPlc
 
-            self.plc = SimulatedPlc(self.settings.simulated_plc)
-            self.plc.start()
+            self.plc = SimulatedPlc(self.settings.simulated_plc,
+                                    self.node.data_dir / "alarms" / "sim-plc")
+            try:
+                self.plc.start()
+            except Exception:  # a demo aid: its source shows 'down' in /health instead
+                log.exception("alarms: the simulated PLC did not start")
         self.check()
         self._store = AlarmStore(self.node.duck)
         self.processor = AlarmProcessor(self.node, self._store, self.inbox,
