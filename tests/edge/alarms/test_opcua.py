@@ -199,3 +199,26 @@ def test_secured_basic256sha256_connects_with_the_nodes_certificate(
             assert (pki / "client-cert.der").read_bytes() == cert.read_bytes()
     finally:
         server.stop()
+
+
+def test_alarm_condition_events_become_incidents(plant: EdgeNode, plc: PlcServer) -> None:
+    src = _source(plc, tags=[], events=[{"source_name": "Press1", "machine_id": "press-1"}])
+    with running(plant, [src]) as svc:
+        assert svc.sources[0].wait_state("connected", 20)
+        t = datetime.now(UTC).replace(microsecond=0)
+        plc.condition("Press1", "PositionSensor", "E404 position sensor fault", True, 750, t)
+        wait_until(lambda: alarm_pushes(plant), what="alarm push from an event")
+        [inc] = alarm_incidents(plant)
+        assert (inc.error_code, inc.occurred_at, inc.symptom) == (
+            "E404", t, "E404 position sensor fault")
+        assert alarm_pushes(plant)[0].payload["severity"] == 750
+        plc.condition("Press1", "PositionSensor", "E404 position sensor fault", False, 750,
+                      t + timedelta(seconds=9))
+        wait_until(lambda: len(alarm_pushes(plant)) == 2, what="the condition's clear")
+        assert alarm_pushes(plant)[1].payload["duration_s"] == 9.0
+        # an event whose text names no code is set aside with the reason
+        plc.condition("Press1", "Door", "door open", True)
+        wait_until(lambda: svc.health()["sources"][0]["rejected"] == 1, what="rejected")
+        assert "no error code in 'door open'" in svc.health()["sources"][0]["last_error"]
+        settle(svc)
+        assert len(alarm_incidents(plant)) == 1

@@ -29,6 +29,7 @@ from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from asyncua.crypto.truststore import TrustStore
 from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
 from asyncua.server.server import Server
+from asyncua.ua.object_ids import ObjectIds
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from rae_edge.alarms.config import SimulatedPlc as SimulatedPlcSettings
@@ -60,6 +61,7 @@ class PlcServer:
         self._stopped: asyncio.Event | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self._events: Any = None  # the alarm & condition event generator
 
     def node_id(self, name: str) -> str:
         return f"ns=2;s={name}"
@@ -106,6 +108,22 @@ class PlcServer:
         stamp: Any = at or datetime.now(UTC)  # ua.DateTime is a datetime
         await self.nodes[name].write_value(ua.DataValue(
             ua.Variant(value, _VTYPES[type(value)]), SourceTimestamp=stamp))
+
+    def condition(self, source_name: str, name: str, message: str, active: bool,
+                  severity: int = 500, at: datetime | None = None) -> None:
+        """Emits an alarm & condition event (AlarmConditionType) from the Server object."""
+        assert self._loop is not None and self._events is not None
+        gen = self._events
+
+        async def emit() -> None:
+            ev: Any = gen.event
+            ev.SourceName, ev.ConditionName, ev.Severity = source_name, name, severity
+            ev.Message = ua.LocalizedText(message)
+            ev.ActiveState = ua.LocalizedText("Active" if active else "Inactive")
+            setattr(ev, "ActiveState/Id", active)  # the field's name has a "/"
+            await gen.trigger(time_attr=at or datetime.now(UTC))
+
+        asyncio.run_coroutine_threadsafe(emit(), self._loop).result(10)
 
     async def _serve(self) -> None:
         try:
@@ -166,6 +184,7 @@ class PlcServer:
             server.iserver.user_manager = _Users()
             server.set_identity_tokens([ua.UserNameIdentityToken])
         idx = await server.register_namespace(NAMESPACE)
+        self._events = await server.get_event_generator(ObjectIds.AlarmConditionType)
         objects = server.nodes.objects
         for name, value in self.registers.items():
             nid = ua.NodeId.from_string(f"ns={idx};s={name}")

@@ -160,8 +160,6 @@ class OpcUaSource(AlarmSource):
         self.emit(ev)
 
     def on_event(self, event: Any) -> None:
-        fields = dict(event.get_event_props_as_fields_dict()) if hasattr(
-            event, "get_event_props_as_fields_dict") else {}
         source_name = str(getattr(event, "SourceName", "") or "")
         mapping = self._event_map.get(source_name)
         if mapping is None:
@@ -169,13 +167,13 @@ class OpcUaSource(AlarmSource):
         try:
             condition = str(getattr(event, "ConditionName", "") or "") or source_name
             message = getattr(event, "Message", None)
-            text = str(message.Text) if isinstance(message, ua.LocalizedText) else str(
+            text = str(message.Text or "") if isinstance(message, ua.LocalizedText) else str(
                 message or "")
-            active = _active(event, fields)
             event_id = getattr(event, "EventId", b"") or b""
             ev = events.from_condition(
                 mapping, source=self.name, condition=f"{source_name}/{condition}",
-                active=active, message=text, severity=getattr(event, "Severity", None),
+                active=_active(event), message=text,
+                severity=getattr(event, "Severity", None),
                 occurred_at=getattr(event, "Time", None),
                 event_id=event_id.hex() if isinstance(event_id, bytes) else str(event_id))
         except (events.PayloadError, ValueError, TypeError, AttributeError) as exc:
@@ -188,17 +186,15 @@ class MappingError(RuntimeError):
     """The mapping names something the server does not have."""
 
 
-def _active(event: Any, fields: dict[str, Any]) -> bool:
-    for name in ("ActiveState/Id", "ActiveState.Id"):
-        if name in fields:
-            v = fields[name]
-            return bool(getattr(v, "Value", v))
+def _active(event: Any) -> bool:
+    """An alarm condition's ``ActiveState/Id`` (or its text when only that came)."""
+    active_id = getattr(event, "ActiveState/Id", None)
+    if active_id is not None:
+        return bool(getattr(active_id, "Value", active_id))
     state = getattr(event, "ActiveState", None)
     if isinstance(state, ua.LocalizedText):
         return (state.Text or "").lower() == "active"
-    if state is None:
-        raise ValueError("event without ActiveState")
-    return bool(state)
+    raise ValueError("event without ActiveState")
 
 
 class _Handler:
