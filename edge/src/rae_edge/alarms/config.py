@@ -133,6 +133,8 @@ class OpcUaSourceSettings(_SourceBase):
     application_uri: str = Field(default="urn:rae-edge:alarms",
                                  description="the client's application URI (in its cert)")
     publishing_interval_ms: int = Field(default=100, ge=10, le=60_000)
+    queue_per_tag: int = Field(default=100, ge=1, le=10_000, description=(
+        "changes the server keeps per tag between two publishes (fast chattering)"))
     tags: list[OpcUaTag] = Field(default_factory=list)
     events: list[OpcUaEvents] = Field(default_factory=list)
 

@@ -104,7 +104,7 @@ class AlarmProcessor:
     def process(self, items: Sequence[tuple[tuple[str, str], Pending]]) -> None:
         self.counters.batches += 1
         opened: list[tuple[Incident, AlarmState]] = []
-        cleared: list[AlarmState] = []
+        cleared: list[dict[str, Any]] = []  # clear pushes, as of each clear
         changed: dict[tuple[str, str], AlarmState] = {}
         for key, pending in items:
             for ep in pending.episodes:
@@ -123,18 +123,19 @@ class AlarmProcessor:
             new = store_alarm_incidents(self.node, self.tenant, [inc for inc, _ in fresh])
             self.counters.incidents += len(new)
         self.store.save(list(changed.values()))
-        for st in cleared:
-            self._push(self._cleared_payload(st), st.machine_id)
+        for payload in cleared:
+            self._push(payload, payload["machine_id"])
 
     def _apply(self, key: tuple[str, str], ep: Episode, opened: list[tuple[Incident, AlarmState]],
-               cleared: list[AlarmState], changed: dict[tuple[str, str], AlarmState]) -> None:
+               cleared: list[dict[str, Any]], changed: dict[tuple[str, str], AlarmState],
+               ) -> None:
         st = self.states.get(key)
         if ep.code is None:  # a clear only
             if st is not None and st.active and ep.last.occurred_at >= st.raised_at:
                 st.active, st.cleared_at = False, ep.cleared_at or ep.last.occurred_at
                 st.last_at = max(st.last_at, st.cleared_at)
                 changed[key] = st
-                cleared.append(st)
+                cleared.append(self._cleared_payload(st))
                 self.counters.clears += 1
             return
         first = ep.first
@@ -155,7 +156,7 @@ class AlarmProcessor:
                 if not ep.active:
                     st.cleared_at = ep.cleared_at or ep.last.occurred_at
                     if was_active:  # a tablet saw it active: tell it it ended
-                        cleared.append(st)
+                        cleared.append(self._cleared_payload(st))
                         self.counters.clears += 1
                 st.last_at = max(st.last_at, ep.last.occurred_at)
                 changed[key] = st
@@ -163,7 +164,7 @@ class AlarmProcessor:
         if st is not None and st.active:
             # The code changed without a clear (an error-code register): the old one ends.
             st.active, st.cleared_at = False, at
-            cleared.append(st)
+            cleared.append(self._cleared_payload(st))
             self.counters.clears += 1
         inc_id = incident_id(self.tenant, first.source, first.key, ep.code, at)
         new = AlarmState(

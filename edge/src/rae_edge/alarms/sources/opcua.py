@@ -115,7 +115,10 @@ class OpcUaSource(AlarmSource):
             sub = await client.create_subscription(cfg.publishing_interval_ms, _Handler(self))
             if self._tags:
                 nodes = [client.get_node(n) for n in self._tags]
-                results = await sub.subscribe_data_change(nodes)
+                # A server-side queue per tag: a bit that chatters faster than the
+                # publishing interval still reports every raise and clear.
+                results: Any = await sub.subscribe_data_change(
+                    nodes, queuesize=cfg.queue_per_tag, sampling_interval=ua.Double(0.0))
                 for node, res in zip(nodes, results, strict=True):
                     if isinstance(res, ua.StatusCode):
                         idx, tag = self._tags[node.nodeid]
