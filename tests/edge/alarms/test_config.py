@@ -13,6 +13,7 @@ from litestar.testing import TestClient
 from pydantic import ValidationError
 
 from rae_edge import config
+from rae_edge.alarms.config import OpcUaSourceSettings
 from rae_edge.alarms.service import AlarmConfigError, AlarmService
 from rae_edge.node import EdgeNode
 from rae_tablet_api.app import create_app
@@ -45,7 +46,9 @@ def _error(tmp_path: Path, sources: list[dict[str, Any]], **alarms: Any) -> str:
 def test_a_valid_section_loads(tmp_path: Path) -> None:
     s = _load(tmp_path, [OPCUA, SPB])
     assert [src.type for src in s.alarms.sources] == ["opcua", "sparkplug"]
-    assert s.alarms.sources[0].security == "basic256sha256"  # secure unless told
+    opcua = s.alarms.sources[0]
+    assert isinstance(opcua, OpcUaSourceSettings)
+    assert opcua.security == "basic256sha256"  # secure unless told
 
 
 @pytest.mark.parametrize(("change", "where", "says"), [
