@@ -11,6 +11,7 @@ Modules:
 - ``inbox``: the bounded, coalescing queue between the sources and the writer;
 - ``processor``: raise/clear → incident (idempotent id, chattering coalesced, duration on
   clear) and the ``alarm`` push with the machine's briefing for that code;
+- ``push``: :class:`AlarmPush`, the typed ``alarm`` push message (with its briefing);
 - ``store``: the alarms' own state and the payloads set aside (DuckDB tables);
 - ``writer``: the one call into the node's incident write;
 - ``service``: :class:`AlarmService` (``node.alarms``): checks the mapping, starts and

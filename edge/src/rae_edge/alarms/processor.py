@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from rae_edge.alarms.inbox import Episode, Inbox, Pending
+from rae_edge.alarms.push import AlarmBriefing, AlarmPush
 from rae_edge.alarms.store import AlarmState, AlarmStore
 from rae_edge.alarms.writer import store_alarm_incidents
 from rae_sync.domain import Incident
@@ -64,7 +65,7 @@ class AlarmProcessor:
         self.window = timedelta(seconds=chatter_window_s)
         self.states = store.load(self.tenant)
         self.counters = Counters()
-        self._briefings: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+        self._briefings: dict[tuple[str, str], tuple[float, AlarmBriefing]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.idle = threading.Event()
@@ -183,53 +184,56 @@ class AlarmProcessor:
 
     # -- pushes ----------------------------------------------------------------------------
     def _push(self, payload: dict[str, Any], machine_id: str) -> None:
-        self.node.push.publish(self.tenant, machine_id, "alarm", payload)
+        self.node.push.publish(self.tenant, machine_id, AlarmPush.TYPE, payload)
         self.counters.pushes += 1
 
-    def _briefing(self, machine_id: str, code: str) -> dict[str, Any]:
+    def _briefing(self, machine_id: str, code: str) -> AlarmBriefing:
         now = time.monotonic()
         hit = self._briefings.get((machine_id, code))
         if hit is not None and now - hit[0] < BRIEFING_TTL_S:
             return hit[1]
         b = self.node.memory.briefing(self.tenant, machine_id, error_code=code, publish=False)
-        same = [i for i in b.incidents if i.error_code == code]
-        out = {"machine": b.machine.model_dump(mode="json"), "summary": b.summary,
-               "error_code": code,
-               "incidents": [i.model_dump(mode="json") for i in same[:3]],
-               "manual_sections": [s.model_dump(mode="json") for s in b.manual_sections[:3]],
-               "drift_alerts": b.drift_alerts, "incident_count": b.incident_count}
+        out = AlarmBriefing(
+            machine=b.machine, summary=b.summary, error_code=code,
+            incidents=[i for i in b.incidents if i.error_code == code][:3],
+            manual_sections=b.manual_sections[:3], drift_alerts=b.drift_alerts,
+            incident_count=b.incident_count)
         self._briefings[(machine_id, code)] = (now, out)
         return out
 
     def _alarm_payload(self, st: AlarmState, inc: Incident) -> dict[str, Any]:
         brief = self._briefing(st.machine_id, st.error_code)
-        past = [i for i in brief["incidents"] if i["id"] != inc.id]
+        past = [i for i in brief.incidents if i.id != inc.id]
         message = f"{st.error_code} on {st.machine_id} just now."
         if past:
             p = past[0]
-            day = datetime.fromisoformat(p["occurred_at"]).strftime("%-d %b %Y")
-            message += f" Last time ({day})"
-            if p.get("action"):
-                message += f" fixed by: {p['action']}"
-            else:
-                message += f": {p['symptom']}"
-            if p.get("corrections"):
-                message += f" — correction: {p['corrections'][-1]['text']}"
-        elif brief["manual_sections"]:
-            s = brief["manual_sections"][0]
-            message += f" Manual: {s.get('section') or s.get('document_title') or ''}".rstrip()
+            message += f" Last time ({p.occurred_at.strftime('%-d %b %Y')})"
+            message += f" fixed by: {p.action}" if p.action else f": {p.symptom}"
+            if p.corrections:
+                message += f" — correction: {p.corrections[-1].text}"
+        elif brief.manual_sections:
+            s = brief.manual_sections[0]
+            message += f" Manual: {s.section or s.document_title or ''}".rstrip()
         else:
             message += " No earlier record of it on this machine."
-        return {**st.to_json(), "line": brief["machine"].get("line"),
-                "machine_name": brief["machine"].get("name"), "message": message,
-                "occurred_at": st.raised_at.isoformat(), "briefing": brief}
+        return self._push_body(st, message, brief).data()
 
     def _cleared_payload(self, st: AlarmState) -> dict[str, Any]:
-        dur = st.duration_s
         times = f" (raised {st.count} times)" if st.count > 1 else ""
-        return {**st.to_json(),
-                "message": f"{st.error_code} on {st.machine_id} cleared after "
-                           f"{_human(dur or 0.0)}{times}."}
+        message = (f"{st.error_code} on {st.machine_id} cleared after "
+                   f"{_human(st.duration_s or 0.0)}{times}.")
+        return self._push_body(st, message, None).data()
+
+    @staticmethod
+    def _push_body(st: AlarmState, message: str, brief: AlarmBriefing | None) -> AlarmPush:
+        machine = brief.machine if brief is not None else None
+        return AlarmPush(
+            machine_id=st.machine_id, machine_name=machine.name if machine else None,
+            line=machine.line if machine else None,
+            state="active" if st.active else "cleared", error_code=st.error_code,
+            text=st.text, severity=st.severity, source=st.source, key=st.alarm_key,
+            incident_id=st.incident_id, raised_at=st.raised_at, cleared_at=st.cleared_at,
+            duration_s=st.duration_s, count=st.count, message=message, briefing=brief)
 
 
 def _human(seconds: float) -> str:
