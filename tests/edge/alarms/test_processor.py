@@ -34,6 +34,7 @@ def test_clear_then_reraise_in_one_batch(plant: EdgeNode) -> None:
     inbox.put(_ev(False, 5))   # these two wait together:
     inbox.put(_ev(True, 8))    # a clear, then the same code again 3 s later
     proc.process(inbox.take(0))
+    assert plant.push.flush()  # clears are pushed without waiting for their flush
     states = [m.payload["state"] for m in alarm_pushes(plant)]
     assert states == ["active", "cleared"]
     [st] = proc.states.values()

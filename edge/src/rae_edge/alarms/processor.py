@@ -9,7 +9,8 @@ Per alarm (a source's tag, metric or condition) it keeps the newest incident
 - its source timestamp is not newer than what was applied (a replay): nothing new.
 The incident id derives from (tenant, source, alarm, code, source timestamp), and the
 write is idempotent on id, so even with the state lost a replay stores nothing twice. A
-clear closes the incident with its duration. Each new incident is pushed as ``alarm``
+clear closes the incident with its duration (the first clear of an incident is pushed;
+a chattering alarm's later clears are only counted). Each new incident is pushed as ``alarm``
 to the machine's watchers with the machine's briefing for that code, before it is
 stored and indexed (the push is what the technician waits for).
 """
@@ -66,6 +67,8 @@ class AlarmProcessor:
         self.states = store.load(self.tenant)
         self.counters = Counters()
         self._briefings: dict[tuple[str, str], tuple[float, AlarmBriefing]] = {}
+        self._told_cleared: set[str] = {s.incident_id for s in self.states.values()
+                                        if not s.active}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.idle = threading.Event()
@@ -124,8 +127,18 @@ class AlarmProcessor:
             new = store_alarm_incidents(self.node, self.tenant, [inc for inc, _ in fresh])
             self.counters.incidents += len(new)
         self.store.save(list(changed.values()))
-        for payload in cleared:
-            self._push(payload, payload["machine_id"])
+        for payload in cleared:  # not waited on: the bus stores a burst in one flush
+            self.node.push.publish_soon(self.tenant, payload["machine_id"], AlarmPush.TYPE,
+                                        payload)
+            self.counters.pushes += 1
+
+    def _ended(self, st: AlarmState, cleared: list[dict[str, Any]]) -> None:
+        """An open incident cleared: its first clear is pushed (the banner turns green);
+        the clears of a chattering alarm after that are only counted."""
+        self.counters.clears += 1
+        if st.incident_id not in self._told_cleared:
+            self._told_cleared.add(st.incident_id)
+            cleared.append(self._cleared_payload(st))
 
     def _apply(self, key: tuple[str, str], ep: Episode, opened: list[tuple[Incident, AlarmState]],
                cleared: list[dict[str, Any]], changed: dict[tuple[str, str], AlarmState],
@@ -136,8 +149,7 @@ class AlarmProcessor:
                 st.active, st.cleared_at = False, ep.cleared_at or ep.last.occurred_at
                 st.last_at = max(st.last_at, st.cleared_at)
                 changed[key] = st
-                cleared.append(self._cleared_payload(st))
-                self.counters.clears += 1
+                self._ended(st, cleared)
             return
         first = ep.first
         at = first.occurred_at
@@ -156,17 +168,15 @@ class AlarmProcessor:
                 st.active = ep.active
                 if not ep.active:
                     st.cleared_at = ep.cleared_at or ep.last.occurred_at
-                    if was_active:  # a tablet saw it active: tell it it ended
-                        cleared.append(self._cleared_payload(st))
-                        self.counters.clears += 1
+                    if was_active:
+                        self._ended(st, cleared)
                 st.last_at = max(st.last_at, ep.last.occurred_at)
                 changed[key] = st
                 return
         if st is not None and st.active:
             # The code changed without a clear (an error-code register): the old one ends.
             st.active, st.cleared_at = False, at
-            cleared.append(self._cleared_payload(st))
-            self.counters.clears += 1
+            self._ended(st, cleared)
         inc_id = incident_id(self.tenant, first.source, first.key, ep.code, at)
         new = AlarmState(
             tenant_id=self.tenant, source=first.source, alarm_key=first.key,

@@ -86,11 +86,13 @@ class AlarmStore:
     def save(self, states: list[AlarmState]) -> None:
         if not states:
             return
-        marks = ", ".join(["?"] * len(_COLS))
+        # one statement for the batch (executemany runs one statement per row)
+        row = "(" + ", ".join(["?"] * len(_COLS)) + ")"
         with self.duck.transaction() as cur:
-            cur.executemany(
-                f"INSERT OR REPLACE INTO alarm_state ({', '.join(_COLS)}) VALUES ({marks})",
-                [[getattr(s, c) for c in _COLS] for s in states])
+            cur.execute(
+                f"INSERT OR REPLACE INTO alarm_state ({', '.join(_COLS)}) VALUES "
+                + ", ".join([row] * len(states)),
+                [getattr(s, c) for s in states for c in _COLS])
 
     def reject(self, source: str, reason: str, topic: str | None, payload: bytes | None) -> None:
         with self.duck.transaction() as cur:
