@@ -40,7 +40,7 @@ _NODE = ["tenant", "site", "node"]
 UNKNOWN_CAP = 10_000  # dead letters of no known tenant are counted among the newest this many
 
 
-class CentralCollector(Collector):  # type: ignore[misc]  # prometheus_client is untyped
+class CentralCollector(Collector):
     """Reads the counters and each node's stream state from the database."""
 
     def __init__(self, store: CentralStore) -> None:

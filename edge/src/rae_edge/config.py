@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rae_edge.alarms.config import AlarmsSettings
 from rae_sync.layered_settings import LayeredSources, load_layered
 
 
@@ -89,6 +90,9 @@ class EdgeSettings(LayeredSources, BaseSettings):
     qr: QrSettings = Field(default_factory=QrSettings)
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
+    alarms: AlarmsSettings = Field(
+        default_factory=AlarmsSettings,
+        description="machine alarm sources (OPC UA, Sparkplug B): see the README")
 
     @property
     def sync_on(self) -> bool:

@@ -17,6 +17,7 @@ from rae_edge.store import DuckStore, LanceStore
 from rae_edge.write.writer import Writer
 
 if TYPE_CHECKING:
+    from rae_edge.alarms.service import AlarmService
     from rae_edge.drift import DriftMonitor
     from rae_edge.embedding import EmbeddingService
     from rae_edge.indexer import Indexer
@@ -88,6 +89,13 @@ class EdgeNode:
 
         return VoiceService(self)
 
+    @cached_property
+    def alarms(self) -> AlarmService:
+        """Machine alarm sources (``alarms`` settings): ``start()``/``stop()`` with the app."""
+        from rae_edge.alarms.service import AlarmService
+
+        return AlarmService(self, self.settings.alarms)
+
     def start_sync(self) -> SyncAgent | None:
         """Starts the sync agent with central when ``sync.enroll_file`` (and a broker URL,
         from ``sync.mqtt_url`` or the identity) are set; ``None`` when sync is off."""
@@ -100,6 +108,8 @@ class EdgeNode:
         return self.sync
 
     def close(self) -> None:
+        if "alarms" in self.__dict__:  # its writer stores into the stores closed below
+            self.alarms.stop()
         if self.sync is not None:  # unacked rows stay in the outbox for the next start
             self.sync.stop()
         if "voice" in self.__dict__:  # stop the transcription worker before the stores close

@@ -16,7 +16,8 @@ marked lagging and re-reads the gap from DuckDB.
 Message types: one typed class each in :mod:`rae_edge.push_kinds` (``briefing``: a machine
 was scanned; ``incident``: a new incident or error-log row, with the most similar past
 incident and its fix; ``correction``: typed, voiced or from central; ``voice_note``: a
-transcript is ready), published with :meth:`PushBus.send`. The wire form is
+transcript is ready; ``alarm``: a machine raised or cleared an error code over OPC UA or
+Sparkplug B, :mod:`rae_edge.alarms`), published with :meth:`PushBus.send`. The wire form is
 :meth:`PushMessage.to_json`: ``{"cursor", "type", "machine_id", "at", "data"}``.
 
 Retention: messages older than ``retention_days`` or beyond the newest ``retention_rows``
@@ -43,7 +44,7 @@ from rae_edge.store.duck import DuckStore
 
 log = logging.getLogger(__name__)
 
-TYPES = ("briefing", "incident", "correction", "voice_note")
+TYPES = ("briefing", "incident", "correction", "voice_note", "alarm")
 _TYPE_RE = re.compile(r"^[a-z][a-z0-9_.]{0,39}$")
 TRIM_EVERY = 500  # publishes between two retention passes
 REPLAY_BATCH = 500

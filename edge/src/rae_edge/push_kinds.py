@@ -148,10 +148,19 @@ PUSH_CLASSES: tuple[type[PushBody], ...] = (BriefingPush, IncidentPush, Correcti
 PUSH_TYPES: dict[str, type[PushBody]] = {c.TYPE: c for c in PUSH_CLASSES}
 
 
+def all_push_classes() -> tuple[type[PushBody], ...]:
+    """:data:`PUSH_CLASSES` and the kinds defined beside their feature (``alarm`` in
+    :mod:`rae_edge.alarms.push`, imported here lazily: it builds on the memory models,
+    which import this module)."""
+    from rae_edge.alarms.push import AlarmPush
+
+    return (*PUSH_CLASSES, AlarmPush)
+
+
 def generate() -> dict[str, dict[str, Any]]:
     """Every push kind's JSON Schema by file name (``correction.json``)."""
     out: dict[str, dict[str, Any]] = {}
-    for cls in PUSH_CLASSES:
+    for cls in all_push_classes():
         schema = cls.model_json_schema()
         schema["$comment"] = (f"'data' of a tablet push message with type '{cls.TYPE}' "
                               "(WS /api/v1/push)")

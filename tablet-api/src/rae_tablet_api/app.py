@@ -97,8 +97,10 @@ def create_app(node: EdgeNode) -> Litestar:
                                      path="/api/v1/schema"),
         # Background workers start with the app (queued voice notes resume after a restart).
         on_startup=[lambda: node.voice.start(), lambda: node.memory.jobs.resume(),
-                    lambda: node.start_sync()],
-        on_shutdown=[lambda: node.close()],
+                    lambda: node.start_sync(),
+                    lambda: node.alarms.start()],
+        on_shutdown=[lambda: node.alarms.stop(),
+                     lambda: node.close()],
         # Every authenticated call is put on record; bodies are capped (uploads included).
         # Request latency is measured outermost (audit and idempotency included).
         middleware=[RequestMetrics(node), audit,

@@ -15,7 +15,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rae_edge.config import EdgeSettings
@@ -55,6 +55,11 @@ class Plant:
         return self.root / f"{self.node}.identity.json"
 
     @property
+    def plc_port(self) -> int:
+        """The simulated PLC's loopback port: beside the API's (8470 → 9470)."""
+        return self.port + 1000 if self.port + 1000 <= 65535 else self.port - 1000
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
@@ -65,7 +70,8 @@ class Plant:
             sync = {"mqtt_url": self.mqtt_url, "enroll_file": str(self.identity_file)}
         data = {"data_dir": str(self.data_dir),
                 "node": {"tenant_id": TENANT, "site_id": self.site, "node_id": self.node},
-                "api": {"host": "127.0.0.1", "port": self.port}, "sync": sync}
+                "api": {"host": "127.0.0.1", "port": self.port}, "sync": sync,
+                "alarms": demo_alarms(self.plc_port)}
         self.config_file.parent.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(json.dumps(data, indent=2) + "\n")
         return self.config_file
@@ -78,6 +84,17 @@ class Plant:
     @property
     def sample_loaded(self) -> bool:
         return (self.data_dir / MARKER).is_file()
+
+
+def demo_alarms(plc_port: int) -> dict[str, Any]:
+    """The sample plant's simulated PLC (in the node's process, on loopback) and the OPC UA
+    source that watches it: press-1 raises E404 every minute for 20 s."""
+    return {"simulated_plc": {"port": plc_port, "every_s": 60, "active_s": 20},
+            "sources": [{"type": "opcua", "name": "sample-plc",
+                         "url": f"opc.tcp://127.0.0.1:{plc_port}/sample-plant",
+                         "security": "basic256sha256",
+                         "tags": [{"node_id": "ns=2;s=press-1.ErrorCode",
+                                   "machine_id": "press-1", "severity": 700}]}]}
 
 
 def load_sample(node: EdgeNode) -> str:

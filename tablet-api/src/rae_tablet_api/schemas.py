@@ -90,7 +90,7 @@ class PushMessageOut(BaseModel):
     """One push message (also the WebSocket frame)."""
 
     cursor: int
-    type: str = Field(description="briefing, incident, correction or voice_note")
+    type: str = Field(description="briefing, incident, correction, voice_note or alarm")
     machine_id: str
     at: datetime
     data: dict[str, Any]

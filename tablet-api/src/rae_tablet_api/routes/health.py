@@ -13,7 +13,8 @@ from rae_edge.store.migrations import SCHEMA_VERSION
 @get("/api/v1/health", sync_to_thread=False, summary="Node health")
 def health(node: EdgeNode) -> dict[str, Any]:
     return {"status": "ok", "tenant": node.tenant_id, "node": node.settings.node.node_id,
-            "schema_version": SCHEMA_VERSION}
+            "schema_version": SCHEMA_VERSION,
+            "alarms": node.alarms.health(detail=False)}
 
 
 ROUTES = [health]

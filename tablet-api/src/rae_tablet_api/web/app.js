@@ -481,7 +481,45 @@
     }
     // A voice note recorded here shows its own progress on the note screen.
     if (type === "voice_note" && state.voice && data.voice_note_id === state.voice.id) return;
+    if (type === "alarm") { showAlarmBanner(data); return; }
+    if (type === "incident" && isAlarmIncident(data)) return; // its alarm banner says it
     showBanner(type, data);
+  }
+
+  // ---------- machine alarms (push kind "alarm") ----------
+  // A machine raised an error code (OPC UA / Sparkplug B): one banner per incident, with
+  // the machine's history for that code and a button that opens its briefing. The clear
+  // of the same incident updates that banner instead of adding one.
+  function isAlarmIncident(d) {
+    return String((d.incident && d.incident.source) || "").startsWith("alarm:");
+  }
+  function showAlarmBanner(d) {
+    const box = $("banners");
+    const id = d.incident_id || "";
+    const old = id ? box.querySelector('.banner.type-alarm[data-incident="' + CSS.escape(id) + '"]') : null;
+    const cleared = d.state === "cleared";
+    if (old) {
+      old.classList.toggle("cleared", cleared);
+      old.querySelector(".text").textContent = d.message || "";
+      return;
+    }
+    if (cleared) return; // raised before this page was open: nothing to update
+    const title = "Alarm " + (d.error_code || "") + " · " + (d.machine_name || d.machine_id || "") +
+      (d.line ? " · " + d.line : "");
+    const openIt = () => {
+      banner.remove(); countOlder();
+      state.errorCode = d.error_code || "";
+      openMachine(d.machine_id);
+    };
+    const banner = h("div", { class: "banner type-alarm", role: "alert", "data-type": "alarm", "data-incident": id },
+      h("div", { class: "body" },
+        h("div", { class: "title" }, title),
+        h("div", { class: "text" }, d.message || d.text || "")),
+      h("button", { class: "btn small", type: "button", onclick: openIt }, "Open briefing"),
+      h("button", { class: "btn ghost small", type: "button", onclick: () => { banner.remove(); countOlder(); } }, "Dismiss"));
+    box.prepend(banner);
+    while (box.children.length > 20) box.lastElementChild.remove();
+    countOlder();
   }
 
   const TITLES = {
