@@ -39,12 +39,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rae_edge.errors import InvalidInputError
-from rae_edge.push_kinds import PushBody
+from rae_edge.push_kinds import PUSH_TYPES, PushBody
 from rae_edge.store.duck import DuckStore
 
 log = logging.getLogger(__name__)
 
-TYPES = ("briefing", "incident", "correction", "voice_note", "alarm")
+# the declared kinds (rae_edge.push_kinds) and ``alarm`` (rae_edge.alarms.push)
+TYPES = (*PUSH_TYPES, "alarm")
 _TYPE_RE = re.compile(r"^[a-z][a-z0-9_.]{0,39}$")
 TRIM_EVERY = 500  # publishes between two retention passes
 REPLAY_BATCH = 500

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rae_edge import qr
 from rae_edge.errors import InvalidInputError
@@ -140,7 +140,13 @@ class MemoryService:
                                                  strict=True)}
 
     def similar_incident(self, inc: Incident,
-                         vector: Sequence[float] | None = None) -> SimilarIncident | None:
+                         vector: Sequence[float] | None = None) -> dict[str, Any] | None:
+        """:meth:`similar` as JSON (the form this method always returned)."""
+        found = self.similar(inc, vector)
+        return found.model_dump(mode="json") if found is not None else None
+
+    def similar(self, inc: Incident,
+                vector: Sequence[float] | None = None) -> SimilarIncident | None:
         """The most similar earlier incident of the same machine, with what fixed it (the
         latest correction's text when one amends it)."""
         if vector is None:
@@ -166,7 +172,7 @@ class MemoryService:
     def _incident_push(self, inc: Incident, vectors: Mapping[str, Sequence[float]],
                        new_count: int = 1) -> IncidentPush:
         return IncidentPush(machine_id=inc.machine_id, incident=IncidentView.of(inc),
-                            similar=self.similar_incident(inc, vectors.get(inc.id)),
+                            similar=self.similar(inc, vectors.get(inc.id)),
                             new_count=new_count)
 
     def announce_incident(self, inc: Incident, new_count: int = 1,

@@ -7,8 +7,9 @@ every origin (API, ingest, typed, voiced, another plant, and later sources):
    on and the origin is this node, their typed ``rae_sync`` messages (validated there: a
    bad one fails the write, nothing is stored);
 2. ``wake_sync``: the sync agent is woken at once when rows were queued (it would poll);
-3. ``index``: searchable rows (LanceDB) for the facts;
-4. ``push``: one typed push message per new fact (:mod:`rae_edge.push_kinds`);
+3. ``push``: one typed push message per new fact (:mod:`rae_edge.push_kinds`);
+4. ``index``: searchable rows (LanceDB) for the facts (after the push: indexing takes
+   longer than everything before it, and the briefing reads DuckDB);
 5. ``drift``: the tenant's drift alerts are recomputed (reads never do it).
 
 Every step is reported to the writer's observers (:class:`WriteStep`), so the order can
@@ -35,7 +36,7 @@ from rae_sync.domain import Correction, Incident
 log = logging.getLogger(__name__)
 
 #: the steps of every write, in their order
-STEPS = ("store", "outbox", "wake_sync", "index", "push", "drift")
+STEPS = ("store", "outbox", "wake_sync", "push", "index", "drift")
 
 T = TypeVar("T")
 
@@ -158,9 +159,6 @@ class Writer:
         if queued:
             self._wake()
         self._note(fact, origin, "wake_sync", new_ids, int(queued > 0))
-        # Indexed before the push: a tablet that hears of a fact finds it in search.
-        fact.index(self._indexer(), items, stored)
-        self._note(fact, origin, "index", ids, len(items))
         pushed = 0
         for tenant, body in fact.pushes(stored):
             try:
@@ -169,6 +167,11 @@ class Writer:
             except Exception:  # a tablet that missed a push sees the fact when it reloads
                 log.exception("push of %s %s failed", fact.name, body.machine_id)
         self._note(fact, origin, "push", new_ids, pushed)
+        # Indexed after the push: the fact is in every briefing (DuckDB) once committed, and
+        # indexing (embedding, a LanceDB append, a full-text refresh) would double the
+        # push latency; search finds it milliseconds later.
+        fact.index(self._indexer(), items, stored)
+        self._note(fact, origin, "index", ids, len(items))
         refreshed = 0
         if stored and fact.drifts and self._drift is not None:
             for tenant in fact.tenants(stored):
