@@ -98,6 +98,19 @@ def test_commands_beside_a_node_on_any_port_need_no_token(tmp_path: Path, capsys
         assert httpx.get(f"{base}/api/v1/machines", headers=h).status_code == 200
         listed = rae_edge_inproc(capsys, "token", "list", "--data-dir", str(d))
         assert listed.returncode == 0 and listed.stdout.count(" ops") == 1
+        # The folder's owner may make any tenant's token, as the direct command does ...
+        other = rae_edge_inproc(capsys, "token", "create", "--role", "technician",
+                                "--tenant", "globex", "--data-dir", str(d))
+        assert other.returncode == 0 and "for tenant globex" in other.stdout, other
+        gtok = other.stdout.strip().splitlines()[-1]
+        assert httpx.get(f"{base}/api/v1/machines",
+                         headers={"Authorization": f"Bearer {gtok}"}).status_code == 200
+        # ... an admin token over HTTP only its own tenant's.
+        (tmp_path / "admin.token").write_text(tok)
+        cross = rae_edge_inproc(capsys, "token", "create", "--role", "admin", "--tenant",
+                                "globex", "--data-dir", str(d), "--token-file",
+                                str(tmp_path / "admin.token"))
+        assert cross.returncode == 2 and "403" in cross.stderr and "globex" in cross.stderr
         verified = rae_edge_inproc(capsys, "audit", "verify", "--data-dir", str(d))
         assert verified.returncode == 0 and "audit log intact" in verified.stdout, verified
         dest = Path(f"{d}-backups") / "b1"

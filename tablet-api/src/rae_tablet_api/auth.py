@@ -90,10 +90,21 @@ def bearer_token(scope: Scope) -> str | None:
     return None
 
 
+# Not a secret: no token hashes to this (a token's hash is 64 hex digits).
+LOCAL_TOKEN_HASH = "local"  # noqa: S105
+
+
 def local_admin(tenant_id: str) -> Principal:
     """The caller on the local admin channel: the data folder's owner, admin of the node's
     own tenant (only that user can open the channel's socket)."""
-    return Principal(tenant_id, Role.ADMIN, "local-admin", "local")
+    return Principal(tenant_id, Role.ADMIN, "local-admin", LOCAL_TOKEN_HASH)
+
+
+def is_local_admin(principal: Principal) -> bool:
+    """Whether the caller came over the local admin channel (the data folder's owner, who
+    could open the folder itself: it may manage every tenant's tokens, as the direct
+    ``rae-edge token`` does)."""
+    return principal.token_hash == LOCAL_TOKEN_HASH
 
 
 async def resolve_principal(scope: Scope, duck: DuckStore) -> Principal | None:

@@ -109,7 +109,8 @@ def token(args: argparse.Namespace) -> int:
 def _via_live_node(settings: EdgeSettings, args: argparse.Namespace) -> int:
     if args.action == "create":
         got = call_live_node(settings, args, "POST", "/api/v1/admin/tokens",
-                             {"role": args.role, "name": args.name})
+                             {"role": args.role, "name": args.name,
+                              **({"tenant": args.tenant} if args.tenant else {})})
         _print_created(got["role"], got["tenant"], got["token"])
     elif args.action == "list":
         _print_list(call_live_node(settings, args, "GET", "/api/v1/admin/tokens")["tokens"])

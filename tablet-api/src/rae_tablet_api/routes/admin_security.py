@@ -4,7 +4,8 @@ and manages its own tenant only.
 
 - ``GET /api/v1/admin/audit/verify``: the caller tenant's audit chain checked;
 - ``GET /api/v1/admin/tokens``: tokens of the tenant (hash prefixes, never tokens);
-- ``POST /api/v1/admin/tokens`` ``{"role", "name"}``: a new token, shown once;
+- ``POST /api/v1/admin/tokens`` ``{"role", "name", "tenant"?}``: a new token, shown once
+  (``tenant``: another tenant's, only over the local admin channel);
 - ``POST /api/v1/admin/tokens/revoke`` ``{"hash_prefix"}`` or ``{"all_for": NAME}``.
 """
 
@@ -17,16 +18,20 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rae_edge.audit import AuditLog
 from rae_edge.commands.token import list_tokens, revoke
+from rae_edge.errors import PermissionDeniedError
 from rae_edge.store.duck import DuckStore
 from rae_edge.tokens import Principal, create_token
 from rae_sync.domain import Role
 from rae_tablet_api import guards
+from rae_tablet_api.auth import is_local_admin
 
 
 class NewToken(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: Role
     name: str = Field(default="", max_length=200)
+    tenant: str | None = Field(default=None, min_length=1, max_length=200,
+                               description="default: the caller's tenant")
 
 
 class Revoke(BaseModel):
@@ -53,9 +58,12 @@ def tokens_list(duck: DuckStore, principal: Principal) -> dict[str, Any]:
       status_code=201,
       summary="Create a token (shown once)")
 def tokens_create(duck: DuckStore, principal: Principal, data: NewToken) -> dict[str, Any]:
-    token = create_token(duck, principal.tenant_id, data.role, data.name)
-    return {"token": token, "tenant": principal.tenant_id, "role": data.role.value,
-            "name": data.name}
+    tenant = data.tenant or principal.tenant_id
+    if tenant != principal.tenant_id and not is_local_admin(principal):
+        raise PermissionDeniedError(f"an admin token manages its own tenant "
+                                    f"({principal.tenant_id}) only, not {tenant!r}")
+    token = create_token(duck, tenant, data.role, data.name)
+    return {"token": token, "tenant": tenant, "role": data.role.value, "name": data.name}
 
 
 @post("/api/v1/admin/tokens/revoke", sync_to_thread=True, tags=["admin"], guards=guards.ADMIN,
