@@ -260,7 +260,7 @@ def _briefings_for(url: str, token: str, seconds: float) -> list[float]:
 def run(quick: bool = False, flood_s: float | None = None) -> list[Row]:
     import httpx
 
-    from bench.nodeproc import NodeProcess, free_port, make_token
+    from bench.nodeproc import NodeProcess, cpu_seconds, free_port, make_token
     from rae_edge.alarms.sim_plc import PlcServer
     from tests.edge.alarms.spb_node import SpbEdgeNode
     from tests.fixtures.mosquitto import Mosquitto
@@ -300,14 +300,18 @@ def run(quick: bool = False, flood_s: float | None = None) -> list[Row]:
             spb_ms = asyncio.run(_alarm_latency(node.url, token, spb, n, "S"))
             raw_ua = _raw_opcua(plc, n)
             raw_mqtt = _raw_mqtt(broker.port, n)
+            cpu0, t0 = cpu_seconds([node.pid]), time.perf_counter()
             quiet = _briefings_for(node.url, token, min(flood_s, 5.0))
+            quiet_cores = (cpu_seconds([node.pid]) - cpu0) / (time.perf_counter() - t0)
             before = httpx.get(f"{node.url}/api/v1/health").json()["alarms"]
             stop = threading.Event()
             during: list[float] = []
             reader = threading.Thread(target=lambda: during.extend(
                 _briefings(node.url, token, stop)))
             reader.start()
+            cpu0, t0 = cpu_seconds([node.pid]), time.perf_counter()
             sent = _flood(broker.port, flood_s)
+            node_cores = (cpu_seconds([node.pid]) - cpu0) / (time.perf_counter() - t0)
             stop.set()
             reader.join()
             time.sleep(2.0)
@@ -349,7 +353,9 @@ def run(quick: bool = False, flood_s: float | None = None) -> list[Row]:
                   f"{coalesced} coalesced, 0 dropped by the node; {distinct} of "
                   f"{FLOOD_ALARMS} distinct alarms stored as incidents; briefing p50 "
                   f"{f['p50']:.1f} ms vs {q['p50']:.1f} ms quiet ({len(during)} / "
-                  f"{len(quiet)} briefings)"),
+                  f"{len(quiet)} briefings); node process used {node_cores:.2f} cores during "
+                  f"the flood (briefings included) vs {quiet_cores:.2f} without, load "
+                  f"average {os.getloadavg()[0]:.1f}"),
         row("flood: distinct alarms lost", float(FLOOD_ALARMS - distinct), "alarms",
             target="0", ok=distinct == FLOOD_ALARMS,
             notes=f"coalesced repeats {coalesced}; queue waited for room "
