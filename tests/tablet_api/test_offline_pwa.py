@@ -110,6 +110,7 @@ def node(tmp_path: Path) -> Iterator[Node]:
     live = n.start()
     n.admin = create_token(live.duck, "acme", Role.ADMIN, "offline test setup")  # type: ignore[attr-defined]
     n.tech = create_token(live.duck, "acme", Role.TECHNICIAN, "offline tablet")  # type: ignore[attr-defined]
+    n.other = create_token(live.duck, "globex", Role.TECHNICIAN, "globex tablet")  # type: ignore[attr-defined]
     h = {"Authorization": f"Bearer {n.admin}"}  # type: ignore[attr-defined]
     assert httpx.post(f"{n.url}/api/v1/machines", json=[PRESS, WELDER, LATHE], headers=h,
                       timeout=30).status_code in (200, 201)
@@ -178,6 +179,14 @@ def test_offline_scan_queue_and_send_once(browser: Any, node: Node, tmp_path: Pa
     expect(page.locator("#offline-mark")).to_have_text(
         re.compile(r"^offline, as of \d\d:\d\d$"), timeout=10_000)
     assert "Electrode tip sticks" in page.inner_text("#b-incidents")
+    # Saved briefings belong to the token that loaded them: another tenant's token on this
+    # tablet gets none of them offline.
+    page.evaluate("t => localStorage.setItem('rae.token', t)", node.other)  # type: ignore[attr-defined]
+    page.reload()
+    expect(page.locator("#scan-error")).to_contain_text("no saved briefing", timeout=30_000)
+    page.evaluate("t => localStorage.setItem('rae.token', t)", node.tech)  # type: ignore[attr-defined]
+    page.reload()
+    expect(page.locator("#b-name")).to_have_text(WELDER["name"], timeout=30_000)
     # Three corrections, a voice note and an incident, all made offline.
     page.click("nav.tabbar button[data-view=note]")
     for i, text in enumerate(NOTES, start=1):

@@ -11,8 +11,8 @@ An ASGI middleware, so the handlers stay as they are. With the header, per tenan
 - the same key with another body or on another route: ``422 idempotency_key_reused``;
 - a malformed key (empty, over 255 characters, not visible ASCII): ``400``.
 
-Answers of node faults (5xx) and refusals of the credentials (401, 403, 413, 429) are not
-kept: the request may be sent again with the same key once the cause is gone. It runs
+Answers of node faults (5xx) and refusals of the credentials or size (401, 403, 408, 413,
+429) are not kept: the request may be sent again with the same key once the cause is gone. It runs
 inside :class:`~rae_tablet_api.audit_hook.AuditMiddleware`, which finds the caller's
 tenant; without a valid token the request passes through and the handler refuses it.
 

@@ -118,12 +118,21 @@ function briefingCode(url) {
 }
 const keyFor = (code) => new Request(self.location.origin + "/api/v1/machines/" + encodeURIComponent(code) + "/briefing");
 
-async function save(codes, body) {
+// A saved briefing is shown only to the token that loaded it (hashed): a tablet handed to
+// someone of another tenant or role never shows them what the previous token could read.
+async function owner(auth) {
+  const bytes = new TextEncoder().encode(auth || "");
+  return [...new Uint8Array(await crypto.subtle.digest("SHA-256", bytes))]
+    .map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function save(codes, body, auth) {
   const cache = await caches.open(BRIEFING_CACHE);
   const savedAt = new Date().toISOString();
+  const who = await owner(auth);
   for (const code of new Set(codes.filter(Boolean))) {
     await cache.put(keyFor(code), new Response(JSON.stringify(body), {
-      headers: { "Content-Type": "application/json", "X-RAE-Saved-At": savedAt } }));
+      headers: { "Content-Type": "application/json", "X-RAE-Saved-At": savedAt, "X-RAE-Owner": who } }));
   }
   const keys = await cache.keys();
   for (const k of keys.slice(0, Math.max(0, keys.length - MAX_BRIEFINGS))) await cache.delete(k);
@@ -137,7 +146,7 @@ async function briefing(req, url) {
       const body = await r.clone().json().catch(() => null);
       if (body && !url.searchParams.get("as_of")) {
         const m = body.machine || {};
-        await save([code, m.id, m.qr_code], body);
+        await save([code, m.id, m.qr_code], body, req.headers.get("Authorization"));
         await tellClients({ type: "rae-briefing", offline: false, machine_id: m.id || code });
         saveLine(m, req.headers.get("Authorization"));  // not awaited: the scan is answered now
       }
@@ -145,7 +154,8 @@ async function briefing(req, url) {
     }
     return r;
   } catch (err) {
-    const hit = await (await caches.open(BRIEFING_CACHE)).match(keyFor(code));
+    let hit = await (await caches.open(BRIEFING_CACHE)).match(keyFor(code));
+    if (hit && hit.headers.get("X-RAE-Owner") !== await owner(req.headers.get("Authorization"))) hit = null;
     if (!hit) {
       return new Response(JSON.stringify({ error: { code: "offline", message:
         "The node cannot be reached and this tablet has no saved briefing of this machine." } }),
@@ -173,7 +183,7 @@ async function saveLine(machine, auth) {
     const mates = (await r.json()).filter((m) => m.line === machine.line && m.id !== machine.id);
     for (const m of mates) {  // one at a time: a line's briefings must not crowd the node
       const b = await fetch(keyFor(m.id).url, { headers: { Authorization: auth, Accept: "application/json" } });
-      if (b.ok) await save([m.id, m.qr_code], await b.json());
+      if (b.ok) await save([m.id, m.qr_code], await b.json(), auth);
     }
     await tellClients({ type: "rae-line-saved", line: machine.line, machines: mates.length });
   } catch { lineFetchedAt.delete(machine.line); }  // try again after the next scan
