@@ -8,7 +8,7 @@ from central's down log. The node starts; figure: time from its tablet API answe
 central holding nothing more for it (each correction applied and acked), and the node's
 DuckDB checked afterwards for each correction exactly once.
 
-``quick``: N = 2,000; full: 10,000 (target: <= 30 s). Run:
+``quick``: N = 2,000; full: 10,000 (target: <= 30 s); 300 in the default sweep. Run:
 ``.venv/bin/python -m bench.bench_catchup [--quick]``. Everything shares this machine's
 cores (the node embeds each correction it applies).
 """
@@ -38,8 +38,8 @@ def _say(msg: str) -> None:
     print(f"[bench_catchup {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def run(quick: bool = False) -> list[dict[str, Any]]:
-    n = 2_000 if quick else 10_000
+def run(quick: bool = False, n: int | None = None) -> list[dict[str, Any]]:
+    n = n or (2_000 if quick else 10_000)
     bin_dir = find_pg_bin()
     if bin_dir is None:
         raise SystemExit("PostgreSQL binaries not found (/usr/lib/postgresql/*/bin)")
