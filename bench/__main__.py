@@ -38,7 +38,8 @@ SCHEMA = 1
 ROW_KEYS = ("figure", "value", "unit", "target", "baseline", "baseline_value", "ratio", "ok",
             "notes")
 # shorter settings inside the default sweep (full length with --full or when named alone)
-SWEEP_KWARGS: dict[str, dict[str, Any]] = {"load": {"seconds": 60.0}}
+SWEEP_KWARGS: dict[str, dict[str, Any]] = {"load": {"seconds": 60.0},
+                                           "catchup": {"n": 300}}
 # benchmarks that take one size from the environment: run once per size
 SIZE_ENV = {"briefing": "RAE_BENCH_BRIEFING_N"}
 DEFAULT_SIZES = (10_000, 100_000)
