@@ -1,9 +1,11 @@
 """``MemoryService`` (``node.memory``): what the tablet API and the workers call.
 
-Reads: briefings, hybrid search, context packs. Writes: incidents (stored, pushed with the
-most similar past incident, indexed) and corrections (stored with their outbox row in one
-transaction, indexed at once, pushed). Tenants are always passed in by the caller (the
-API takes it from the token, never from the request).
+Reads: briefings, hybrid search, context packs. ``fields`` (structure extracted from each
+memory) and ``feedback`` ("this fixed it" / "not relevant" verdicts) feed the ranking.
+Writes: incidents (stored, pushed with the most similar past incident, indexed) and
+corrections (stored with their outbox row in one transaction, indexed at once, pushed).
+Tenants are always passed in by the caller (the API takes it from the token, never from the
+request).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from rae_edge import qr
 from rae_edge.errors import InvalidInputError, NotFoundError
 from rae_edge.memory.briefing import BriefingBuilder
 from rae_edge.memory.context import ContextPacker
+from rae_edge.memory.feedback import FeedbackService
+from rae_edge.memory.fields import MemoryFields
 from rae_edge.memory.jobs import DocumentJobs
 from rae_edge.memory.models import (
     Briefing,
@@ -45,6 +49,8 @@ class MemoryService:
 
     def __init__(self, node: EdgeNode, fusion: Fusion | None = None) -> None:
         self.node = node
+        self.fields = MemoryFields(node.duck)
+        self.feedback = FeedbackService(node)
         self.searcher = HybridSearch(node, fusion)
         self.briefings = BriefingBuilder(node)
         self.packer = ContextPacker(node, self.searcher)
