@@ -116,3 +116,30 @@ def test_bad_feedback_is_refused_with_the_reason(api: Api) -> None:
     n = api.node.duck.query("SELECT count(*) FROM feedback WHERE memory_id = ? "
                             "AND tenant_id = 'globex'", [some])[0][0]
     assert n == 0
+
+
+def test_briefing_groups_by_codes_in_the_text_and_shows_confirmations(api: Api) -> None:
+    api.ok(api.post("/machines", [{"id": "LINE-3", "name": "Line 3", "qr_code": "QR:LINE-3"}]))
+    api.ok(api.post("/incidents", [
+        {"machine_id": "LINE-3", "occurred_at": "2026-05-01T06:00:00+00:00",
+         "error_code": "E771", "symptom": "Feeder jam", "action": "Cleared the chute"},
+        {"machine_id": "LINE-3", "occurred_at": "2026-06-01T06:00:00+00:00",
+         "symptom": "Alarm E771 again, feeder jammed", "action": "Realigned the guide rail"}]))
+    latest = api.node.duck.incidents_for_machine("acme", "LINE-3")[0]
+    assert latest.error_code is None  # logged without a code; its text names one
+    api.ok(api.post("/feedback", {"memory_id": latest.id, "verdict": "fixed"},
+                    "acme_technician"))
+    from rae_sync.domain import Feedback, Verdict
+
+    api.node.memory.feedback.store(Feedback(  # as the sync agent stores another plant's
+        tenant_id="acme", memory_id=latest.id, verdict=Verdict.FIXED, author="bo#2",
+        origin_node="plant-2/node-7"), outbox=False)
+    b = api.ok(api.get("/machines/LINE-3/briefing", "acme_technician", error_code="E771"))
+    first = b["incidents"][0]
+    assert (first["id"], first["error_code"]) == (latest.id, "E771")
+    assert (first["confirmations"], first["confirmed_plants"]) == (2, 2)
+    assert b["incidents"][1]["confirmations"] == 0
+    assert [i["relevance"] for i in b["incidents"]] == ["error_code", "error_code"]
+    assert [(p["error_code"], p["count"]) for p in b["recurring"]] == [("E771", 2)]
+    assert "Current error E771: seen 2 time(s) before" in b["summary"]
+    assert "Fixed by: Realigned the guide rail. Confirmed 2× at 2 plants." in b["summary"]

@@ -59,11 +59,21 @@ class MemoryFields:
         """Memories naming any of ``values`` as a code or part number: ``{id: values}``."""
         if not values:
             return {}
+        marks = ", ".join("?" for _ in values)
         rows = self.duck.query(
             "SELECT memory_id, list(DISTINCT value) FROM memory_fields WHERE tenant_id = ? "
-            "AND field IN ('code', 'part') AND list_contains(?, value) GROUP BY memory_id "
-            "LIMIT ?", [tenant_id, list(values), MAX_EXACT])
+            f"AND field IN ('code', 'part') AND value IN ({marks}) GROUP BY memory_id "
+            "LIMIT ?", [tenant_id, *values, MAX_EXACT])
         return {str(m): set(v) for m, v in rows}
+
+    def first_codes(self, tenant_id: str, memory_ids: Sequence[str]) -> dict[str, str]:
+        """The first error code each memory's text names (those naming none are absent)."""
+        if not memory_ids:
+            return {}
+        return {str(m): str(v) for m, v in self.duck.query(
+            "SELECT memory_id, first(value ORDER BY rowid) FROM memory_fields "
+            "WHERE tenant_id = ? AND field = 'code' AND list_contains(?, memory_id) "
+            "GROUP BY memory_id", [tenant_id, list(memory_ids)])}
 
     def of(self, tenant_id: str, memory_ids: Sequence[str]) -> dict[str, dict[str, list[str]]]:
         """``{memory id: {field: [values]}}`` for the given memories."""

@@ -105,7 +105,7 @@ class HybridSearch:
             lists["text"] = self._text(norm, where, n)
         exact: dict[str, set[str]] = {}
         if mode == "hybrid" and prof.code_like:
-            exact, lists["exact"] = self.exact(tenant_id, prof, where)
+            exact, lists["exact"] = self.exact(tenant_id, prof, where, list(lists.values()))
         weights = f.code if prof.code_like else f.plain
         cands = fuse(lists, weights, exact, len(prof.exact))
         self._reflect(tenant_id, cands, as_of, f, where)
@@ -119,14 +119,21 @@ class HybridSearch:
         return norm, pin_exact(cands, f) if mode == "hybrid" else cands
 
     def exact(self, tenant_id: str, prof: QueryProfile, where: str,
-              ) -> tuple[dict[str, set[str]], list[dict[str, Any]]]:
+              have: Sequence[list[dict[str, Any]]] = ()) -> tuple[dict[str, set[str]],
+                                                                   list[dict[str, Any]]]:
         """The memories (within the prefilter) naming the query's codes or part numbers:
-        ``({id: values named}, rows ranked by how many they name)``."""
+        ``({id: values named}, rows ranked by how many they name)``. Rows the other
+        retrievers brought (``have``) passed the same prefilter and are reused; only the
+        others are read from LanceDB (a read by id scans the table: keep it rare)."""
         found = self.node.memory.fields.exact(tenant_id, prof.exact)
         if not found:
             return {}, []
-        rows = self.node.lance.rows(f"({where}) AND {in_list('id', sorted(found))}",
-                                    COLUMNS, len(found))
+        known = {str(r["id"]): r for rows in have for r in rows if str(r["id"]) in found}
+        missing = sorted(set(found) - set(known))
+        rows = list(known.values())
+        if missing:
+            rows += self.node.lance.rows(f"({where}) AND {in_list('id', missing)}",
+                                         COLUMNS, len(missing))
         rows.sort(key=lambda r: (-len(found[str(r["id"])]), str(r["id"])))
         return {str(r["id"]): found[str(r["id"])] for r in rows}, rows
 
@@ -141,7 +148,7 @@ class HybridSearch:
                  "text": self._text(norm, where, n)}
         exact: dict[str, set[str]] = {}
         if prof.code_like:
-            exact, lists["exact"] = self.exact(tenant_id, prof, where)
+            exact, lists["exact"] = self.exact(tenant_id, prof, where, list(lists.values()))
         return lists, exact
 
     def _text(self, query: str, where: str, n: int) -> list[dict[str, Any]]:
