@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from rae_edge.ingest.structure import extract
+from rae_edge.ingest.codes import find_codes
+from rae_edge.ingest.structure import find_parts
 
 if TYPE_CHECKING:
     from rae_edge.memory.feedback import MemoryFeedback
@@ -58,13 +59,14 @@ class Weights:
 class Fusion:
     """Weights of the fusion, per query type, and of the reflective/feedback adjustments."""
 
-    plain: Weights = field(default_factory=lambda: Weights("score", 0.7, 0.3, 0.5))
-    code: Weights = field(default_factory=lambda: Weights("score", 0.5, 0.5, 0.5))
+    # Leave-one-set-out choices of bench_quality (all three tuning sources together).
+    plain: Weights = field(default_factory=lambda: Weights("score", 0.2, 0.8, 0.5))
+    code: Weights = field(default_factory=lambda: Weights("rrf", 0.25, 1.0, 1.0, 5.0))
     correction_boost: float = 1.3
     superseded_factor: float = 0.6
     candidates: int = 50  # per retriever, at least; 4 x k when k is larger
     pin_top: int = 3
-    confirm_boost: float = 0.5  # x (1 + b * log2(1 + confirmations))
+    confirm_boost: float = 0.25  # x (1 + b * log2(1 + confirmations)); chosen by replay
     plant_boost: float = 0.25  # + this per plant beyond the first that confirmed it
     reject_factor: float = 0.3
     reject_similarity: float = 0.8
@@ -80,7 +82,8 @@ class QueryProfile:
 
 
 def profile(query: str) -> QueryProfile:
-    return QueryProfile(exact=extract(query).exact)
+    codes = find_codes(query)
+    return QueryProfile(exact=codes + find_parts(query, codes))
 
 
 @dataclass
