@@ -55,15 +55,24 @@ class MemoryFields:
                         "field, value FROM _new_fields")
         return len(cols["value"])
 
-    def exact(self, tenant_id: str, values: Sequence[str]) -> dict[str, set[str]]:
-        """Memories naming any of ``values`` as a code or part number: ``{id: values}``."""
+    def exact(self, tenant_id: str, values: Sequence[str], machine_id: str | None = None,
+              include_general: bool = True) -> dict[str, set[str]]:
+        """Memories naming any of ``values`` as a code or part number: ``{id: values}``;
+        with ``machine_id`` only that machine's (and, with ``include_general``, those of
+        no machine)."""
         if not values:
             return {}
         marks = ", ".join("?" for _ in values)
+        params: list[Any] = [tenant_id, *values]
+        mine = ""
+        if machine_id is not None:
+            mine = " AND (machine_id = ?" + (" OR machine_id IS NULL)" if include_general
+                                              else ")")
+            params.append(machine_id)
         rows = self.duck.query(
             "SELECT memory_id, list(DISTINCT value) FROM memory_fields WHERE tenant_id = ? "
-            f"AND field IN ('code', 'part') AND value IN ({marks}) GROUP BY memory_id "
-            "LIMIT ?", [tenant_id, *values, MAX_EXACT])
+            f"AND field IN ('code', 'part') AND value IN ({marks}){mine} GROUP BY memory_id "
+            "LIMIT ?", [*params, MAX_EXACT])
         return {str(m): set(v) for m, v in rows}
 
     def first_codes(self, tenant_id: str, memory_ids: Sequence[str]) -> dict[str, str]:

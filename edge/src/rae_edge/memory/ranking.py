@@ -60,7 +60,7 @@ class Fusion:
     """Weights of the fusion, per query type, and of the reflective/feedback adjustments."""
 
     # Leave-one-set-out choices of bench_quality (all three tuning sources together).
-    plain: Weights = field(default_factory=lambda: Weights("score", 0.2, 0.8, 0.5))
+    plain: Weights = field(default_factory=lambda: Weights("rrf", 0.5, 1.0, 1.0, 20.0))
     code: Weights = field(default_factory=lambda: Weights("rrf", 0.25, 1.0, 1.0, 5.0))
     correction_boost: float = 1.3
     superseded_factor: float = 0.6

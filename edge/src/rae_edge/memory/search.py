@@ -105,7 +105,8 @@ class HybridSearch:
             lists["text"] = self._text(norm, where, n)
         exact: dict[str, set[str]] = {}
         if mode == "hybrid" and prof.code_like:
-            exact, lists["exact"] = self.exact(tenant_id, prof, where, list(lists.values()))
+            exact, lists["exact"] = self.exact(tenant_id, prof, where, list(lists.values()),
+                                               machine_id, include_general)
         weights = f.code if prof.code_like else f.plain
         cands = fuse(lists, weights, exact, len(prof.exact))
         self._reflect(tenant_id, cands, as_of, f, where)
@@ -119,13 +120,16 @@ class HybridSearch:
         return norm, pin_exact(cands, f) if mode == "hybrid" else cands
 
     def exact(self, tenant_id: str, prof: QueryProfile, where: str,
-              have: Sequence[list[dict[str, Any]]] = ()) -> tuple[dict[str, set[str]],
-                                                                   list[dict[str, Any]]]:
+              have: Sequence[list[dict[str, Any]]] = (), machine_id: str | None = None,
+              include_general: bool = True,
+              ) -> tuple[dict[str, set[str]], list[dict[str, Any]]]:
         """The memories (within the prefilter) naming the query's codes or part numbers:
         ``({id: values named}, rows ranked by how many they name)``. Rows the other
         retrievers brought (``have``) passed the same prefilter and are reused; only the
-        others are read from LanceDB (a read by id scans the table: keep it rare)."""
-        found = self.node.memory.fields.exact(tenant_id, prof.exact)
+        others are read from LanceDB (a read by id scans the table: keep it rare, so another
+        machine's are dropped before, by the machine stored with the fields)."""
+        found = self.node.memory.fields.exact(tenant_id, prof.exact, machine_id,
+                                              include_general)
         if not found:
             return {}, []
         known = {str(r["id"]): r for rows in have for r in rows if str(r["id"]) in found}
@@ -137,8 +141,9 @@ class HybridSearch:
         rows.sort(key=lambda r: (-len(found[str(r["id"])]), str(r["id"])))
         return {str(r["id"]): found[str(r["id"])] for r in rows}, rows
 
-    def retrieve(self, tenant_id: str, query: str, where: str,
-                 n: int) -> tuple[dict[str, list[dict[str, Any]]], dict[str, set[str]]]:
+    def retrieve(self, tenant_id: str, query: str, where: str, n: int,
+                 machine_id: str | None = None,
+                 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, set[str]]]:
         """Every retriever's ranked rows for a query, and the exact matches (benchmarks
         fuse these with several weightings without searching again)."""
         norm = self.normalize(query)
@@ -148,7 +153,8 @@ class HybridSearch:
                  "text": self._text(norm, where, n)}
         exact: dict[str, set[str]] = {}
         if prof.code_like:
-            exact, lists["exact"] = self.exact(tenant_id, prof, where, list(lists.values()))
+            exact, lists["exact"] = self.exact(tenant_id, prof, where, list(lists.values()),
+                                               machine_id)
         return lists, exact
 
     def _text(self, query: str, where: str, n: int) -> list[dict[str, Any]]:
