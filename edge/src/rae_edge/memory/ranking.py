@@ -66,8 +66,11 @@ class Fusion:
     superseded_factor: float = 0.6
     candidates: int = 50  # per retriever, at least; 4 x k when k is larger
     pin_top: int = 3
-    confirm_boost: float = 0.25  # x (1 + b * log2(1 + confirmations)); chosen by replay
-    plant_boost: float = 0.25  # + this per plant beyond the first that confirmed it
+    # x (1 + b * log2(1 + confirmations) + p * (plants - 1)). b: the replay's choice on the
+    # tuning sets (larger boosts lift other queries' wrong answers more than they help);
+    # p: not measurable on single-plant sets, set equal to b.
+    confirm_boost: float = 0.05
+    plant_boost: float = 0.05
     reject_factor: float = 0.3
     reject_similarity: float = 0.8
 
