@@ -39,6 +39,7 @@ ROLE_POLICY: list[tuple[str, str, Role]] = [
     ("POST", r"^/api/v1/incidents$", Role.SUPERVISOR),
     ("POST", r"^/api/v1/documents$", Role.SUPERVISOR),
     ("POST", r"^/api/v1/corrections$", Role.TECHNICIAN),
+    ("POST", r"^/api/v1/feedback$", Role.TECHNICIAN),
     ("POST", r"^/api/v1/corrections/[^/]+/(confirm|retract)$", Role.SUPERVISOR),
     ("POST", r"^/api/v1/voice-notes$", Role.TECHNICIAN),
     ("POST", r"^/api/v1/voice-notes/[^/]+/(confirm|reject|discard)$", Role.TECHNICIAN),
@@ -70,7 +71,8 @@ def leaked_secrets(sn: SecureNode, c: Call, text: str) -> list[str]:
 def _calls(sn: SecureNode) -> list[Call]:
     spec = sn.client.get("/api/v1/schema/openapi.json").json()
     values = {"machine_id": ACME_MACHINE, "code": ACME_MACHINE, "_any_id": sn.acme_ids[
-        "incident"], "target_id": sn.acme_ids["incident"], "q": "press valve coupling gauge",
+        "incident"], "target_id": sn.acme_ids["incident"],
+        "memory_id": sn.acme_ids["incident"], "q": "press valve coupling gauge",
         "tenant_id": ACME, "tenant": ACME, "alert_id": sn.acme_ids["drift_alert"]}
     filler = Filler(spec, values, silent_wav())
     return [filler.call(m, p, op) for m, p, op in operations(spec)]

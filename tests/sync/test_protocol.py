@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rae_sync.domain import AuditEntry, Correction, Incident
+from rae_sync.domain import AuditEntry, Correction, Feedback, Incident, Verdict
 from rae_sync.envelope import SCHEMA_VERSION, Envelope, open_envelope, seal, seal_encoded
 from rae_sync.errors import (
     BadSignature,
@@ -27,6 +27,7 @@ from rae_sync.messages import (
     AuditEntryMsg,
     CorrectionMsg,
     DriftAlertMsg,
+    FeedbackMsg,
     IncidentMsg,
     Message,
     NodeRef,
@@ -82,6 +83,15 @@ def _examples() -> list[tuple[Message, Direction]]:
                        summary="field disagrees", machine_ids=("press-7",),
                        correction_ids=("cor_1",), created_at=AT), Direction.UP),
         (ResumeMsg(cursor=1042, applied=371), Direction.UP),
+        (FeedbackMsg(feedback=Feedback(tenant_id=T, memory_id="inc_1", verdict=Verdict.FIXED,
+                                       query="feeder jams", machine_id="press-7",
+                                       author="ana#1", origin_node="plant-1/node-1",
+                                       created_at=AT)), Direction.UP),
+        (FeedbackMsg(feedback=Feedback(tenant_id=T, memory_id="inc_1",
+                                       verdict=Verdict.NOT_RELEVANT, author="bo#2",
+                                       created_at=AT),
+                     origin=NodeRef(tenant_id=T, site_id="plant-2", node_id="node-9")),
+         Direction.DOWN),
     ]
 
 

@@ -1,10 +1,12 @@
 """``Indexer``: turns incidents, document chunks and corrections into searchable LanceDB
 rows (text, abbreviation-expanded ``search_text``, vector, model id) in batches.
 
-Rows whose id is already in the store are skipped (ids derive from content hashes, so the
-same content is never embedded or stored twice). Each ``index_*`` call embeds in batches,
-appends, and refreshes the indexes once at its end (or not, with ``refresh=False``, when
-the caller indexes many batches and calls :meth:`Indexer.refresh` itself).
+Each added row's structure (codes, part numbers, components) is stored as fields in the same
+call (:class:`rae_edge.memory.fields.MemoryFields`). Rows whose id is already in the store
+are skipped (ids derive from content hashes, so the same content is never embedded or stored
+twice). Each ``index_*`` call embeds in batches, appends, and refreshes the indexes once at
+its end (or not, with ``refresh=False``, when the caller indexes many batches and calls
+:meth:`Indexer.refresh` itself).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pyarrow as pa
 
 from rae_edge.abbreviations import abbreviations_for
 from rae_edge.ingest.codes import find_codes
+from rae_edge.memory.fields import MemoryFields
 from rae_edge.store.lance import SCHEMA, sql_literal
 from rae_sync.domain import Correction, DocumentChunk, Incident, MemoryKind
 
@@ -43,6 +46,7 @@ class Indexer:
     def __init__(self, node: EdgeNode) -> None:
         self.node = node
         self.abbreviations = abbreviations_for(node.settings.abbreviations)
+        self.fields = MemoryFields(node.duck)
 
     # -- rows per kind --------------------------------------------------------------
     def incident_row(self, inc: Incident) -> Row:
@@ -139,6 +143,9 @@ class Indexer:
                 if progress:
                     progress(len(part))
             lance.add(batch)
+            # Codes, part numbers and components as fields, for every memory whatever its
+            # source (exact matching in search, "same error code" in the briefing).
+            self.fields.write(batch)
         if new and refresh:
             lance.refresh_indexes()
         return len(new)

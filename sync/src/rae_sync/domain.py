@@ -234,6 +234,30 @@ class Correction(_Frozen):
         return self
 
 
+class Verdict(StrEnum):
+    """A technician's verdict on a memory found for a problem."""
+
+    FIXED = "fixed"  # "this fixed it (again)"
+    NOT_RELEVANT = "not_relevant"  # "not relevant for this problem"
+
+
+class Feedback(_Frozen):
+    """A verdict on one memory (an incident, correction, manual section...): an append-only
+    fact, idempotent on ``id``, synced and fanned out like a correction. ``query`` is what
+    the technician was looking for (a "not relevant" lowers the memory for queries like it
+    only); ``origin_node`` the plant's node that recorded it."""
+
+    tenant_id: Ident
+    id: str = Field(default_factory=lambda: new_id("fb"))
+    memory_id: str = Field(min_length=1, max_length=200)
+    verdict: Verdict
+    query: str | None = Field(default=None, max_length=2000)
+    machine_id: Ident | None = None
+    author: str = Field(min_length=1, max_length=200)
+    origin_node: str = ""
+    created_at: UtcDatetime = Field(default_factory=utcnow)
+
+
 class AuditEntry(_Frozen):
     """One line of the append-only audit log; ``hash`` chains to ``prev_hash``."""
 

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rae_sync.domain import AuditEntry, Correction, Ident, Incident, UtcDatetime
+from rae_sync.domain import AuditEntry, Correction, Feedback, Ident, Incident, UtcDatetime
 from rae_sync.topics import Direction
 
 
@@ -29,6 +29,7 @@ class MessageType(StrEnum):
     AUDIT_ENTRY = "audit_entry"
     DRIFT_ALERT = "drift_alert"
     RESUME = "resume"
+    FEEDBACK = "feedback"
 
 
 class Message(BaseModel):
@@ -256,8 +257,30 @@ class ResumeMsg(Message):
     applied: int = Field(default=0, ge=0, le=2**63 - 1)
 
 
+class FeedbackMsg(Message):
+    """A "this fixed it" / "not relevant" verdict on a memory. Up: recorded on this node.
+    Down: recorded at another plant of the tenant and fanned out by central like a
+    correction (a fix confirmed at three plants is stronger at every plant); ``origin``
+    names that node. Idempotent on ``feedback.id``.
+
+    Wire form::
+
+        {"feedback": {"tenant_id": "acme", "id": "fb_…", "memory_id": "inc_…",
+                      "verdict": "fixed" | "not_relevant", "query": "pump leaking" | null,
+                      "machine_id": "press-7" | null, "author": "ana#…",
+                      "origin_node": "node-1", "created_at": "…"},
+         "origin": {"tenant_id": "acme", "site_id": "plant-1", "node_id": "node-1"} | null}
+    """
+
+    TYPE: ClassVar[MessageType] = MessageType.FEEDBACK
+    DIRECTIONS: ClassVar[frozenset[Direction]] = _BOTH
+
+    feedback: Feedback
+    origin: NodeRef | None = None
+
+
 MESSAGE_CLASSES: tuple[type[Message], ...] = (
     IncidentMsg, CorrectionMsg, AckMsg, ReplayRequestMsg, NodeStatusMsg, AuditEntryMsg,
-    DriftAlertMsg, ResumeMsg,
+    DriftAlertMsg, ResumeMsg, FeedbackMsg,
 )
 MESSAGE_TYPES: dict[MessageType, type[Message]] = {c.TYPE: c for c in MESSAGE_CLASSES}

@@ -2,6 +2,8 @@
 
 Modules:
 - ``codes``: error/alarm codes (E404, F-12, ALM 3001) found in free text;
+- ``structure``: codes, part/serial numbers and components of a text (stored per memory by
+  the indexer as ``memory_fields``);
 - ``result``: :class:`IngestResult`, what one run added, skipped and rejected (with why);
 - ``mapping``: column mappings (YAML/JSON) for error logs and work orders;
 - ``pdf``: PDF manuals to page-aware chunks that keep their section headings;

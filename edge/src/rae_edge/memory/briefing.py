@@ -3,7 +3,8 @@
 Sources: the machine's own incidents (DuckDB, by machine and time: never another
 machine's), the corrections in force at ``as_of`` (each shown with the incident it amends;
 the correction wins, the superseded fix stays visible), recurring problems (the same error
-code or the same symptom more than once), the manual sections for its error codes (LanceDB,
+code, also one its text names, or the same symptom more than once), "this fixed it"
+confirmations per incident (every plant's), the manual sections for its error codes (LanceDB,
 prefiltered), open drift alerts, and a one-paragraph summary written from these records
 by :func:`summarize` (no language model).
 """
@@ -118,6 +119,9 @@ def summarize(machine: Machine, incidents: list[BriefIncident],
         for c in inc.corrections:
             parts.append(f"Correction ({_later(inc.occurred_at, c.valid_from)}): "
                          f"{_sentence(c.text)}")
+        if inc.confirmations:
+            plants = f"{inc.confirmed_plants} plant{'s' if inc.confirmed_plants != 1 else ''}"
+            parts.append(f"Confirmed {inc.confirmations}× at {plants}.")
     for p in recurring[:2]:
         parts.append(f"Recurring: {p.label} {p.count} times, last on {_day(p.last_at)}.")
     for c in general[-2:]:
@@ -144,6 +148,7 @@ class BriefingBuilder:
               error_code: str | None = None) -> Briefing:
         duck = self.node.duck
         incidents, count = self._incidents(tenant_id, machine.id, as_of)
+        incidents = self._with_text_codes(tenant_id, incidents)
         corrections = duck.corrections_for_machine(tenant_id, machine.id, as_of)
         by_target: dict[str, list[Correction]] = defaultdict(list)
         for c in corrections:
@@ -156,6 +161,7 @@ class BriefingBuilder:
             shown = sorted(incidents, key=lambda i: i.error_code != error_code)
         brief = [self._incident(i, by_target.get(i.id, []), error_code, in_recurring)
                  for i in shown[:MAX_INCIDENTS]]
+        self._confirmations(tenant_id, brief)
         codes = list(dict.fromkeys(
             ([error_code] if error_code else []) + [i.error_code for i in incidents
                                                     if i.error_code]))[:MAX_CODES]
@@ -196,6 +202,25 @@ class BriefingBuilder:
         # Rows read back from our own table were validated when stored: skip re-validation
         # (it costs more than the query at a hundred incidents).
         return [Incident.model_construct(**r) for r in rows], total
+
+    def _with_text_codes(self, tenant_id: str, incidents: list[Incident]) -> list[Incident]:
+        """Incidents logged without a code take the first code their text names (found at
+        ingest, ``memory_fields``), so "E404 again" groups with the E404 incidents."""
+        codeless = [i.id for i in incidents if not i.error_code]
+        found = self.node.memory.fields.first_codes(tenant_id, codeless) if codeless else {}
+        if not found:
+            return incidents
+        return [Incident.model_construct(**{**dict(i), "error_code": found[i.id]})
+                if i.id in found else i for i in incidents]
+
+    def _confirmations(self, tenant_id: str, brief: list[BriefIncident]) -> None:
+        """"This fixed it" verdicts on each incident and its corrections (every plant)."""
+        ids = [x for b in brief for x in (b.id, *b.superseded_by)]
+        verdicts = self.node.memory.feedback.for_memories(tenant_id, ids)
+        for b in brief:
+            found = [verdicts[x] for x in (b.id, *b.superseded_by) if x in verdicts]
+            b.confirmations = sum(v.confirmations for v in found)
+            b.confirmed_plants = len(set().union(*(v.plants for v in found))) if found else 0
 
     @staticmethod
     def _incident(inc: Incident, corrections: list[Correction], error_code: str | None,

@@ -68,6 +68,9 @@ class BriefIncident(_Out):
     current_fix: str | None = None
     relevance: str = Field(default="recent", description="'error_code' when it matches the "
                            "current error code, 'recurring' when part of a recurring problem")
+    confirmations: int = Field(default=0, description="'this fixed it' verdicts on it or "
+                               "its corrections, from every plant")
+    confirmed_plants: int = Field(default=0, description="plants those verdicts came from")
 
 
 class RecurringProblem(_Out):

@@ -5,10 +5,14 @@
 2. Two retrievers run with the same prefilter (tenant always; machine, kind and ``as_of``
    when given): cosine vector search and LanceDB's native full-text search (BM25) on
    ``search_text``.
-3. Reciprocal rank fusion: ``score = sum_r w_r / (k0 + rank_r)``; a memory found by both
-   retrievers outranks one found by either alone.
+   When the query names error codes or part/serial numbers, a third retriever, ``exact``,
+   finds the memories whose extracted fields (``memory_fields``) name them.
+3. Fusion with the weights of the query's type (:mod:`rae_edge.memory.ranking`: code-like
+   queries and plain language weigh the retrievers differently).
 4. Reflective memory outranks what it amends: corrections are boosted; a memory that a
    correction (in force at ``as_of``) amends is demoted and carries ``superseded_by``.
+5. Verdicts: confirmed fixes up, "not relevant" down for queries like the one it was
+   given for; then a memory with a rare exact code of the query is kept in the top 3.
 
 With a machine, the prefilter keeps that machine's memories and the general ones (manual
 sections and documents tied to no machine); another machine's memories never pass it.
@@ -19,11 +23,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
+
 from rae_edge.errors import InvalidInputError
+from rae_edge.memory.ranking import (
+    Candidate,
+    Fusion,
+    QueryProfile,
+    apply_feedback,
+    fuse,
+    pin_exact,
+    profile,
+)
 from rae_edge.store.lance import in_list, sql_literal
 from rae_sync.domain import MemoryKind
 
@@ -34,33 +48,9 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ["id", "kind", "machine_id", "text", "occurred_at", "error_codes", "target_id",
            "document_id", "page", "section", "source"]
+__all__ = ["COLUMNS", "Candidate", "Fusion", "HybridSearch", "Mode", "fuse", "where_clause"]
 KINDS = tuple(k.value for k in MemoryKind)
 Mode = Literal["hybrid", "vector", "text"]
-
-
-@dataclass(frozen=True)
-class Fusion:
-    """Weights of reciprocal rank fusion and of the reflective-memory adjustments.
-
-    ``k0`` and the retriever weights were chosen on the tuning half of the retrieval
-    benchmark (bench/bench_quality.py: maintnet, mwo2kg, maintie) from a small grid, for the
-    best worst-set margin over the better single retriever; full text weighs more because
-    maintenance text is terse and code-like (part names, error codes)."""
-
-    k0: float = 5.0
-    vector: float = 0.5
-    text: float = 1.0
-    correction_boost: float = 1.3
-    superseded_factor: float = 0.6
-    candidates: int = 50  # per retriever, at least; 4 x k when k is larger
-
-
-@dataclass
-class Candidate:
-    row: dict[str, Any]
-    score: float = 0.0
-    ranks: dict[str, int] | None = None
-    superseded_by: list[str] | None = None
 
 
 def where_clause(tenant_id: str, machine_id: str | None = None,
@@ -105,24 +95,67 @@ class HybridSearch:
         norm = self.normalize(q)
         where = where_clause(tenant_id, machine_id, kinds, as_of, include_general)
         n = max(f.candidates, 4 * k)
+        prof = profile(q)
         lists: dict[str, list[dict[str, Any]]] = {}
+        vec: np.ndarray | None = None
         if mode in ("hybrid", "vector"):
             vec = self.node.embedder.embed_one(norm)
             lists["vector"] = self.node.lance.vector_search(vec.tolist(), where, n, COLUMNS)
         if mode in ("hybrid", "text"):
             lists["text"] = self._text(norm, where, n)
-        cands = fuse(lists, f)
+        exact: dict[str, set[str]] = {}
+        if mode == "hybrid" and prof.code_like:
+            exact, lists["exact"] = self.exact(tenant_id, prof, where, list(lists.values()),
+                                               machine_id, include_general)
+        weights = f.code if prof.code_like else f.plain
+        cands = fuse(lists, weights, exact, len(prof.exact))
         self._reflect(tenant_id, cands, as_of, f, where)
+        verdicts = self.node.memory.feedback.for_memories(
+            tenant_id, [str(c.row["id"]) for c in cands])
+        if verdicts:
+            if vec is None and any(v.rejections for v in verdicts.values()):
+                vec = self.node.embedder.embed_one(norm)
+            apply_feedback(cands, verdicts, vec, f)
         cands.sort(key=lambda c: (-c.score, str(c.row["id"])))
-        return norm, cands
+        return norm, pin_exact(cands, f) if mode == "hybrid" else cands
 
-    def retrieve(self, tenant_id: str, norm_query: str, where: str,
-                 n: int) -> dict[str, list[dict[str, Any]]]:
-        """Both retrievers' ranked rows for an already normalised query (benchmarks fuse
-        these with several weightings without searching again)."""
-        vec = self.node.embedder.embed_one(norm_query)
-        return {"vector": self.node.lance.vector_search(vec.tolist(), where, n, COLUMNS),
-                "text": self._text(norm_query, where, n)}
+    def exact(self, tenant_id: str, prof: QueryProfile, where: str,
+              have: Sequence[list[dict[str, Any]]] = (), machine_id: str | None = None,
+              include_general: bool = True,
+              ) -> tuple[dict[str, set[str]], list[dict[str, Any]]]:
+        """The memories (within the prefilter) naming the query's codes or part numbers:
+        ``({id: values named}, rows ranked by how many they name)``. Rows the other
+        retrievers brought (``have``) passed the same prefilter and are reused; only the
+        others are read from LanceDB (a read by id scans the table: keep it rare, so another
+        machine's are dropped before, by the machine stored with the fields)."""
+        found = self.node.memory.fields.exact(tenant_id, prof.exact, machine_id,
+                                              include_general)
+        if not found:
+            return {}, []
+        known = {str(r["id"]): r for rows in have for r in rows if str(r["id"]) in found}
+        missing = sorted(set(found) - set(known))
+        rows = list(known.values())
+        if missing:
+            rows += self.node.lance.rows(f"({where}) AND {in_list('id', missing)}",
+                                         COLUMNS, len(missing))
+        rows.sort(key=lambda r: (-len(found[str(r["id"])]), str(r["id"])))
+        return {str(r["id"]): found[str(r["id"])] for r in rows}, rows
+
+    def retrieve(self, tenant_id: str, query: str, where: str, n: int,
+                 machine_id: str | None = None,
+                 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, set[str]]]:
+        """Every retriever's ranked rows for a query, and the exact matches (benchmarks
+        fuse these with several weightings without searching again)."""
+        norm = self.normalize(query)
+        prof = profile(query)
+        vec = self.node.embedder.embed_one(norm)
+        lists = {"vector": self.node.lance.vector_search(vec.tolist(), where, n, COLUMNS),
+                 "text": self._text(norm, where, n)}
+        exact: dict[str, set[str]] = {}
+        if prof.code_like:
+            exact, lists["exact"] = self.exact(tenant_id, prof, where, list(lists.values()),
+                                               machine_id)
+        return lists, exact
 
     def _text(self, query: str, where: str, n: int) -> list[dict[str, Any]]:
         try:
@@ -162,15 +195,3 @@ class HybridSearch:
             if c.row["kind"] == MemoryKind.CORRECTION.value:
                 c.score *= f.correction_boost
 
-
-def fuse(lists: dict[str, list[dict[str, Any]]], f: Fusion) -> list[Candidate]:
-    """Reciprocal rank fusion of ranked row lists (``vector``, ``text``), best first."""
-    weights = {"vector": f.vector, "text": f.text}
-    fused: dict[str, Candidate] = {}
-    for name, rows in lists.items():
-        for rank, row in enumerate(rows, start=1):
-            c = fused.setdefault(str(row["id"]), Candidate(row, 0.0, {}))
-            c.score += weights[name] / (f.k0 + rank)
-            assert c.ranks is not None
-            c.ranks[name] = rank
-    return sorted(fused.values(), key=lambda c: (-c.score, str(c.row["id"])))

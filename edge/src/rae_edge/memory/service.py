@@ -1,6 +1,8 @@
 """``MemoryService`` (``node.memory``): what the tablet API and the workers call.
 
-Reads: briefings, hybrid search, context packs. Writes go through the node's one
+Reads: briefings, hybrid search, context packs; ``fields`` (structure extracted from
+each memory) and ``feedback`` ("this fixed it" / "not relevant" verdicts) feed the
+ranking. Writes go through the node's one
 :class:`~rae_edge.write.Writer` (stored with the outbox message in one transaction, sync
 woken, indexed, pushed, drift recomputed): incidents (pushed with the most similar past
 incident) and corrections. Tenants are always passed in by the caller (the
@@ -20,6 +22,8 @@ from rae_edge import qr
 from rae_edge.errors import InvalidInputError
 from rae_edge.memory.briefing import BriefingBuilder
 from rae_edge.memory.context import ContextPacker
+from rae_edge.memory.feedback import FeedbackService
+from rae_edge.memory.fields import MemoryFields
 from rae_edge.memory.jobs import DocumentJobs
 from rae_edge.memory.models import Briefing, ContextPack, SearchHit, SearchResult
 from rae_edge.memory.search import Fusion, HybridSearch, Mode
@@ -49,6 +53,8 @@ class MemoryService:
 
     def __init__(self, node: EdgeNode, fusion: Fusion | None = None) -> None:
         self.node = node
+        self.fields = MemoryFields(node.duck)
+        self.feedback = FeedbackService(node)
         self.searcher = HybridSearch(node, fusion)
         self.briefings = BriefingBuilder(node)
         self.packer = ContextPacker(node, self.searcher)

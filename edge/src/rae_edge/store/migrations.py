@@ -224,6 +224,39 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        7,
+        # structure found at ingest (rae_edge.ingest.structure via the indexer): a memory's
+        # error codes, part/serial numbers and components, for exact matching and grouping;
+        # "this fixed it" / "not relevant" verdicts (rae_edge.memory.feedback), local and
+        # from other plants, with the query they answered and its embedding
+        """
+        CREATE TABLE memory_fields (
+            tenant_id VARCHAR NOT NULL,
+            memory_id VARCHAR NOT NULL,
+            machine_id VARCHAR,
+            field VARCHAR NOT NULL,
+            value VARCHAR NOT NULL
+        );
+        CREATE INDEX memory_fields_value ON memory_fields (tenant_id, field, value);
+        CREATE INDEX memory_fields_memory ON memory_fields (tenant_id, memory_id);
+        CREATE TABLE feedback (
+            tenant_id VARCHAR NOT NULL,
+            id VARCHAR NOT NULL,
+            memory_id VARCHAR NOT NULL,
+            verdict VARCHAR NOT NULL,
+            query VARCHAR,
+            query_vector FLOAT[],
+            machine_id VARCHAR,
+            author VARCHAR NOT NULL,
+            origin_node VARCHAR NOT NULL DEFAULT '',
+            created_at TIMESTAMPTZ NOT NULL,
+            stored_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            PRIMARY KEY (tenant_id, id)
+        );
+        CREATE INDEX feedback_memory ON feedback (tenant_id, memory_id);
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

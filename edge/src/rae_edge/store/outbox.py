@@ -17,10 +17,16 @@ import duckdb
 import pyarrow as pa
 from pydantic import ValidationError
 
-from rae_sync.messages import AuditEntryMsg, CorrectionMsg, DriftAlertMsg, IncidentMsg
+from rae_sync.messages import (
+    AuditEntryMsg,
+    CorrectionMsg,
+    DriftAlertMsg,
+    FeedbackMsg,
+    IncidentMsg,
+)
 
 #: what may be queued for central (the ``up`` messages that carry facts)
-OutboxMessage = IncidentMsg | CorrectionMsg | AuditEntryMsg | DriftAlertMsg
+OutboxMessage = IncidentMsg | CorrectionMsg | AuditEntryMsg | DriftAlertMsg | FeedbackMsg
 
 
 class OutboxRefusedError(ValueError):
@@ -34,6 +40,8 @@ def tenant_of(msg: OutboxMessage) -> str:
         return msg.correction.tenant_id
     if isinstance(msg, AuditEntryMsg):
         return msg.entry.tenant_id
+    if isinstance(msg, FeedbackMsg):
+        return msg.feedback.tenant_id
     return msg.tenant_id
 
 
@@ -45,12 +53,15 @@ def payload_of(msg: OutboxMessage) -> dict[str, Any]:
         return msg.correction.model_dump(mode="json")
     if isinstance(msg, AuditEntryMsg):
         return msg.entry.model_dump(mode="json")
+    if isinstance(msg, FeedbackMsg):
+        return msg.feedback.model_dump(mode="json")
     return msg.model_dump(mode="json")
 
 
 def _checked(msg: OutboxMessage) -> OutboxMessage:
     """Validates a message again (one built with ``model_construct`` skipped it)."""
-    if not isinstance(msg, IncidentMsg | CorrectionMsg | AuditEntryMsg | DriftAlertMsg):
+    if not isinstance(msg, IncidentMsg | CorrectionMsg | AuditEntryMsg | DriftAlertMsg
+                      | FeedbackMsg):
         raise OutboxRefusedError(f"{type(msg).__name__} is not a message for the outbox")
     try:
         return type(msg).model_validate(msg.model_dump())

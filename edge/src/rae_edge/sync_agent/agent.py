@@ -46,6 +46,7 @@ from rae_sync.identity import NodeIdentity
 from rae_sync.messages import (
     AckMsg,
     CorrectionMsg,
+    FeedbackMsg,
     Message,
     NodeStatusMsg,
     ReplayRequestMsg,
@@ -428,8 +429,24 @@ class SyncAgent:
                 self._apply_correction(env, m)
             self._work.put(("ack_up", (env.message_id, env.seq)))
             self._wake.set()
+        elif isinstance(m, FeedbackMsg):
+            if not self.ledger.applied(env.message_id):
+                self._apply_feedback(env, m)
+            self._work.put(("ack_up", (env.message_id, env.seq)))
+            self._wake.set()
         else:
             log.warning("sync: ignored a %s message on %s", env.type, msg.topic)
+
+    def _apply_feedback(self, env: Envelope, m: FeedbackMsg) -> None:
+        """Stores a verdict recorded at another plant (idempotent on its id): its
+        confirmations count here too."""
+        fb = m.feedback
+        if fb.tenant_id != self.identity.tenant_id:
+            log.warning("sync: dropped feedback %s of tenant %s", fb.id, fb.tenant_id)
+            return
+        if hasattr(type(self.node), "memory"):
+            self.node.memory.feedback.store(fb, outbox=False)
+        self.ledger.mark_applied(env.message_id, env.type.value)
 
     def _apply_correction(self, env: Envelope, m: CorrectionMsg) -> None:
         """Stores, indexes and pushes a correction made at another plant; idempotent, so

@@ -11,11 +11,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from rae_sync.domain import AuditEntry, Correction, Incident
+from rae_sync.domain import AuditEntry, Correction, Feedback, Incident
 from rae_sync.messages import (
     AuditEntryMsg,
     CorrectionMsg,
     DriftAlertMsg,
+    FeedbackMsg,
     IncidentMsg,
     Message,
     MessageType,
@@ -39,6 +40,8 @@ def message_for(kind: str, payload: dict[str, Any], hlc: str) -> Message:
             return AuditEntryMsg(entry=AuditEntry.model_validate(payload))
         if kind == MessageType.DRIFT_ALERT:
             return DriftAlertMsg.model_validate(payload)
+        if kind == MessageType.FEEDBACK:
+            return FeedbackMsg(feedback=Feedback.model_validate(payload))
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(root)"

@@ -17,8 +17,8 @@ from rae_edge.push_kinds import CorrectionPush, CorrectionView, PushBody
 from rae_edge.store.duck import DuckStore
 from rae_edge.store.outbox import OutboxMessage
 from rae_edge.write.writer import IndexPort
-from rae_sync.domain import Correction, Incident
-from rae_sync.messages import CorrectionMsg, IncidentMsg, NodeRef
+from rae_sync.domain import Correction, Feedback, Incident
+from rae_sync.messages import CorrectionMsg, FeedbackMsg, IncidentMsg, NodeRef
 
 
 @dataclass(frozen=True)
@@ -156,4 +156,50 @@ class DocumentFacts:
         return None
 
     def pushes(self, stored: Sequence[Document]) -> list[tuple[str, PushBody]]:
+        return []
+
+
+@dataclass(frozen=True)
+class FeedbackFacts:
+    """"This fixed it" / "not relevant" verdicts (:mod:`rae_edge.memory.feedback`),
+    idempotent on id: given here (queued for central) or from another plant
+    (``to_outbox=False``). ``vectors`` holds the embedding of a "not relevant" verdict's
+    query by verdict id (made before the write). Nothing to index or push: the ranking
+    and the briefing read them from DuckDB."""
+
+    vectors: Mapping[str, Sequence[float]]
+    to_outbox: bool = True
+    name: str = "feedback"
+    drifts: bool = False
+
+    def ids(self, items: Sequence[Feedback]) -> tuple[str, ...]:
+        return tuple(f.id for f in items)
+
+    def tenants(self, items: Sequence[Feedback]) -> list[str]:
+        return sorted({f.tenant_id for f in items})
+
+    def store(self, cur: duckdb.DuckDBPyConnection, items: Sequence[Feedback]) -> list[Feedback]:
+        stored: list[Feedback] = []
+        for fb in items:
+            if cur.execute("SELECT 1 FROM feedback WHERE tenant_id = ? AND id = ?",
+                           [fb.tenant_id, fb.id]).fetchone():
+                continue
+            vec = self.vectors.get(fb.id)
+            cur.execute(
+                "INSERT INTO feedback (tenant_id, id, memory_id, verdict, query, query_vector, "
+                "machine_id, author, origin_node, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [fb.tenant_id, fb.id, fb.memory_id, fb.verdict.value, fb.query,
+                 None if vec is None else [float(x) for x in vec], fb.machine_id, fb.author,
+                 fb.origin_node, fb.created_at])
+            stored.append(fb)
+        return stored
+
+    def messages(self, stored: Sequence[Feedback]) -> list[OutboxMessage]:
+        return [FeedbackMsg(feedback=f) for f in stored]
+
+    def index(self, indexer: IndexPort, items: Sequence[Feedback],
+              stored: Sequence[Feedback]) -> None:
+        return None
+
+    def pushes(self, stored: Sequence[Feedback]) -> list[tuple[str, PushBody]]:
         return []

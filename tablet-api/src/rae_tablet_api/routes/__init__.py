@@ -17,6 +17,7 @@ Modules:
 - ``jobs``: ``GET /api/v1/jobs/{id}``, an ingest job's progress and result;
 - ``search``: ``GET /api/v1/search``, hybrid search;
 - ``corrections``: ``POST /api/v1/corrections`` (technician);
+- ``feedback``: ``POST /api/v1/feedback`` (technician), "this fixed it" / "not relevant";
 - ``context``: ``GET /api/v1/context``, a context pack under a token budget;
 - ``push``: ``WS /api/v1/push`` (cursor resume) and ``GET /api/v1/push/messages``;
 - ``metrics``: ``GET /metrics`` (Prometheus text; loopback or an admin token);
