@@ -16,8 +16,14 @@ from rae_edge.node import EdgeNode
 from rae_edge.store.outbox import OutboxMessage, OutboxRefusedError, payload_of
 from rae_edge.sync_agent.codec import message_for
 from rae_edge.write import STEPS, CorrectionFacts, IncidentFacts, WriteStep
-from rae_sync.domain import AuditEntry, Correction, Incident, Machine
-from rae_sync.messages import AuditEntryMsg, CorrectionMsg, DriftAlertMsg, IncidentMsg
+from rae_sync.domain import AuditEntry, Correction, Feedback, Incident, Machine, Verdict
+from rae_sync.messages import (
+    AuditEntryMsg,
+    CorrectionMsg,
+    DriftAlertMsg,
+    FeedbackMsg,
+    IncidentMsg,
+)
 
 T = "acme"
 
@@ -51,10 +57,12 @@ def test_every_outbox_message_reads_back_as_itself() -> None:
                        action="GET /x", resource="", memory_ids=("m",), prev_hash="0" * 64,
                        hash="1" * 64)
     msgs: list[OutboxMessage] = [
-        IncidentMsg(incident=inc), CorrectionMsg(correction=c.model_copy(update={"hlc": "h"})),
+        IncidentMsg(incident=inc), CorrectionMsg(correction=c.model_copy(update={"hlc": "1767312000000-000001"})),
         AuditEntryMsg(entry=entry),
         DriftAlertMsg(id="drift_x", tenant_id=T, error_code="E1", status="open",
-                      summary="s", machine_ids=("M1", "M2"), correction_ids=(c.id,))]
+                      summary="s", machine_ids=("M1", "M2"), correction_ids=(c.id,)),
+        FeedbackMsg(feedback=Feedback(tenant_id=T, memory_id=inc.id, verdict=Verdict.FIXED,
+                                      author="a", origin_node="plant-1/node-1"))]
     for m in msgs:
         assert message_for(str(m.TYPE), payload_of(m), "unused") == m
 

@@ -27,7 +27,9 @@ FITTING = {"machine_id": "PRESS-07", "occurred_at": "2026-04-01T06:00:00+00:00",
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    with api_for(tmp_path_factory.mktemp("feedback")) as a:
+    # Sync on (a broker URL, no identity: the agent does not run), so verdicts stay queued.
+    with api_for(tmp_path_factory.mktemp("feedback"),
+                 sync={"mqtt_url": "mqtt://127.0.0.1:9"}) as a:
         a.ok(a.post("/machines", [PRESS]))
         a.ok(a.post("/incidents", [
             {**TWIN, "occurred_at": "2026-01-10T08:00:00+00:00"},

@@ -61,6 +61,9 @@ class Rig:
 
     def agent(self, wait: bool = True, **opts: object) -> SyncAgent:
         options = SyncOptions(**{"poll_s": 0.05, **opts})  # type: ignore[arg-type]
+        # The node was opened without sync settings and gets its agent by hand here: from
+        # now on its writer queues what it stores, as a node with sync on does.
+        self.node.writer.sync_on = True
         a = SyncAgent(self.node, self.identity, self.broker.make("rae-edge-node-1"), options,
                       index=False)
         self.agents.append(a)
