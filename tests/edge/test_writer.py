@@ -57,7 +57,8 @@ def test_every_outbox_message_reads_back_as_itself() -> None:
                        action="GET /x", resource="", memory_ids=("m",), prev_hash="0" * 64,
                        hash="1" * 64)
     msgs: list[OutboxMessage] = [
-        IncidentMsg(incident=inc), CorrectionMsg(correction=c.model_copy(update={"hlc": "1767312000000-000001"})),
+        IncidentMsg(incident=inc),
+        CorrectionMsg(correction=c.model_copy(update={"hlc": "1767312000000-000001"})),
         AuditEntryMsg(entry=entry),
         DriftAlertMsg(id="drift_x", tenant_id=T, error_code="E1", status="open",
                       summary="s", machine_ids=("M1", "M2"), correction_ids=(c.id,)),
