@@ -70,13 +70,15 @@ def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response
                     status_code=500)
 
 
-def _collect_routes() -> list[Any]:
+def _collect_routes(name: str = "ROUTES") -> list[Any]:
+    """Every ``routes`` module's ``name`` list (``ROUTES``, or ``LIFESPANS``: async context
+    managers that run while the app runs), in module name order."""
     import rae_tablet_api.routes as pkg
 
     handlers: list[Any] = []
     for mod in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
         handlers.extend(getattr(importlib.import_module(f"{pkg.__name__}.{mod.name}"),
-                                "ROUTES", []))
+                                name, []))
     return handlers
 
 
@@ -95,6 +97,7 @@ def create_app(node: EdgeNode) -> Litestar:
         on_startup=[lambda: node.voice.start(), lambda: node.memory.jobs.resume(),
                     lambda: node.start_sync()],
         on_shutdown=[lambda: node.close()],
+        lifespan=_collect_routes("LIFESPANS"),
         # Every authenticated call is put on record; bodies are capped (uploads included).
         middleware=[AuditMiddleware(node)],
         request_max_body_size=node.settings.api.max_upload_mb * 1024 * 1024,
