@@ -5,13 +5,14 @@ another tenant's memories never returned, every call on the audit log with its i
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from mcp import Client, MCPError
+from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
@@ -190,3 +191,25 @@ def test_another_tenants_memories_are_never_returned(live: Served) -> None:
     with pytest.raises(ExceptionGroup) as err:
         run(live, "globex_admin", ("read_resource", ("rae://machines/press-1",)))
     assert err.group_contains(MCPError, match="unknown machine")
+
+
+def test_stdio_bridge_relays_an_agent_to_the_node(live: Served, tmp_path: Path) -> None:
+    """``rae-edge mcp`` started as a desktop agent would (the SDK's stdio client launches
+    it): the same tools, answered by the node, under the token from the file."""
+    token_file = tmp_path / "token"
+    token_file.write_text(live.tokens["acme_technician"] + "\n")
+    params = StdioServerParameters(command=sys.executable, args=[
+        "-m", "rae_tablet_api.cli", "mcp", "--url", live.url, "--token-file", str(token_file)])
+
+    async def agent() -> tuple[Any, Any]:
+        async with Client(params) as c:
+            return await c.list_tools(), await c.call_tool("list_machines", {})
+
+    listed, machines = asyncio.run(agent())
+    assert sorted(t.name for t in listed.tools) == sorted(TOOLS)
+    assert len(machines.structured_content["machines"]) == 4
+    assert audit_rows(live, "MCP tool list_machines")[-1][0].startswith("acme-technician#")
+
+    token_file.write_text("rae_revoked-or-never-issued\n")
+    with pytest.raises(BaseException):  # noqa: B017 - refused: no session is ever opened
+        asyncio.run(agent())

@@ -53,6 +53,32 @@ class SyncSettings(_Section):
     batch_size: int = Field(default=200, ge=1, description="messages per publish batch")
 
 
+class LlmSettings(_Section):
+    """An OpenAI-compatible chat-completions endpoint for ``POST /api/v1/ask`` (off by
+    default: the node answers 503 there until one is configured)."""
+
+    enabled: bool = Field(default=False, description="answer /ask with this endpoint")
+    base_url: str | None = Field(default=None, description="e.g. http://127.0.0.1:11434/v1 "
+                                 "(Ollama), http://gpu-host:8000/v1 (vLLM)")
+    model: str = Field(default="", description="model name as the endpoint knows it")
+    api_key_env: str | None = Field(default=None, description="environment variable holding "
+                                    "the API key (never the key itself in a file)")
+    api_key_file: Path | None = Field(default=None, description="file holding the API key")
+    remote: bool = Field(default=False, description="the endpoint is outside the plant: "
+                         "personal data is scrubbed from every request (placeholders, "
+                         "restored in the answer)")
+    structured_output: bool = Field(default=True, description="constrain the answer with a "
+                                    "JSON schema (citations limited to the pack's ids); off "
+                                    "for endpoints without response_format json_schema")
+    timeout_s: float = Field(default=60.0, gt=0, description="whole-answer timeout (504)")
+    connect_timeout_s: float = Field(default=5.0, gt=0, description="connect timeout")
+    retries: int = Field(default=1, ge=0, le=5, description="retries on connection errors")
+    max_answer_tokens: int = Field(default=400, ge=16, le=8192, description="answer cap")
+    budget_tokens: int = Field(default=2000, ge=100, le=200_000,
+                               description="default context budget of /ask")
+    temperature: float = Field(default=0.0, ge=0, le=2, description="sampling temperature")
+
+
 class NodeSettings(_Section):
     tenant_id: str = Field(default="demo", description="tenant of this node")
     site_id: str = Field(default="plant-1", description="site (plant) of this node")
@@ -81,6 +107,7 @@ class EdgeSettings(LayeredSources, BaseSettings):
     qr: QrSettings = Field(default_factory=QrSettings)
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
+    llm: LlmSettings = Field(default_factory=LlmSettings)
 
     def backups_dir(self) -> Path:
         """Where API-requested backups may go (``backup_root`` or ``<data_dir>-backups``)."""

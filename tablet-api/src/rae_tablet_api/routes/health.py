@@ -9,13 +9,14 @@ from litestar.datastructures import State
 
 from rae_edge.node import EdgeNode
 from rae_edge.store.migrations import SCHEMA_VERSION
+from rae_tablet_api.routes.ask import asker_of
 
 
 @get("/api/v1/health", sync_to_thread=False, summary="Node health")
 def health(state: State) -> dict[str, Any]:
     node: EdgeNode = state.node
     return {"status": "ok", "tenant": node.tenant_id, "node": node.settings.node.node_id,
-            "schema_version": SCHEMA_VERSION}
+            "schema_version": SCHEMA_VERSION, "llm": asker_of(state).health()}
 
 
 ROUTES = [health]
