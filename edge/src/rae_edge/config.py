@@ -67,9 +67,11 @@ class LlmSettings(_Section):
     remote: bool = Field(default=False, description="the endpoint is outside the plant: "
                          "personal data is scrubbed from every request (placeholders, "
                          "restored in the answer)")
-    structured_output: bool = Field(default=True, description="constrain the answer with a "
-                                    "JSON schema (citations limited to the pack's ids); off "
-                                    "for endpoints without response_format json_schema")
+    structured_output: Literal["json_schema", "json_object", "off"] = Field(
+        default="json_schema", description="how the answer's JSON schema (citations limited "
+        "to the pack's ids) is sent: 'json_schema' (OpenAI, vLLM, Ollama, llama.cpp's own "
+        "llama-server), 'json_object' (llama-cpp-python's server: type json_object with a "
+        "schema), 'off' (plain text; unknown citations are still removed)")
     timeout_s: float = Field(default=60.0, gt=0, description="whole-answer timeout (504)")
     connect_timeout_s: float = Field(default=5.0, gt=0, description="connect timeout")
     retries: int = Field(default=1, ge=0, le=5, description="retries on connection errors")

@@ -116,7 +116,7 @@ class Asker:
         pack = self.node.memory.context(tenant_id, question, machine_id=machine_id,
                                         budget_tokens=budget_tokens or self.settings.budget_tokens,
                                         as_of=as_of)
-        structured = self.settings.structured_output
+        structured = self.settings.structured_output != "off"
         scrubber = Scrubber()
         msgs: list[dict[str, str]] = []
         schema = None

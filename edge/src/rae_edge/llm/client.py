@@ -106,7 +106,9 @@ class LlmClient:
             "model": self.settings.model, "messages": messages,
             "max_tokens": self.settings.max_answer_tokens,
             "temperature": self.settings.temperature}
-        if schema is not None:
+        if schema is not None and self.settings.structured_output == "json_object":
+            params["response_format"] = {"type": "json_object", "schema": schema}
+        elif schema is not None:
             params["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": "cited_answer", "strict": True, "schema": schema}}
         return params

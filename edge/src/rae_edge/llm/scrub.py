@@ -5,9 +5,10 @@ can still tell people apart): e-mail addresses (``<EMAIL_1>``), phone numbers
 (``<PHONE_1>``: international ``+``/``00`` forms, ``(555) 123-4567``, ``555-123-4567``, or
 any digits after a phone word such as "tel", "mobile", "call", "ext"), badge and employee
 numbers after their word ("badge 4711", "employee no. E-20931": ``<BADGE_1>``) and person
-names (``<PERSON_1>``): a known first name (a bundled list) with the capitalised surname or
-initial after it, or a capitalised name after a title or a role word ("Mr", "Dr",
-"technician", "operator", "supervisor", ...).
+names (``<PERSON_1>``): a known first name (bundled list) with the capitalised word or
+initial after it, a known surname (bundled list) after a capitalised word, a capitalised
+name after a title or a role word ("Mr", "Dr", "technician", "operator", ...), or before
+a reporting verb at the start of a sentence ("Thandiwe says").
 
 What it never touches, by construction: ALL-CAPS words and any token with a digit unless a
 phone or badge rule took it (so part numbers, error codes, machine ids, measurements and
@@ -22,9 +23,18 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-FIRST_NAMES = frozenset(
-    line.strip() for line in (Path(__file__).parent / "first_names.txt").read_text(
-        encoding="utf-8").splitlines() if line.strip() and not line.startswith("#"))
+
+
+def _names(file: str) -> frozenset[str]:
+    text = (Path(__file__).parent / file).read_text(encoding="utf-8")
+    return frozenset(w.strip() for w in text.splitlines() if w.strip() and w[0] != "#")
+
+
+FIRST_NAMES = _names("first_names.txt")
+SURNAMES = _names("surnames.txt")
+# Verbs that follow a person's name at the start of a note ("Thandiwe says ...").
+REPORTING = (r"says|said|reports|reported|reset|found|logged|replaced|checked|noticed|"
+             r"fixed|adjusted|cleaned|confirmed|called")
 # Titles and role words after which a capitalised word is a person's name.
 ROLE_WORDS = (r"mr|mrs|ms|miss|dr|herr|frau|technician|tech|operator|supervisor|foreman|"
               r"electrician|fitter|mechanic|engineer|inspector|planner|colleague|"
@@ -41,7 +51,7 @@ _NAME = r"[A-Z][a-z]+(?:['-][A-Z]?[a-z]+)?"
 EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 PHONE = re.compile(
     r"(?<![\w+/.-])(?:"
-    r"(?:\+|00)\d{1,3}[ .\-/]?(?:\(0?\d{1,4}\)[ .\-/]?)?\d{2,5}(?:[ .\-/]?\d{2,5}){1,4}"
+    r"(?:\+|00)\d{1,3}[ .\-/]?(?:\(0?\d{1,4}\)[ .\-/]?)?\d{1,5}(?:[ .\-/]?\d{2,5}){1,4}"
     r"|\(\d{3}\) ?\d{3}[ .\-]\d{4}"
     r"|\d{3}[.\-]\d{3}[.\-]\d{4}"
     r")(?![\w/-])")
@@ -53,7 +63,10 @@ BADGE = re.compile(
     r"(?:[ \t]*(?:id|no|nr|number|num|#))?\.?[ \t]*[:#]?[ \t]*"
     r"(?P<v>[A-Z]{0,3}-?\d{3,10})\b")
 TITLED = re.compile(rf"\b(?i:{ROLE_WORDS})\b\.?:?[ \t]+(?P<v>{_NAME}(?:[ \t]+{_NAME})?)")
-KNOWN = re.compile(rf"\b(?P<v>{_NAME}(?:[ \t]+(?:[A-Z]\.|{_NAME}))?)")
+KNOWN = re.compile(rf"\b(?P<v>{_NAME})\b")
+PAIR = re.compile(rf"\b(?P<first>{_NAME})[ \t]+(?P<last>{_NAME})\b")
+REPORTER = re.compile(rf"(?:^|[.;:!?(]\s*)(?P<v>{_NAME})[ \t]+(?:{REPORTING})\b")
+SURNAME = re.compile(rf"[ \t]+(?:[A-Z]\.|{_NAME}\b)")
 
 
 @dataclass
@@ -104,8 +117,16 @@ class Scrubber:
                 value = " ".join(words)
                 add(m.start("v"), m.start("v") + len(value), "PERSON")
         for m in KNOWN.finditer(text):
-            first = m.group("v").split()[0]
-            if first.lower() in FIRST_NAMES:
+            if m.group("v").lower() in FIRST_NAMES:
+                last = SURNAME.match(text, m.end())
+                add(m.start(), last.end() if last else m.end(), "PERSON")
+        for m in PAIR.finditer(text):  # "Tuan Murphy": a known surname after a capital
+            if m.group("last").lower() in SURNAMES and \
+                    m.group("first").lower() not in NOT_NAMES:
+                add(m.start(), m.end(), "PERSON")
+        for m in REPORTER.finditer(text):
+            word = m.group("v").lower()
+            if word not in NOT_NAMES and not re.fullmatch(ROLE_WORDS, word):
                 add(m.start("v"), m.end("v"), "PERSON")
         out = text
         for start, end, kind in sorted(spans, reverse=True):
