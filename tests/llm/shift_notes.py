@@ -79,8 +79,8 @@ def shift_notes(n: int = 400, seed: int = 16) -> list[tuple[str, list[str]]]:
 
 def shared_rows() -> Iterator[tuple[str, str]]:
     """(set name, text) for every row of every text set of ``../shared/data``."""
-    for path in sorted((DATA / "maintnet").glob("*.csv")) + [DATA / "mwo2kg" /
-                                                             "work_orders.csv"]:
+    for path in [*sorted((DATA / "maintnet").glob("*.csv")),
+                 DATA / "mwo2kg" / "work_orders.csv"]:
         with path.open(encoding="utf-8-sig", newline="") as f:
             for r in csv.reader(f):
                 yield path.name, " | ".join(r)

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-
 def _names(file: str) -> frozenset[str]:
     text = (Path(__file__).parent / file).read_text(encoding="utf-8")
     return frozenset(w.strip() for w in text.splitlines() if w.strip() and w[0] != "#")
