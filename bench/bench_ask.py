@@ -114,7 +114,7 @@ def mcp_rows(n: int) -> list[Row]:
 
 def ask_rows(n: int) -> list[Row]:
     from rae_edge.sample_plant.loader import load_sample_plant
-    from tests.llm.server import llm_server, unavailable_reason
+    from tests.llm.server import llm_server, structured_mode, unavailable_reason
     from tests.tablet_api.live_node import served_node
 
     why = unavailable_reason()
@@ -127,7 +127,7 @@ def ask_rows(n: int) -> list[Row]:
     with tempfile.TemporaryDirectory() as d, llm_server(Path(d) / "llm.log") as llm, \
             served_node(Path(d) / "node", llm={
                 "enabled": True, "base_url": llm.base_url, "model": llm.model,
-                "structured_output": "json_object", "max_answer_tokens": 120,
+                "structured_output": structured_mode(), "max_answer_tokens": 120,
                 "timeout_s": 300, "budget_tokens": 700}) as node:
         load_sample_plant(node.node)
         with httpx.Client(base_url=node.url, headers=node.h("acme_technician"),

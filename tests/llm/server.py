@@ -37,6 +37,14 @@ class LlmServer:
     model: str
 
 
+def structured_mode() -> str:
+    """How to send the answer's schema: llama-cpp-python's server takes ``json_object``
+    with a schema; Ollama, vLLM and OpenAI take ``json_schema`` (override:
+    ``RAE_TEST_LLM_STRUCTURED``)."""
+    default = "json_schema" if os.environ.get("RAE_TEST_LLM_URL") else "json_object"
+    return os.environ.get("RAE_TEST_LLM_STRUCTURED", default)
+
+
 def unavailable_reason() -> str | None:
     """Why no test LLM can be had here (None: one can)."""
     if os.environ.get("RAE_TEST_LLM_URL"):

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from rae_edge.sample_plant.loader import load_sample_plant
-from tests.llm.server import LlmServer, llm_server, unavailable_reason
+from tests.llm.server import LlmServer, llm_server, structured_mode, unavailable_reason
 from tests.tablet_api.live_node import Served, served_node
 
 expect: Any = pytest.importorskip("playwright.sync_api").expect
@@ -93,8 +93,6 @@ def test_answer_streams_with_linked_citations(browser: Any, tmp_path: Path) -> N
 
 
 def _llm(llm: LlmServer) -> dict[str, Any]:
-    import os
-    mode = "json_schema" if os.environ.get("RAE_TEST_LLM_URL") else "json_object"
     return {"enabled": True, "base_url": llm.base_url, "model": llm.model,
-            "structured_output": mode, "max_answer_tokens": 160, "timeout_s": 300,
+            "structured_output": structured_mode(), "max_answer_tokens": 64, "timeout_s": 300,
             "budget_tokens": 700}

@@ -7,7 +7,6 @@ the memory cannot answer is refused without calling the model."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from rae_edge.llm.citations import CITE
 from rae_edge.memory.models import ContextPack
 from rae_edge.sample_plant.loader import load_sample_plant
 from rae_tablet_api.routes.ask import asker_of
-from tests.llm.server import LlmServer, llm_server, unavailable_reason
+from tests.llm.server import LlmServer, llm_server, structured_mode, unavailable_reason
 from tests.tablet_api.api_client import Api, api_for
 
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None,
@@ -40,12 +39,10 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlmServer]:
 
 @pytest.fixture(scope="module")
 def api(llm: LlmServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    # llama-cpp-python's server takes the schema as json_object; others take json_schema.
-    mode = os.environ.get("RAE_TEST_LLM_STRUCTURED",
-                          "json_schema" if os.environ.get("RAE_TEST_LLM_URL") else "json_object")
+    mode = structured_mode()
     with api_for(tmp_path_factory.mktemp("ask") / "node", llm={
             "enabled": True, "base_url": llm.base_url, "model": llm.model,
-            "structured_output": mode, "max_answer_tokens": 160, "timeout_s": 300}) as a:
+            "structured_output": mode, "max_answer_tokens": 64, "timeout_s": 300}) as a:
         load_sample_plant(a.node)
         yield a
 
@@ -151,7 +148,7 @@ def test_remote_endpoint_gets_no_personal_data(llm: LlmServer, tmp_path: Path) -
     """``llm.remote``: names, e-mails and phones leave as placeholders and come back."""
     with api_for(tmp_path / "node", llm={
             "enabled": True, "base_url": llm.base_url, "model": llm.model, "remote": True,
-            "structured_output": "json_object", "max_answer_tokens": 120,
+            "structured_output": structured_mode(), "max_answer_tokens": 64,
             "timeout_s": 300}) as a:
         a.ok(a.post("/machines", [{"id": "press-1", "name": "Press 1", "qr_code": "P1",
                                    "site": "plant-1"}]))

@@ -59,11 +59,30 @@ def render(obj: Any) -> tuple[str, bool]:
     return " ".join(parts), bool(obj.get("no_evidence"))
 
 
+_NO_EVIDENCE = re.compile(r'"no_evidence"\s*:\s*(true|false)')
+
+
 def parse_structured(raw: str) -> tuple[str, bool]:
+    """The answer's text and ``no_evidence``. An answer cut off (``max_answer_tokens``) or
+    otherwise not valid JSON keeps the sentences that were complete with their citations."""
     try:
         return render(json.loads(raw))
-    except ValueError as exc:
-        raise ValueError(f"the LLM's structured answer is not valid JSON: {exc}") from exc
+    except ValueError:
+        pass
+    texts = list(_TEXT.finditer(raw))
+    cites = list(_CITES.finditer(raw))
+    sentences = []
+    for t, c in zip(texts, cites, strict=False):
+        if not t.group(2) or c.start() < t.end():
+            break
+        try:
+            ids = json.loads(f"[{c.group(1)}]")
+        except ValueError:
+            break
+        sentences.append({"text": _unescape(t.group(1)), "cites": ids})
+    flag = _NO_EVIDENCE.search(raw)
+    return render({"sentences": sentences,
+                   "no_evidence": flag is not None and flag.group(1) == "true"})
 
 
 def _unescape(partial: str) -> str:
