@@ -47,6 +47,7 @@ ROLE_POLICY: list[tuple[str, str, Role]] = [
     (".*", r"^/api/v1/admin(/|$)", Role.ADMIN),
     (".*", r"^/api/v1/tokens(/|$)", Role.ADMIN),
     ("GET", r"^/api/v1/jobs(/|$)", Role.TECHNICIAN),
+    ("POST", r"^/api/v1/ask$", Role.TECHNICIAN),
 ]
 ORDER = [Role.TECHNICIAN, Role.SUPERVISOR, Role.ADMIN]
 

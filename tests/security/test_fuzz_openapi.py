@@ -27,6 +27,16 @@ from rae_sync.domain import Incident, Machine, Role
 from tests.security.serve import running_node
 
 SKIP = ("/api/v1/health", "/api/v1/schema")
+# INTERFACE: /ask answers 503 llm_not_configured when the node has no LLM (this one has none).
+DOCUMENTED_5XX = {("POST", "/api/v1/ask", 503, "llm_not_configured")}
+
+
+def _documented(method: str, path: str, r: Any) -> bool:
+    try:
+        code = r.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return False
+    return (method.upper(), path, r.status_code, code) in DOCUMENTED_5XX
 
 
 def _seed(data_dir: Path) -> str:
@@ -65,7 +75,7 @@ def fuzz(tmp_path: Path, total: int) -> tuple[int, Counter[int], list[str]]:
                 headers = {**(case.headers or {}), "Authorization": f"Bearer {token}"}
                 r = case.call(base_url=base, session=session, headers=headers, timeout=60)
                 statuses[r.status_code] += 1
-                if r.status_code >= 500:
+                if r.status_code >= 500 and not _documented(op.method, op.path, r):
                     failures.append(f"{op.method.upper()} {op.path} -> {r.status_code}: "
                                     f"{case.as_curl_command()} :: {r.text[:300]}")
 

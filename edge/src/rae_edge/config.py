@@ -62,6 +62,34 @@ class SyncSettings(_Section):
         return self.mqtt_url is not None or self.enroll_file is not None
 
 
+class LlmSettings(_Section):
+    """An OpenAI-compatible chat-completions endpoint for ``POST /api/v1/ask`` (off by
+    default: the node answers 503 there until one is configured)."""
+
+    enabled: bool = Field(default=False, description="answer /ask with this endpoint")
+    base_url: str | None = Field(default=None, description="e.g. http://127.0.0.1:11434/v1 "
+                                 "(Ollama), http://gpu-host:8000/v1 (vLLM)")
+    model: str = Field(default="", description="model name as the endpoint knows it")
+    api_key_env: str | None = Field(default=None, description="environment variable holding "
+                                    "the API key (never the key itself in a file)")
+    api_key_file: Path | None = Field(default=None, description="file holding the API key")
+    remote: bool = Field(default=False, description="the endpoint is outside the plant: "
+                         "personal data is scrubbed from every request (placeholders, "
+                         "restored in the answer)")
+    structured_output: Literal["json_schema", "json_object", "off"] = Field(
+        default="json_schema", description="how the answer's JSON schema (citations limited "
+        "to the pack's ids) is sent: 'json_schema' (OpenAI, vLLM, Ollama, llama.cpp's own "
+        "llama-server), 'json_object' (llama-cpp-python's server: type json_object with a "
+        "schema), 'off' (plain text; unknown citations are still removed)")
+    timeout_s: float = Field(default=60.0, gt=0, description="whole-answer timeout (504)")
+    connect_timeout_s: float = Field(default=5.0, gt=0, description="connect timeout")
+    retries: int = Field(default=1, ge=0, le=5, description="retries on connection errors")
+    max_answer_tokens: int = Field(default=400, ge=16, le=8192, description="answer cap")
+    budget_tokens: int = Field(default=2000, ge=100, le=200_000,
+                               description="default context budget of /ask")
+    temperature: float = Field(default=0.0, ge=0, le=2, description="sampling temperature")
+
+
 class NodeSettings(_Section):
     tenant_id: str = Field(default="demo", description="tenant of this node")
     site_id: str = Field(default="plant-1", description="site (plant) of this node")
@@ -93,6 +121,7 @@ class EdgeSettings(LayeredSources, BaseSettings):
     alarms: AlarmsSettings = Field(
         default_factory=AlarmsSettings,
         description="machine alarm sources (OPC UA, Sparkplug B): see the README")
+    llm: LlmSettings = Field(default_factory=LlmSettings)
 
     @property
     def sync_on(self) -> bool:

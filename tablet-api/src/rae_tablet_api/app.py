@@ -72,13 +72,15 @@ def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response
                     status_code=500)
 
 
-def _collect_routes() -> list[Any]:
+def _collect_routes(name: str = "ROUTES") -> list[Any]:
+    """Every ``routes`` module's ``name`` list (``ROUTES``, or ``LIFESPANS``: async context
+    managers that run while the app runs), in module name order."""
     import rae_tablet_api.routes as pkg
 
     handlers: list[Any] = []
     for mod in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
         handlers.extend(getattr(importlib.import_module(f"{pkg.__name__}.{mod.name}"),
-                                "ROUTES", []))
+                                name, []))
     return handlers
 
 
@@ -101,6 +103,7 @@ def create_app(node: EdgeNode) -> Litestar:
                     lambda: node.alarms.start()],
         on_shutdown=[lambda: node.alarms.stop(),
                      lambda: node.close()],
+        lifespan=_collect_routes("LIFESPANS"),
         # Every authenticated call is put on record; bodies are capped (uploads included).
         # Request latency is measured outermost (audit and idempotency included).
         middleware=[RequestMetrics(node), audit,

@@ -1,4 +1,5 @@
-"""The ``rae-edge`` entry point: the edge's own commands plus ``serve``."""
+"""The ``rae-edge`` entry point: the edge's own commands plus ``serve`` and ``mcp`` (the
+stdio bridge of :mod:`rae_tablet_api.mcp.bridge`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from rae_edge.sync_agent import EnrollmentError, settings_from_identity
 from rae_tablet_api.app import create_app
 from rae_tablet_api.audit_hook import install_token_redaction
 from rae_tablet_api.local_admin import attach
+from rae_tablet_api.mcp import bridge as mcp_bridge
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:
@@ -58,7 +60,10 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return edge_cli.main(argv, extra={"serve": ("run the edge node", _serve_args, serve)})
+    return edge_cli.main(argv, extra={
+        "serve": ("run the edge node", _serve_args, serve),
+        "mcp": ("bridge an MCP agent on stdio to a node's /mcp", mcp_bridge.setup,
+                mcp_bridge.run)})
 
 
 if __name__ == "__main__":

@@ -21,5 +21,7 @@ Modules:
 - ``context``: ``GET /api/v1/context``, a context pack under a token budget;
 - ``push``: ``WS /api/v1/push`` (cursor resume) and ``GET /api/v1/push/messages``;
 - ``metrics``: ``GET /metrics`` (Prometheus text; loopback or an admin token);
-- ``voice``: voice notes, upload (streamed, checked, stored before 202), status, confirm.
+- ``voice``: voice notes, upload (streamed, checked, stored before 202), status, confirm;
+- ``mcp``: ``/mcp``, the MCP server for agents (:mod:`rae_tablet_api.mcp`); a module may
+  also export ``LIFESPANS`` (async context managers run while the app runs).
 """

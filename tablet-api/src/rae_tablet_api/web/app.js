@@ -95,7 +95,7 @@
   }
 
   // ---------- views ----------
-  const VIEWS = ["token", "scan", "briefing", "search", "note"];
+  const VIEWS = ["token", "scan", "briefing", "search", "note", "ask"];
   function show(view) {
     if (view !== "scan") stopCamera();
     state.view = view;
@@ -792,6 +792,124 @@
     $("voice-draft").hidden = true;
     state.voice = null;
     voiceStatus("Discarded. Nothing was saved.");
+  });
+
+  // ---------- ask (the node's LLM, answer streamed, every citation linked) ----------
+  // The answer arrives as server-sent events over a POST: "delta" pieces of text, then
+  // "answer" (the checked answer: citations resolved against what the model was sent),
+  // or "error". Citations "[id]" become links to the source cards below the answer.
+  state.ask = null;  // {deltas, answer} of the last question (read by the browser test)
+  function askCiteLinks(text, numbers) {
+    const out = [];
+    let last = 0;
+    for (const m of text.matchAll(/\[([A-Za-z0-9][A-Za-z0-9_~.:\-]{2,100})\]/g)) {
+      out.push(text.slice(last, m.index));
+      if (!numbers.has(m[1])) numbers.set(m[1], numbers.size + 1);
+      out.push(h("a", { class: "cite", href: "#cite-" + m[1], "data-cite": m[1],
+                        title: m[1] }, "[" + numbers.get(m[1]) + "]"));
+      last = m.index + m[0].length;
+    }
+    out.push(text.slice(last));
+    return out;
+  }
+  function askRender(text, done) {
+    const box = $("ask-answer");
+    box.hidden = false;
+    box.replaceChildren(...askCiteLinks(text, state.askNumbers));
+    box.dataset.state = done ? "done" : "streaming";
+  }
+  function askSources(answer) {
+    const list = $("ask-cites");
+    const byId = new Map(answer.citations.map((c) => [c.id, c]));
+    const order = [...state.askNumbers.keys()].filter((id) => byId.has(id));
+    list.replaceChildren(...order.map((id) => {
+      const c = byId.get(id);
+      return h("li", { id: "cite-" + id, class: "hit", "data-memory-id": id },
+        h("div", { class: "incident-head" },
+          h("span", { class: "badge kind-" + c.kind }, c.kind),
+          c.machine_id ? h("span", { class: "meta" }, c.machine_id) : null,
+          c.occurred_at ? h("span", { class: "meta" }, fmtDay(c.occurred_at)) : null,
+          c.corrects ? h("span", { class: "badge correction" }, "amends " + c.corrects) : null),
+        h("div", { class: "text" }, c.excerpt || ""),
+        h("div", { class: "meta" }, id + (c.source ? " · " + c.source : "")));
+    }));
+    $("ask-cites-h").hidden = order.length === 0;
+  }
+  async function askStream(body) {
+    if (!state.token) { showToken(); return; }
+    let r;
+    try {
+      r = await fetch(API + "/ask", { method: "POST", headers: {
+        Accept: "text/event-stream", "Content-Type": "application/json",
+        Authorization: "Bearer " + state.token }, body: JSON.stringify(body) });
+    } catch { throw new ApiError("The node cannot be reached. Check the tablet's network.", 0, "network"); }
+    if (r.status === 401) { showToken("The node did not accept the token: enter it again."); return; }
+    if (!r.ok) {
+      let err = {};
+      try { err = (await r.json()).error || {}; } catch { /* not JSON */ }
+      throw new ApiError(err.message || ("HTTP " + r.status), r.status, err.code);
+    }
+    const reader = r.body.getReader();
+    const decoder = new TextDecoder();
+    let buf = "", shown = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += decoder.decode(value, { stream: true });
+      let cut;
+      while ((cut = buf.indexOf("\n\n")) >= 0) {
+        const block = buf.slice(0, cut);
+        buf = buf.slice(cut + 2);
+        let event = "message", data = "";
+        for (const line of block.split(/\r?\n/)) {
+          if (line.startsWith("event:")) event = line.slice(6).trim();
+          else if (line.startsWith("data:")) data += line.slice(5).trimStart();
+        }
+        if (!data) continue;
+        const msg = JSON.parse(data);
+        if (event === "delta") {
+          shown += msg.text;
+          state.ask.deltas += 1;
+          askRender(shown, false);
+        } else if (event === "answer") {
+          state.ask.answer = msg;
+          state.askNumbers = new Map();
+          askRender(msg.answer, true);
+          askSources(msg);
+          $("ask-status").textContent = (msg.evidence ? msg.citations.length + " source" +
+            (msg.citations.length === 1 ? "" : "s") : "No memory answers this") +
+            " · " + msg.model + " · " + Math.round(msg.elapsed_ms) + " ms";
+        } else if (event === "error") {
+          throw new ApiError((msg.error || {}).message || "the answer broke off", 503,
+                             (msg.error || {}).code);
+        }
+      }
+    }
+  }
+  $("form-ask").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const question = $("ask-input").value.trim();
+    if (!question) return;
+    const machine_id = $("ask-this").checked && state.machine ? state.machine.id : null;
+    state.ask = { deltas: 0, answer: null };
+    state.askNumbers = new Map();
+    $("ask-cites").replaceChildren();
+    $("ask-cites-h").hidden = true;
+    $("ask-answer").hidden = true;
+    $("ask-answer").dataset.state = "waiting";
+    $("ask-status").textContent = "Asking…";
+    $("btn-ask").disabled = true;
+    try {
+      await askStream({ question, machine_id, stream: true });
+    } catch (err) {
+      $("ask-answer").dataset.state = "error";
+      $("ask-status").textContent = "";
+      $("ask-answer").hidden = false;
+      $("ask-answer").replaceChildren(h("p", { class: "error" }, err.status === 503 || err.status === 504 ?
+        "The assistant is not available: " + err.message : "Asking failed: " + err.message));
+    } finally {
+      $("btn-ask").disabled = false;
+    }
   });
 
   // ---------- navigation ----------
