@@ -19,7 +19,8 @@ Modules:
   transaction, then sync is woken, it is indexed, pushed and drift recomputed, in that
   order for every origin (API, ingest, typed, voiced, another plant);
 - ``push``: the push bus, proactive messages to watching tablets (persisted, cursor resume);
-- ``push_kinds``: one typed class per push message kind, their JSON Schemas;
+- ``push_kinds``: one typed class per push message kind;
+- ``push_schemas``: the committed JSON Schemas of every push kind (``alarm`` included);
 - ``qr``: a scanned QR payload to a machine (id, URL ending in it, the plant's pattern);
 - ``memory``: the memory service: briefing, hybrid search, corrections, context packs,
   document ingest jobs;

@@ -4,8 +4,8 @@ The wire form of a push is ``{"cursor", "type", "machine_id", "at", "data"}`` (s
 :mod:`rae_edge.push`); ``type`` is a class's ``TYPE`` and ``data`` its JSON. Every class
 refuses unknown fields, so a payload can only carry what its class declares, and the JSON
 Schemas generated from them (:mod:`rae_edge.push_schemas`) are committed in
-``sync/schemas/push/`` beside the MQTT ones (``scripts/check_schemas.py`` fails CI when they are stale). The
-tablet page reads only fields declared here.
+``sync/schemas/push/`` beside the MQTT ones (``scripts/check_schemas.py`` fails CI when
+they are stale). The tablet page reads only fields declared here.
 
 A new kind: one class with its ``TYPE``, added to :data:`PUSH_CLASSES` (or, defined beside
 its feature like ``alarm``, to :data:`rae_edge.push_schemas.ALL_PUSH_CLASSES`), then
