@@ -1,4 +1,4 @@
-"""``Idempotency-Key`` on the three write routes, through real HTTP on a real node.
+"""``Idempotency-Key`` on the write routes (feedback too), through real HTTP on a real node.
 
 The same key twice stores once and answers the first result (status and body), per tenant;
 concurrent duplicates store once; a key reused for another body is refused; the kept
@@ -205,3 +205,21 @@ def test_kept_answers_survive_a_restart(tmp_path: Path) -> None:
         assert again.status_code == 201 and again.json() == first.json()
         assert again.headers["idempotent-replayed"] == "true"
         assert lv.count("corrections") == 1
+
+
+def test_a_verdict_sent_again_with_its_key_is_stored_once(live: Live) -> None:
+    """The tablet's offline queue resends a "this fixed it" with the key it was queued with
+    (after a lost answer): one verdict, the first answer with its tally again."""
+    r = live.post("/incidents", who="acme_admin", json=[{**INCIDENT, "symptom": "Verdict"}])
+    assert r.status_code == 200, r.text
+    memory_id = r.json()["ids"][0]
+    key = str(uuid.uuid4())
+    body = {"memory_id": memory_id, "verdict": "fixed"}
+    before = live.count("feedback")
+    first = live.post("/feedback", key=key, json=body)
+    assert first.status_code == 201, first.text
+    assert first.json()["memory"] == {"id": memory_id, "confirmations": 1, "plants": 1}
+    again = live.post("/feedback", key=key, json=body)
+    assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    assert live.count("feedback") == before + 1

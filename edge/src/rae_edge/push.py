@@ -7,6 +7,11 @@ subscribes with :meth:`PushBus.subscribe` from the event loop and iterates
 :meth:`Subscription.messages`: first what it missed since its cursor (read back from
 DuckDB), then live messages, each exactly once and in cursor order.
 
+A subscription watches machines, production lines, or both (a message matches either).
+A line is resolved when a message is published (live) or read back (replay), from the
+machines table as it is then: a machine added to the line later is heard without a
+reconnect, and a machine moved to another line leaves it.
+
 Why it cannot lose or repeat a message: the insert and the hand-over to subscribers happen
 under one lock, so subscriber queues receive messages in cursor order; a subscription
 registers before it reads its backlog and skips anything at or below the last cursor it
@@ -76,17 +81,21 @@ class Subscription:
 
     bus: PushBus
     tenant_id: str
-    machine_ids: frozenset[str]  # empty: every machine of the tenant
+    machine_ids: frozenset[str]  # with ``lines`` empty: every machine of the tenant
     last: int  # the cursor of the last message yielded (or the start cursor)
     loop: asyncio.AbstractEventLoop
     queue: asyncio.Queue[PushMessage]
     gap: bool = False  # the start cursor was older than what retention kept
+    lines: frozenset[str] = frozenset()  # production lines watched (machines' ``line``)
     _lagging: bool = field(default=False, repr=False)
     _closed: bool = field(default=False, repr=False)
 
-    def wants(self, tenant_id: str, machine_id: str) -> bool:
-        return tenant_id == self.tenant_id and (
-            not self.machine_ids or machine_id in self.machine_ids)
+    def wants(self, tenant_id: str, machine_id: str, line: str | None = None) -> bool:
+        if tenant_id != self.tenant_id:
+            return False
+        if not self.machine_ids and not self.lines:
+            return True
+        return machine_id in self.machine_ids or (line is not None and line in self.lines)
 
     def _deliver(self, msg: PushMessage) -> None:  # runs on the subscription's loop
         if self._closed:
@@ -107,7 +116,8 @@ class Subscription:
                     self.queue.get_nowait()
                 while True:
                     batch = await asyncio.to_thread(
-                        self.bus.since, self.tenant_id, self.machine_ids, self.last)
+                        self.bus.since, self.tenant_id, self.machine_ids, self.last,
+                        REPLAY_BATCH, self.lines)
                     for msg in batch:
                         self.last = msg.cursor
                         yield msg
@@ -170,9 +180,11 @@ class PushBus:
             # Built from what was stored (each cursor with its own row), in cursor order.
             msgs = sorted((PushMessage(int(seq), str(t), str(m), str(ty), json.loads(body), at)
                            for seq, t, m, ty, body in rows), key=lambda m: m.cursor)
+            by_line = any(sub.lines for sub in self._subs)
             for msg in msgs:
+                line = self._line_of(msg.tenant_id, msg.machine_id) if by_line else None
                 for sub in list(self._subs):
-                    if sub.wants(msg.tenant_id, msg.machine_id):
+                    if sub.wants(msg.tenant_id, msg.machine_id, line):
                         try:
                             sub.loop.call_soon_threadsafe(sub._deliver, msg)
                         except RuntimeError:  # its loop is closed: the socket is gone
@@ -184,6 +196,11 @@ class PushBus:
         if trim:
             self.trim()
         return [m.cursor for m in msgs]
+
+    def _line_of(self, tenant_id: str, machine_id: str) -> str | None:
+        # The store's per-tenant machine cache (dropped on every upsert): a dict lookup.
+        machine = self.duck.get_machine(tenant_id, machine_id)
+        return machine.line if machine is not None else None
 
     def send(self, tenant_id: str, body: PushBody) -> int:
         """Publishes a typed message (:mod:`rae_edge.push_kinds`); returns its cursor."""
@@ -245,13 +262,18 @@ class PushBus:
         return int(rows[0][0])
 
     def since(self, tenant_id: str, machine_ids: Iterable[str], cursor: int,
-              limit: int = REPLAY_BATCH) -> list[PushMessage]:
-        """Stored messages after ``cursor`` for these machines (all when empty), oldest first."""
+              limit: int = REPLAY_BATCH, lines: Iterable[str] = ()) -> list[PushMessage]:
+        """Stored messages after ``cursor`` for these machines and the machines now on
+        these lines (every machine of the tenant when both are empty), oldest first."""
         sql = ("SELECT seq, tenant_id, machine_id, type, payload, created_at FROM push_messages"
                " WHERE tenant_id = ? AND seq > ?")
         params: list[Any] = [tenant_id, cursor]
-        machines = sorted(machine_ids)
-        if machines:
+        machines, on_lines = sorted(machine_ids), sorted(lines)
+        if on_lines:
+            sql += (" AND (list_contains(?, machine_id) OR machine_id IN (SELECT id FROM"
+                    " machines WHERE tenant_id = ? AND list_contains(?, line)))")
+            params += [machines, tenant_id, on_lines]
+        elif machines:
             sql += " AND list_contains(?, machine_id)"
             params.append(machines)
         sql += " ORDER BY seq LIMIT ?"
@@ -265,16 +287,19 @@ class PushBus:
 
     # -- subscribing (event loop) ------------------------------------------------------
     async def subscribe(self, tenant_id: str, machine_ids: Sequence[str],
-                        since_cursor: int | None = None) -> Subscription:
-        """A subscription for the running event loop. With ``since_cursor`` it first
-        replays what was stored after it; without, it starts at the tenant's head."""
+                        since_cursor: int | None = None,
+                        lines: Sequence[str] = ()) -> Subscription:
+        """A subscription for the running event loop to these machines and the machines
+        of these lines. With ``since_cursor`` it first replays what was stored after it;
+        without, it starts at the tenant's head."""
         loop = asyncio.get_running_loop()
         # Registration reads DuckDB under the publish lock: off the event loop.
         return await asyncio.to_thread(self._register, loop, tenant_id,
-                                       frozenset(machine_ids), since_cursor)
+                                       frozenset(machine_ids), since_cursor, frozenset(lines))
 
     def _register(self, loop: asyncio.AbstractEventLoop, tenant_id: str,
-                  machine_ids: frozenset[str], since_cursor: int | None) -> Subscription:
+                  machine_ids: frozenset[str], since_cursor: int | None,
+                  lines: frozenset[str] = frozenset()) -> Subscription:
         with self._lock:
             # Under the publish lock: every message after ``start`` reaches the queue.
             head = self.head(tenant_id)
@@ -283,7 +308,7 @@ class PushBus:
             if start > head:  # a cursor from a data folder since restored from a backup:
                 start, gap = head, True  # resume at the head rather than wait past it
             sub = Subscription(self, tenant_id, machine_ids, start, loop,
-                               asyncio.Queue(self.queue_size), gap=gap)
+                               asyncio.Queue(self.queue_size), gap=gap, lines=lines)
             self._subs.append(sub)
         return sub
 

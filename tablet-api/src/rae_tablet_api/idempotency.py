@@ -1,4 +1,5 @@
-"""``Idempotency-Key`` on ``POST /corrections``, ``/incidents`` and ``/voice-notes``.
+"""``Idempotency-Key`` on ``POST /corrections``, ``/incidents``, ``/voice-notes`` and
+``/feedback`` (a verdict queued offline by the tablet is sent again with its key).
 
 An ASGI middleware, so the handlers stay as they are. With the header, per tenant:
 
@@ -39,7 +40,8 @@ from rae_tablet_api.auth import resolve_principal
 
 log = logging.getLogger(__name__)
 
-ROUTES = frozenset({"/api/v1/corrections", "/api/v1/incidents", "/api/v1/voice-notes"})
+ROUTES = frozenset({"/api/v1/corrections", "/api/v1/incidents", "/api/v1/voice-notes",
+                    "/api/v1/feedback"})
 HEADER = b"idempotency-key"
 MAX_KEY_LEN = 255
 WAIT_S = 30.0

@@ -1,16 +1,20 @@
-"""Proactive push: ``WS /api/v1/push?machine_id=A&machine_id=B&cursor=N`` and its HTTP form
-``GET /api/v1/push/messages`` (in the OpenAPI document; WebSockets are not).
+"""Proactive push: ``WS /api/v1/push?machine_id=A&machine_id=B&line=L&cursor=N`` and its
+HTTP form ``GET /api/v1/push/messages`` (in the OpenAPI document; WebSockets are not).
 
-Frames are JSON: first ``{"type": "hello", "cursor", "machine_ids", "gap"}``, then each
+``?line=`` (several allowed, combinable with ``machine_id``) watches every machine of the
+tenant whose ``line`` it is when the message is sent or replayed, machines added to the line
+later included; a line with no machine yet is accepted (it is heard once one joins).
+
+Frames are JSON: first ``{"type": "hello", "cursor", "machine_ids", "lines", "gap"}``, then each
 message ``{"cursor", "type", "machine_id", "at", "data"}`` (types: briefing, incident,
-correction, voice_note). A tablet keeps the last cursor it saw and reconnects with
+correction, voice_note, alarm). A tablet keeps the last cursor it saw and reconnects with
 ``?cursor=``: it gets what it missed, each message once. Browsers pass the token as
-``?token=`` (they cannot set headers on a WebSocket). Without ``machine_id`` a socket
-watches every machine of the tenant. Every read is on record like an HTTP read: each
+``?token=`` (they cannot set headers on a WebSocket). Without ``machine_id`` or ``line``
+a socket watches every machine of the tenant. Every read is on record like an HTTP read: each
 replayed batch and each live message gets an audit entry with the memory ids it holds,
 committed before it is sent (a socket whose entry cannot be written is closed, 1011).
 Close codes: 4401 missing, unknown or revoked token;
-4403 role too weak; 4404 unknown machine; 4429 too many failed attempts.
+4422 bad ``line``; 4403 role too weak; 4404 unknown machine; 4429 too many failed attempts.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from litestar import WebSocket, get, websocket
 from litestar.exceptions import WebSocketDisconnect
 
 from rae_edge.audit import AuditLog
-from rae_edge.errors import NotFoundError
+from rae_edge.errors import InvalidInputError, NotFoundError
 from rae_edge.memory import MemoryService
 from rae_edge.push import PushBus, PushMessage
 from rae_edge.tokens import Principal
@@ -35,6 +39,8 @@ from rae_tablet_api.auth import Refusal, admit
 from rae_tablet_api.schemas import PushMessageOut, PushPage
 
 MAX_MACHINES = 200
+MAX_LINES = 50
+MAX_LINE_LEN = 128  # as Machine.line
 PING_S = 25.0
 REPLAY_BATCH = 500  # messages per replay frame group (and per audit entry)
 ACTION = "WS /api/v1/push"
@@ -45,6 +51,17 @@ def _machines(memory: MemoryService, tenant: str, codes: list[str] | None) -> li
     if len(codes) > MAX_MACHINES:
         raise NotFoundError(f"watch at most {MAX_MACHINES} machines per socket")
     return sorted({memory.machine(tenant, c).id for c in codes})
+
+
+def _lines(names: list[str] | None) -> list[str]:
+    """The production lines asked for: blanks dropped, each at most 128 characters."""
+    lines = sorted({n.strip() for n in (names or []) if n.strip()})
+    if len(lines) > MAX_LINES:
+        raise InvalidInputError(f"watch at most {MAX_LINES} lines per socket")
+    for n in lines:
+        if len(n) > MAX_LINE_LEN:
+            raise InvalidInputError(f"line name over {MAX_LINE_LEN} characters: {n[:40]!r}…")
+    return lines
 
 
 class _Recorder:
@@ -64,7 +81,7 @@ class _Recorder:
 @websocket("/api/v1/push")
 async def push_socket(socket: WebSocket[Any, Any, Any], memory: MemoryService, push: PushBus,
                       audit: AuditLog, machine_id: list[str] | None = None,
-                      cursor: int | None = None) -> None:
+                      line: list[str] | None = None, cursor: int | None = None) -> None:
     # Authenticated here (the same decision as the HTTP guards) rather than by a guard, so
     # a browser sees a close code it can act on (4401: ask for a new token).
     got = await admit(socket.scope, push.duck, Role.TECHNICIAN)
@@ -75,12 +92,17 @@ async def push_socket(socket: WebSocket[Any, Any, Any], memory: MemoryService, p
     principal = got
     tenant = principal.tenant_id
     try:
+        lines = _lines(line)
         machines = await anyio.to_thread.run_sync(_machines, memory, tenant, machine_id)
+    except InvalidInputError as exc:
+        await socket.accept()
+        await socket.close(code=4422, reason=str(exc)[:120])
+        return
     except NotFoundError as exc:
         await socket.accept()
         await socket.close(code=4404, reason=str(exc)[:120])
         return
-    sub = await push.subscribe(tenant, machines, cursor)
+    sub = await push.subscribe(tenant, machines, cursor, lines)
     await socket.accept()
     stop = asyncio.Event()
     recorder = _Recorder(audit, principal)
@@ -94,13 +116,13 @@ async def push_socket(socket: WebSocket[Any, Any, Any], memory: MemoryService, p
 
     async def forward() -> None:
         await socket.send_json({"type": "hello", "cursor": sub.last, "machine_ids": machines,
-                                "gap": sub.gap})
+                                "lines": lines, "gap": sub.gap})
         # The replay of what was missed, a batch at a time, each batch on record first;
         # the subscription then goes on after the last replayed cursor.
         while True:
             start = sub.last
             batch = await anyio.to_thread.run_sync(push.since, tenant, machines, start,
-                                                   REPLAY_BATCH)
+                                                   REPLAY_BATCH, lines)
             if not batch:
                 break
             await recorder.record(f"replay after cursor {start}: {len(batch)} messages", batch)
@@ -137,13 +159,15 @@ async def push_socket(socket: WebSocket[Any, Any, Any], memory: MemoryService, p
 @get("/api/v1/push/messages", sync_to_thread=True, tags=["push"], guards=guards.TECHNICIAN,
      summary="Push messages after a cursor (HTTP form of WS /api/v1/push)")
 def push_messages(principal: Principal, memory: MemoryService, push: PushBus,
-                  machine_id: list[str] | None = None, cursor: int = 0,
-                  limit: int = 100) -> PushPage:
-    """What a tablet watching ``machine_id`` (several allowed; none: all machines) would
-    have been pushed after ``cursor``, oldest first, at most ``limit``."""
+                  machine_id: list[str] | None = None, line: list[str] | None = None,
+                  cursor: int = 0, limit: int = 100) -> PushPage:
+    """What a tablet watching ``machine_id`` and/or the machines of ``line`` (several of
+    each allowed; neither: all machines) would have been pushed after ``cursor``, oldest
+    first, at most ``limit``."""
+    lines = _lines(line)
     machines = _machines(memory, principal.tenant_id, machine_id)
     msgs = push.since(principal.tenant_id, machines, max(0, cursor),
-                           max(1, min(limit, 500)))
+                      max(1, min(limit, 500)), lines)
     return PushPage(cursor=msgs[-1].cursor if msgs else max(0, cursor),
                     messages=[PushMessageOut(**m.to_json()) for m in msgs])
 

@@ -24,6 +24,9 @@
     retry: 0,
     errorCode: "",        // the error the machine shows now (ranks its incidents first)
     voice: null,          // {id, poll}
+    line: store.get("line") || "",  // the production line this tablet watches ("" none)
+    verdicts: new Map(),  // memory id (+ query) -> verdict given here (button stays pressed)
+    tallies: new Map(),   // memory id -> {confirmations, plants} from the node's answer
   };
   window.raeState = state; // for debugging on the floor (and the browser test)
   // Drop the live connection and come back with the last cursor, as after a network cut.
@@ -313,7 +316,8 @@
     return h("div", { class: "correction", "data-correction-id": c.id },
       h("span", { class: "what" }, c.method === "voice" ? "Correction (voice)" : "Correction"),
       h("span", { class: "meta" }, " · " + [fmtDay(first(c, "valid_from", "created_at")), c.author].filter(Boolean).join(" · ")),
-      h("div", { class: "text" }, c.text));
+      h("div", { class: "text" }, c.text),
+      verdictRow(c.id, { inBriefing: true }));
   }
 
   function renderIncident(inc) {
@@ -334,6 +338,7 @@
         h("span", { class: "text" }, fix),
         superseded ? h("span", { class: "badge superseded" }, " superseded ") : null) : null,
       corrections.map(renderCorrection),
+      verdictRow(inc.id, { inBriefing: true, confirmations: inc.confirmations, plants: inc.confirmed_plants }),
       h("div", { class: "incident-actions" },
         h("button", { class: "btn secondary small", type: "button", "data-action": "correct",
           onclick: () => { show("note"); $("note-target").value = inc.id; } }, "Correct this")));
@@ -409,6 +414,7 @@
     $("b-manual-h").hidden = !sections.length;
     $("b-manual").replaceChildren(...sections.map(renderSection));
     $("note-machine").textContent = "Machine: " + (m.name || m.id);
+    showLineButton(m);
   }
   $("btn-b-refresh").addEventListener("click", refreshBriefing);
   $("form-error-code").addEventListener("submit", (e) => {
@@ -422,16 +428,21 @@
   // ---------- live push ----------
   function setLive(kind, text) { const el = $("live"); el.className = "live " + kind; el.textContent = text; }
 
+  // The socket watches the machine in hand and the tablet's line (either may be absent).
   function connectPush() {
-    if (!state.token || !state.machine) return;
-    const mid = state.machine.id;
-    if (state.ws && state.wsMachine === mid && state.ws.readyState <= 1) return;
+    if (!state.token || (!state.machine && !state.line)) return;
+    const mid = state.machine ? state.machine.id : null;
+    const key = (mid || "") + "\n" + state.line;
+    if (state.ws && state.wsKey === key && state.ws.readyState <= 1) return;
     if (state.ws) { state.ws.onclose = null; state.ws.close(); }
-    // Resume from the last cursor only for the same machine: a new machine starts now.
-    if (state.wsMachine !== mid) { state.cursor = null; }
+    // Resume from the last cursor only for the same watch: a new one starts now.
+    if (state.wsKey !== key) { state.cursor = null; }
+    state.wsKey = key;
     state.wsMachine = mid;
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    const q = new URLSearchParams({ machine_id: mid, token: state.token });
+    const q = new URLSearchParams({ token: state.token });
+    if (mid) q.append("machine_id", mid);
+    if (state.line) q.append("line", state.line);
     if (state.cursor != null) q.set("cursor", state.cursor);
     const ws = new WebSocket(proto + "//" + location.host + API + "/push?" + q.toString());
     state.ws = ws;
@@ -446,7 +457,7 @@
       if (state.ws !== ws) return;
       setLive("off", "Offline");
       if (ev.code === 4401 || ev.code === 1008) { showToken("The node did not accept the token for live updates."); return; }
-      if (ev.code === 4403 || ev.code === 4404) { setLive("off", "No live updates"); return; }
+      if (ev.code === 4403 || ev.code === 4404 || ev.code === 4422) { setLive("off", "No live updates"); return; }
       const wait = Math.min(15000, 500 * 2 ** state.retry++);
       setTimeout(() => { if (state.ws === ws) { state.ws = null; connectPush(); } }, wait);
     };
@@ -568,6 +579,69 @@
     }
   }
 
+  // ---------- watch my line (kept in localStorage as rae.line) ----------
+  // Alerts for every machine of one production line, whatever machine is in hand.
+  function setLine(line) {
+    state.line = (line || "").trim();
+    store.set("line", state.line || null);
+    $("line-input").value = state.line;
+    $("line-status").textContent = state.line
+      ? "This tablet gets the alarms and news of every machine on " + state.line + "."
+      : "This tablet follows only the machine in hand.";
+    if (state.machine) showLineButton(state.machine);
+    connectPush();
+  }
+  function showLineButton(m) {
+    const b = $("btn-b-line");
+    b.hidden = !m.line || m.line === state.line;
+    b.textContent = "Watch " + (m.line || "line");
+  }
+  $("form-line").addEventListener("submit", (e) => { e.preventDefault(); setLine($("line-input").value); });
+  $("btn-line-clear").addEventListener("click", () => setLine(""));
+  $("btn-b-line").addEventListener("click", () => { if (state.machine) setLine(state.machine.line); });
+  $("line-input").value = state.line;
+
+  // ---------- "this fixed it" / "not relevant" (POST /feedback) ----------
+  function tallyText(n, plants) {
+    return n ? "confirmed " + n + "× at " + plants + " plant" + (plants === 1 ? "" : "s") : "";
+  }
+  // Two glove-sized buttons and the memory's tally. In a briefing the node's tally counts
+  // the incident with its corrections: the briefing is fetched again after a verdict.
+  function verdictRow(memoryId, { query, confirmations, plants, inBriefing } = {}) {
+    const known = state.tallies.get(memoryId);
+    const tally = h("span", { class: "tally", "data-tally": memoryId },
+      confirmations ? tallyText(confirmations, plants) : known ? tallyText(known.confirmations, known.plants) : "");
+    // A verdict holds for its context: the briefing, or one search (another may differ).
+    const context = memoryId + (query ? "\n" + query : "");
+    const given = state.verdicts.get(context);
+    const button = (verdict, label) => h("button", { class: "btn secondary verdict", type: "button",
+      "data-verdict": verdict, "aria-pressed": given === verdict ? "true" : "false", disabled: !!given,
+      onclick: () => send(verdict) }, label);
+    const fixed = button("fixed", "This fixed it"), other = button("not_relevant", "Not relevant");
+    async function send(verdict) {
+      fixed.disabled = other.disabled = true;  // one verdict per tap, even a double one
+      tally.textContent = "Saving…";
+      const body = { memory_id: memoryId, verdict };
+      const q = query || (inBriefing && state.errorCode) || "";
+      if (q) body.query = q;
+      try {
+        const res = await api("/feedback", { method: "POST", json: body });
+        state.verdicts.set(context, verdict);
+        (verdict === "fixed" ? fixed : other).setAttribute("aria-pressed", "true");
+        if (res && res.queued) { tally.textContent = "Saved on this tablet: sent when the node can be reached."; return; }
+        const m = (res && res.memory) || {};
+        state.tallies.set(memoryId, { confirmations: m.confirmations || 0, plants: m.plants || 0 });
+        tally.textContent = verdict === "fixed" ? tallyText(m.confirmations, m.plants)
+          : "Noted: shown lower for problems like this one.";
+        if (inBriefing && verdict === "fixed") refreshSoon();
+      } catch (err) {
+        fixed.disabled = other.disabled = false;
+        tally.textContent = "Not saved: " + err.message;
+      }
+    }
+    return h("div", { class: "verdicts", "data-memory-id": memoryId }, fixed, other, tally);
+  }
+
   // ---------- search ----------
   $("form-search").addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -580,13 +654,13 @@
       const res = await api("/search", { query: { q, machine_id, k: 10 } });
       const hits = asList(Array.isArray(res) ? res : first(res, "hits", "results", "items"));
       status.textContent = hits.length + " result" + (hits.length === 1 ? "" : "s") + " for “" + q + "”" + (machine_id ? " on " + machine_id : "");
-      $("search-results").replaceChildren(...hits.map(renderHit));
+      $("search-results").replaceChildren(...hits.map((hit) => renderHit(hit, q)));
     } catch (err) {
       status.textContent = "";
       $("search-results").replaceChildren(h("p", { class: "error" }, "Search failed: " + err.message));
     }
   });
-  function renderHit(hit) {
+  function renderHit(hit, q) {
     const kind = hit.kind || "memory";
     const sup = asList(hit.superseded_by).length ? asList(hit.superseded_by) : null;
     return h("article", { class: "hit" + (sup ? " is-superseded" : ""), "data-hit-id": hit.id, "data-kind": kind },
@@ -596,7 +670,8 @@
         first(hit, "occurred_at") ? h("span", { class: "meta" }, fmtDay(hit.occurred_at)) : null,
         sup ? h("span", { class: "badge superseded" }, "superseded by a correction") : null,
         typeof hit.score === "number" ? h("span", { class: "meta" }, "score " + hit.score.toFixed(3)) : null),
-      h("div", { class: "text" }, hit.text || ""));
+      h("div", { class: "text" }, hit.text || ""),
+      verdictRow(hit.id, { query: q }));
   }
 
   // ---------- typed correction ----------
@@ -928,6 +1003,7 @@
   else {
     const last = store.get("machine");
     show("scan");
+    connectPush();  // the tablet's line, before any machine is opened
     if (last && new URLSearchParams(location.search).get("resume") !== "0") openMachine(last);
   }
   const deep = new URLSearchParams(location.search).get("m");

@@ -6,7 +6,7 @@
      machine id and its QR payload); after one, the briefings of the other machines of that
      machine's line are fetched and saved too. Offline, a scan answers the saved briefing
      with "offline": {"as_of": ISO time} added, and the page is told.
-   - Writes (POST corrections, incidents, voice notes): each gets an Idempotency-Key if it
+   - Writes (POST corrections, incidents, voice notes, feedback): each gets an Idempotency-Key if it
      has none. When the node cannot be reached, the request (headers, body, key) is queued
      in IndexedDB and answered 202 {"queued": true}; the queue is sent in order, once, when
      the node answers again (the key makes a resend after a lost answer store nothing new).
@@ -18,7 +18,7 @@ const SHELL_CACHE = "rae-shell-v1";
 const BRIEFING_CACHE = "rae-briefings-v1";
 const SHELL = ["/", "/static/app.css", "/static/app.js", "/static/offline.js", "/static/offline.css",
   "/static/vendor/jsQR.js", "/static/icon.svg", "/static/manifest.webmanifest"];
-const WRITES = ["/api/v1/corrections", "/api/v1/incidents", "/api/v1/voice-notes"];
+const WRITES = ["/api/v1/corrections", "/api/v1/incidents", "/api/v1/voice-notes", "/api/v1/feedback"];
 const MAX_BRIEFINGS = 300;           // saved briefings kept (oldest dropped)
 const LINE_REFRESH_MS = 10 * 60e3;   // a line's briefings are fetched again at most this often
 const DB_NAME = "rae-offline";
