@@ -42,7 +42,7 @@ def api(llm: LlmServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ap
     mode = structured_mode()
     with api_for(tmp_path_factory.mktemp("ask") / "node", llm={
             "enabled": True, "base_url": llm.base_url, "model": llm.model,
-            "structured_output": mode, "max_answer_tokens": 64, "timeout_s": 300}) as a:
+            "structured_output": mode, "max_answer_tokens": 96, "timeout_s": 300}) as a:
         load_sample_plant(a.node)
         yield a
 
@@ -110,7 +110,8 @@ def test_streamed_answer_is_the_checked_answer(api: Api) -> None:
     r = ask(api, QUESTIONS[0], stream=True)
     assert r.headers["content-type"].startswith("text/event-stream")
     events = [(e.split("\n", 1)[0].removeprefix("event: "),
-               json.loads(e.split("data: ", 1)[1])) for e in r.text.strip().split("\n\n")
+               json.loads(e.split("data: ", 1)[1]))
+              for e in r.text.replace("\r\n", "\n").strip().split("\n\n")
               if e.startswith("event:")]
     kinds = [k for k, _ in events]
     assert kinds[-1] == "answer" and kinds.count("answer") == 1
@@ -148,7 +149,7 @@ def test_remote_endpoint_gets_no_personal_data(llm: LlmServer, tmp_path: Path) -
     """``llm.remote``: names, e-mails and phones leave as placeholders and come back."""
     with api_for(tmp_path / "node", llm={
             "enabled": True, "base_url": llm.base_url, "model": llm.model, "remote": True,
-            "structured_output": structured_mode(), "max_answer_tokens": 64,
+            "structured_output": structured_mode(), "max_answer_tokens": 96,
             "timeout_s": 300}) as a:
         a.ok(a.post("/machines", [{"id": "press-1", "name": "Press 1", "qr_code": "P1",
                                    "site": "plant-1"}]))

@@ -22,6 +22,7 @@ STRUCTURED = (" Answer as JSON: 'no_evidence' (true when the memories do not ans
               "question) and 'sentences', each with its 'text' and the ids it 'cites'.")
 MAX_SENTENCES = 8
 MAX_CITES = 4
+MAX_SENTENCE = 240  # characters: a sentence, not an essay (and room left for its citations)
 
 
 def messages(question: str, pack: ContextPack, structured: bool) -> list[dict[str, str]]:
@@ -31,15 +32,16 @@ def messages(question: str, pack: ContextPack, structured: bool) -> list[dict[st
 
 
 def answer_schema(ids: list[str]) -> dict[str, Any]:
-    """A cited answer: sentences, each citing only ids from ``ids``."""
+    """A cited answer: sentences, each citing at least one id, and only ids from ``ids``."""
     return {
         "type": "object",
         "properties": {
             "no_evidence": {"type": "boolean"},
             "sentences": {"type": "array", "minItems": 1, "maxItems": MAX_SENTENCES, "items": {
                 "type": "object",
-                "properties": {"text": {"type": "string"},
-                               "cites": {"type": "array", "maxItems": MAX_CITES,
+                "properties": {"text": {"type": "string", "maxLength": MAX_SENTENCE},
+                               "cites": {"type": "array", "minItems": 1,
+                                         "maxItems": MAX_CITES,
                                          "items": {"type": "string", "enum": ids}}},
                 "required": ["text", "cites"], "additionalProperties": False}},
         },

@@ -931,10 +931,10 @@
       const { value, done } = await reader.read();
       if (done) break;
       buf += decoder.decode(value, { stream: true });
-      let cut;
-      while ((cut = buf.indexOf("\n\n")) >= 0) {
-        const block = buf.slice(0, cut);
-        buf = buf.slice(cut + 2);
+      let sep;  // events end with a blank line; the node writes CRLF line ends
+      while ((sep = buf.match(/\r?\n\r?\n/))) {
+        const block = buf.slice(0, sep.index);
+        buf = buf.slice(sep.index + sep[0].length);
         let event = "message", data = "";
         for (const line of block.split(/\r?\n/)) {
           if (line.startsWith("event:")) event = line.slice(6).trim();
