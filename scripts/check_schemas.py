@@ -53,11 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true", help="regenerate the schemas")
     parser.add_argument("--dir", type=Path, default=SCHEMA_DIR, help="schema folder")
     args = parser.parse_args(argv)
-    from rae_edge import push_kinds
+    from rae_edge import push_kinds, push_schemas
     from rae_sync import schemas
 
     folders: list[tuple[Path, Callable[[Path], list[Path]]]] = [
-        (args.dir, schemas.write), (args.dir / push_kinds.SCHEMA_SUBDIR, push_kinds.write)]
+        (args.dir, schemas.write), (args.dir / push_kinds.SCHEMA_SUBDIR, push_schemas.write)]
     if args.write:
         for folder, write in folders:
             for path in write(folder):

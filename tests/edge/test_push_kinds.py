@@ -13,7 +13,7 @@ from pathlib import Path
 
 import jsonschema_rs
 
-from rae_edge import config, push_kinds
+from rae_edge import config, push_kinds, push_schemas
 from rae_edge.node import EdgeNode
 from rae_edge.write import CorrectionFacts, IncidentFacts
 from rae_sync.domain import Correction, Incident, Machine
@@ -28,9 +28,9 @@ def _validator(type_: str) -> object:
 
 def test_committed_push_schemas_are_current() -> None:
     committed = {p.name: p.read_text(encoding="utf-8") for p in PUSH_DIR.glob("*.json")}
-    generated = {n: push_kinds.render(s) for n, s in push_kinds.generate().items()}
+    generated = {n: push_schemas.render(s) for n, s in push_schemas.generate().items()}
     assert committed == generated
-    assert sorted(committed) == sorted(f"{c.TYPE}.json" for c in push_kinds.all_push_classes())
+    assert sorted(committed) == sorted(f"{c.TYPE}.json" for c in push_schemas.all_push_classes())
 
 
 def test_stored_pushes_validate_against_their_schema(tmp_path: Path) -> None:

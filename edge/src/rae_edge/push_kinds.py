@@ -3,19 +3,18 @@
 The wire form of a push is ``{"cursor", "type", "machine_id", "at", "data"}`` (see
 :mod:`rae_edge.push`); ``type`` is a class's ``TYPE`` and ``data`` its JSON. Every class
 refuses unknown fields, so a payload can only carry what its class declares, and the JSON
-Schemas generated from them (:func:`generate`) are committed in ``sync/schemas/push/``
-beside the MQTT ones (``scripts/check_schemas.py`` fails CI when they are stale). The
-tablet page reads only fields declared here.
+Schemas generated from them (:mod:`rae_edge.push_schemas`) are committed in
+``sync/schemas/push/`` beside the MQTT ones (``scripts/check_schemas.py`` fails CI when
+they are stale). The tablet page reads only fields declared here.
 
-A new kind (e.g. ``alarm``): one class with its ``TYPE``, added to :data:`PUSH_CLASSES`,
+A new kind: one class with its ``TYPE``, added to :data:`PUSH_CLASSES` (or, for a kind
+defined beside its feature like ``alarm``, to :func:`rae_edge.push_schemas.all_push_classes`),
 then ``scripts/check_schemas.py --write``. Add a field with a default to extend a kind.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
-from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -146,42 +145,3 @@ class VoiceNotePush(PushBody):
 PUSH_CLASSES: tuple[type[PushBody], ...] = (BriefingPush, IncidentPush, CorrectionPush,
                                             VoiceNotePush)
 PUSH_TYPES: dict[str, type[PushBody]] = {c.TYPE: c for c in PUSH_CLASSES}
-
-
-def all_push_classes() -> tuple[type[PushBody], ...]:
-    """:data:`PUSH_CLASSES` and the kinds defined beside their feature (``alarm`` in
-    :mod:`rae_edge.alarms.push`, imported here lazily: it builds on the memory models,
-    which import this module)."""
-    from rae_edge.alarms.push import AlarmPush
-
-    return (*PUSH_CLASSES, AlarmPush)
-
-
-def generate() -> dict[str, dict[str, Any]]:
-    """Every push kind's JSON Schema by file name (``correction.json``)."""
-    out: dict[str, dict[str, Any]] = {}
-    for cls in all_push_classes():
-        schema = cls.model_json_schema()
-        schema["$comment"] = (f"'data' of a tablet push message with type '{cls.TYPE}' "
-                              "(WS /api/v1/push)")
-        out[f"{cls.TYPE}.json"] = schema
-    return out
-
-
-def render(schema: dict[str, Any]) -> str:
-    return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def write(folder: Path) -> list[Path]:
-    """Writes every push schema into ``folder`` and removes stale ``*.json`` there."""
-    folder.mkdir(parents=True, exist_ok=True)
-    schemas = generate()
-    for old in folder.glob("*.json"):
-        if old.name not in schemas:
-            old.unlink()
-    paths = []
-    for name, schema in schemas.items():
-        path = folder / name
-        path.write_text(render(schema), encoding="utf-8")
-        paths.append(path)
-    return paths
