@@ -4,7 +4,11 @@ Modules:
 - ``config``: the node's settings tree (file + ``RAE_*`` environment, unknown keys rejected);
 - ``errors``: the exception hierarchy the tablet API maps to HTTP statuses;
 - ``store``: DuckDB (relational, outbox, audit) and LanceDB (text + vectors) stores;
-- ``node``: :class:`EdgeNode`, the service object that owns the stores and services;
+- ``node``: :class:`EdgeNode`, the composition root: it opens the stores and builds each
+  service once, passing it only what it needs (no service imports the node; type-only
+  imports included, ``rae_edge`` has no import circle: see pyproject's import contracts);
+- ``alarm_settings``: the ``alarms`` settings section (part of the settings tree, which
+  imports no feature package);
 - ``embedding``: the embedding service (one packaged ONNX model per process, batched);
 - ``abbreviations``: maintenance shorthand expanded for search (L/H -> left hand);
 - ``indexer``: incidents, chunks and corrections to searchable LanceDB rows (+ reindex);
@@ -20,7 +24,7 @@ Modules:
   order for every origin (API, ingest, typed, voiced, another plant);
 - ``push``: the push bus, proactive messages to watching tablets (persisted, cursor resume);
 - ``push_kinds``: one typed class per push message kind;
-- ``push_schemas``: the committed JSON Schemas of every push kind (``alarm`` included);
+- ``push_schemas``: the JSON Schemas of every push kind (those of features too);
 - ``qr``: a scanned QR payload to a machine (id, URL ending in it, the plant's pattern);
 - ``memory``: the memory service: briefing, hybrid search, corrections, context packs,
   document ingest jobs;
@@ -32,7 +36,8 @@ Modules:
 - ``metrics``: Prometheus timings (embedding, transcription), the node's queues read at
   scrape time, and ``metrics.register`` for parts with state of their own (alarm sources);
 - ``tls``: the tablet API's self-signed HTTPS certificate; plain HTTP on loopback only;
-- ``cli``: the ``rae-edge`` commands other than ``serve`` (which lives in the tablet API).
+- ``cli``: the ``rae-edge`` commands other than ``serve`` (which lives in the tablet API);
+- ``commands``: one module per command family, registered in ``commands.registry``.
 
 It imports ``rae_sync`` (domain, wire) and ``rae_models`` (packaged models) only.
 """

@@ -1,7 +1,8 @@
 """``rae-edge`` commands that need no HTTP server (``serve`` lives in ``rae_tablet_api``).
 
-Each command is a function registered in :data:`COMMANDS` with its argparse set-up, so
-the tablet API's entry point can add ``serve`` and reuse the rest.
+Each command is a function registered in :data:`COMMANDS` (see
+:mod:`rae_edge.commands.registry`) with its argparse set-up, so the tablet API's entry
+point can add ``serve`` and reuse the rest.
 """
 
 from __future__ import annotations
@@ -11,26 +12,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from rae_edge import config
+from rae_edge.commands.registry import COMMANDS, Handler, command, settings_from_args
 from rae_edge.errors import RaeError
 
-Handler = Callable[[argparse.Namespace], int]
-COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {}
-
-
-def command(
-    name: str, help_text: str, setup: Callable[[argparse.ArgumentParser], None] | None = None
-) -> Callable[[Handler], Handler]:
-    def deco(fn: Handler) -> Handler:
-        COMMANDS[name] = (help_text, setup or (lambda p: None), fn)
-        return fn
-
-    return deco
-
-
-def settings_from_args(args: argparse.Namespace) -> config.EdgeSettings:
-    return config.load(getattr(args, "config", None), data_dir=getattr(args, "data_dir", None))
-
+__all__ = ["COMMANDS", "Handler", "add_common", "build_parser", "command", "main",
+           "settings_from_args"]
 
 def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, default=None, help="node data folder")

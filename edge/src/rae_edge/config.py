@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from rae_edge.alarms.config import AlarmsSettings
+from rae_edge.alarm_settings import AlarmsSettings
 from rae_sync.layered_settings import LayeredSources, load_layered
 
 

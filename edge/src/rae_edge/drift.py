@@ -20,18 +20,15 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-import weakref
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from rae_edge.store.lance import in_list, sql_literal
+from rae_edge.store.duck import DuckStore
+from rae_edge.store.lance import LanceStore, in_list, sql_literal
 from rae_edge.store.outbox import enqueue
 from rae_sync.messages import DriftAlertMsg, DriftSection
-
-if TYPE_CHECKING:
-    from rae_edge.node import EdgeNode
 
 MIN_MACHINES = 2
 OUTBOX_KIND = "drift_alert"  # rae_sync.messages.DriftAlertMsg, its fields as payload
@@ -82,8 +79,11 @@ def alert_id(tenant_id: str, error_code: str) -> str:
 class DriftMonitor:
     """Finds drift in one node's memories and keeps ``drift_alerts`` up to date."""
 
-    def __init__(self, node: EdgeNode, min_machines: int = MIN_MACHINES) -> None:
-        self.node = node
+    def __init__(self, duck: DuckStore, lance: LanceStore, *, sync_on: bool,
+                 min_machines: int = MIN_MACHINES) -> None:
+        self.duck = duck
+        self.lance = lance
+        self.sync_on = sync_on  # queue each opened/acknowledged alert for central
         self.min_machines = min_machines
         self._lock = threading.Lock()
 
@@ -92,7 +92,7 @@ class DriftMonitor:
         """error code -> [(correction id, machine id)] for corrections that amend an
         incident with that code or a manual section about it."""
         out: dict[str, list[tuple[str, str]]] = defaultdict(list)
-        rows = self.node.duck.query(
+        rows = self.duck.query(
             """SELECT c.id, c.machine_id, c.target_id, i.error_code
                FROM corrections c LEFT JOIN incidents i
                  ON i.tenant_id = c.tenant_id AND i.id = c.target_id
@@ -109,7 +109,7 @@ class DriftMonitor:
         if other_targets:  # corrections of a manual section itself
             where = (f"tenant_id = {sql_literal(tenant)} AND kind = 'manual' AND "
                      f"{in_list('id', list(other_targets))}")
-            for row in self.node.lance.rows(where, ["id", "error_codes"], len(other_targets)):
+            for row in self.lance.rows(where, ["id", "error_codes"], len(other_targets)):
                 for code in row.get("error_codes") or []:
                     out[str(code)].extend(other_targets[str(row["id"])])
         return out
@@ -117,7 +117,7 @@ class DriftMonitor:
     def _manual_sections(self, tenant: str, code: str) -> list[dict[str, Any]]:
         where = (f"tenant_id = {sql_literal(tenant)} AND kind = 'manual' AND "
                  f"array_has(error_codes, {sql_literal(code)})")
-        rows = self.node.lance.rows(where, _SECTION_COLUMNS, 50)
+        rows = self.lance.rows(where, _SECTION_COLUMNS, 50)
         return [r for r in rows if prescribes_step(str(r.get("text") or ""))]
 
     # -- upkeep -----------------------------------------------------------------------
@@ -148,14 +148,14 @@ class DriftMonitor:
         summary = (f"{len(corrections)} field corrections on {len(machines)} machines "
                    f"({', '.join(machines)}) amend the documented fix for {code} "
                    f"(manual sections {', '.join(sections)})")
-        with self.node.duck.transaction() as cur:
+        with self.duck.transaction() as cur:
             old = cur.execute(
                 "SELECT status, correction_ids, manual_section_ids FROM drift_alerts "
                 "WHERE tenant_id = ? AND id = ?", [tenant, aid]).fetchone()
             if old is not None and set(corrections) <= set(old[1]) and \
                     set(sections) == set(old[2]):
                 return None  # nothing new: an acknowledged alert stays acknowledged
-            if self.node.settings.sync_on:  # central sees it too
+            if self.sync_on:  # central sees it too
                 enqueue(cur, [DriftAlertMsg(
                     id=aid, tenant_id=tenant, error_code=code, status="open",
                     summary=summary, machine_ids=machines, correction_ids=corrections,
@@ -186,7 +186,7 @@ class DriftMonitor:
 
     def acknowledge(self, tenant: str, alert: str, by: str) -> bool:
         """Marks an alert seen by a supervisor; it reopens on new evidence."""
-        with self.node.duck.transaction() as cur:
+        with self.duck.transaction() as cur:
             found = cur.execute(
                 "SELECT error_code, summary, machine_ids, correction_ids, manual_section_ids, "
                 "created_at FROM drift_alerts WHERE tenant_id = ? AND id = ?", [tenant, alert]
@@ -194,7 +194,7 @@ class DriftMonitor:
             cur.execute(
                 "UPDATE drift_alerts SET status = 'acknowledged', acknowledged_at = now(), "
                 "acknowledged_by = ? WHERE tenant_id = ? AND id = ?", [by, tenant, alert])
-            if found is not None and self.node.settings.sync_on:
+            if found is not None and self.sync_on:
                 # central closes it too (the sections' texts it has from the open version)
                 created = found[5]
                 enqueue(cur, [DriftAlertMsg(
@@ -209,7 +209,7 @@ class DriftMonitor:
     def evidence(self, alert: DriftAlert) -> dict[str, Any]:
         """The alert with its evidence spelled out: each correction (who said what, on which
         machine, when) and each manual section it contradicts (its text)."""
-        corrections = self.node.duck.query_dicts(
+        corrections = self.duck.query_dicts(
             "SELECT id, machine_id, text, author, target_id, valid_from FROM corrections "
             "WHERE tenant_id = ? AND list_contains(?, id) ORDER BY valid_from, id",
             [alert.tenant_id, list(alert.correction_ids)])
@@ -220,7 +220,7 @@ class DriftMonitor:
             sections = [
                 {"id": r["id"], "document_id": r.get("document_id"),
                  "section": r.get("section"), "text": r.get("text")}
-                for r in self.node.lance.rows(where, _SECTION_COLUMNS,
+                for r in self.lance.rows(where, _SECTION_COLUMNS,
                                               len(alert.manual_section_ids))]
         out = alert.to_json()
         out["corrections"] = [{**c, "valid_from": c["valid_from"].isoformat()}
@@ -245,7 +245,7 @@ class DriftMonitor:
             [tenant, machine_id, tenant, machine_id])
 
     def _select(self, where: str, params: list[Any]) -> list[DriftAlert]:
-        rows = self.node.duck.query_dicts(
+        rows = self.duck.query_dicts(
             "SELECT tenant_id, id, error_code, status, summary, machine_ids, correction_ids, "
             f"manual_section_ids, created_at, updated_at FROM drift_alerts WHERE {where} "
             "ORDER BY updated_at DESC, id", params)
@@ -253,20 +253,19 @@ class DriftMonitor:
             "machine_ids", "correction_ids", "manual_section_ids")}}) for r in rows]
 
 
-_monitors: weakref.WeakKeyDictionary[EdgeNode, DriftMonitor] = weakref.WeakKeyDictionary()
-_monitors_lock = threading.Lock()
+class HasDrift(Protocol):
+    """Whatever holds the node's one monitor (the built node: ``node.drift``)."""
+
+    @property
+    def drift(self) -> DriftMonitor: ...
 
 
-def monitor(node: EdgeNode) -> DriftMonitor:
-    """The node's one monitor (kept per node object, so its lock is shared)."""
-    with _monitors_lock:
-        found = _monitors.get(node)
-        if found is None:
-            found = _monitors[node] = DriftMonitor(node)
-        return found
+def monitor(node: HasDrift) -> DriftMonitor:
+    """The node's one monitor (built once with the node, so its lock is shared)."""
+    return node.drift
 
 
-def open_alerts(node: EdgeNode, tenant: str, machine_id: str | None = None) -> list[DriftAlert]:
+def open_alerts(node: HasDrift, tenant: str, machine_id: str | None = None) -> list[DriftAlert]:
     """Open drift alerts of ``tenant`` (for one machine, or all); see
     :meth:`DriftMonitor.open_alerts`."""
-    return monitor(node).open_alerts(tenant, machine_id)
+    return node.drift.open_alerts(tenant, machine_id)

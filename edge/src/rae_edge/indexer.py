@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -20,11 +21,12 @@ import pyarrow as pa
 from rae_edge.abbreviations import abbreviations_for
 from rae_edge.ingest.codes import find_codes
 from rae_edge.memory.fields import MemoryFields
-from rae_edge.store.lance import SCHEMA, sql_literal
+from rae_edge.store.duck import DuckStore
+from rae_edge.store.lance import SCHEMA, LanceStore, sql_literal
 from rae_sync.domain import Correction, DocumentChunk, Incident, MemoryKind
 
-if TYPE_CHECKING:
-    from rae_edge.node import EdgeNode
+if TYPE_CHECKING:  # imported by the node when it loads the model
+    from rae_edge.embedding import EmbeddingService
 
 Row = dict[str, Any]
 ADD_BATCH = 2048  # rows per LanceDB append (each append is a table version)
@@ -43,10 +45,18 @@ def incident_text(inc: Incident) -> str:
 class Indexer:
     """Indexes memories of one node; thread-safe as far as its stores are."""
 
-    def __init__(self, node: EdgeNode) -> None:
-        self.node = node
-        self.abbreviations = abbreviations_for(node.settings.abbreviations)
-        self.fields = MemoryFields(node.duck)
+    def __init__(self, duck: DuckStore, lance: LanceStore, *,
+                 abbreviations: Sequence[Path],
+                 embedder: Callable[[], EmbeddingService]) -> None:
+        self.duck = duck
+        self.lance = lance
+        self.abbreviations = abbreviations_for(abbreviations)
+        self.fields = MemoryFields(duck)
+        self._embedder = embedder  # a callable: the model loads on first use
+
+    @property
+    def embedder(self) -> EmbeddingService:
+        return self._embedder()
 
     # -- rows per kind --------------------------------------------------------------
     def incident_row(self, inc: Incident) -> Row:
@@ -131,10 +141,10 @@ class Indexer:
             for r in new:
                 vec = vectors.get(str(r["id"]))
                 if vec is not None:
-                    r["vector"], r["model_id"] = vec, self.node.embedder.model_id
+                    r["vector"], r["model_id"] = vec, self.embedder.model_id
         if progress and len(rows) > len(new):
             progress(len(rows) - len(new))
-        lance = self.node.lance
+        lance = self.lance
         for start in range(0, len(new), ADD_BATCH):
             batch = new[start : start + ADD_BATCH]
             for sub in range(0, len(batch), EMBED_STEP):
@@ -152,7 +162,7 @@ class Indexer:
 
     def _embed_rows(self, rows: Sequence[Row]) -> None:
         # Logs repeat themselves ("REPLACED FUEL SERVO"): each distinct text is embedded once.
-        embedder = self.node.embedder
+        embedder = self.embedder
         rows = [r for r in rows if r.get("vector") is None]  # not embedded by the caller
         if not rows:
             return
@@ -170,8 +180,8 @@ class Indexer:
         Rows are rewritten in place with ``merge_insert`` on ``id`` (atomic per batch: a
         stop halfway leaves each row with either its old or its new vector, never none).
         """
-        lance = self.node.lance
-        current = self.node.embedder.model_id
+        lance = self.lance
+        current = self.embedder.model_id
         where = f"model_id IS NULL OR model_id != {sql_literal(current)}"
         columns = [f.name for f in SCHEMA if f.name != "vector"]
         done = 0
@@ -201,12 +211,12 @@ class Indexer:
 
     def stale_count(self) -> int:
         """Rows embedded by another model than the current one."""
-        current = self.node.embedder.model_id
-        return self.node.lance.count(f"model_id IS NULL OR model_id != {sql_literal(current)}")
+        current = self.embedder.model_id
+        return self.lance.count(f"model_id IS NULL OR model_id != {sql_literal(current)}")
 
     def refresh(self) -> None:
         """Folds new rows into the indexes and compacts (after ``refresh=False`` calls)."""
-        self.node.lance.refresh_indexes(force=True)
+        self.lance.refresh_indexes(force=True)
 
     def new_rows(self, rows: Sequence[Row]) -> list[Row]:
         """The rows whose (tenant, id) is neither stored nor earlier in ``rows``."""
@@ -219,6 +229,6 @@ class Indexer:
         present: set[tuple[str, str]] = set()
         for tenant, ids in by_tenant.items():
             for start in range(0, len(ids), _ID_QUERY_BATCH):
-                found = self.node.lance.existing_ids(tenant, ids[start : start + _ID_QUERY_BATCH])
+                found = self.lance.existing_ids(tenant, ids[start : start + _ID_QUERY_BATCH])
                 present.update((tenant, i) for i in found)
         return [r for key, r in unique.items() if key not in present]

@@ -39,7 +39,7 @@ from prometheus_client import Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 if TYPE_CHECKING:
-    from rae_edge.node import EdgeNode
+    from rae_edge.store.duck import DuckStore
 
 EMBED_SECONDS = Histogram(
     "rae_embedding_seconds", "Wall time of one call of the embedding model (a batch)",
@@ -85,7 +85,37 @@ class _Registered:
             yield from c.collect()
 
 
-def collectors(node: EdgeNode) -> list[Any]:
+class _Sockets(Protocol):
+    @property
+    def subscribers(self) -> int: ...
+
+
+class _Stats(Protocol):
+    @property
+    def stats(self) -> Any: ...
+
+
+class _Jobs(Protocol):
+    def get(self, tenant_id: str, job_id: str) -> dict[str, Any]: ...
+
+
+class MetricsHost(Protocol):
+    """What the collector reads of the node when scraped (the built node has these)."""
+
+    @property
+    def duck(self) -> DuckStore: ...
+
+    @property
+    def push(self) -> _Sockets: ...
+
+    @property
+    def sync(self) -> _Stats | None: ...
+
+    def started_jobs(self) -> _Jobs | None:
+        """The document jobs when the node has started them (a scrape starts nothing)."""
+
+
+def collectors(node: MetricsHost) -> list[Any]:
     """What one node's registry holds: the process-wide timings, the node's state, and
     every registered collector."""
     return [EMBED_SECONDS, EMBED_TEXTS, TRANSCRIBE_SECONDS, AUDIO_SECONDS,
@@ -96,7 +126,7 @@ class NodeCollector:
     """The node's queues and counters, read when scraped (cheap queries, no scans of the
     big tables)."""
 
-    def __init__(self, node: EdgeNode) -> None:
+    def __init__(self, node: MetricsHost) -> None:
         self.node = node
 
     def collect(self) -> Iterator[Metric]:
@@ -156,7 +186,7 @@ class NodeCollector:
         total = GaugeMetricFamily("rae_ingest_job_items_total", "Items known to a running "
                                   "ingest job", labels=["tenant", "job"])
         running = duck.query("SELECT tenant_id, id FROM jobs WHERE status = 'running'")
-        jobs = self.node.memory.jobs if running and "memory" in self.node.__dict__ else None
+        jobs = self.node.started_jobs() if running else None
         for tenant, job in running:
             progress = (jobs.get(str(tenant), str(job)).get("progress") if jobs else None) or {}
             done.add_metric([str(tenant), str(job)], float(progress.get("items_done", 0)))

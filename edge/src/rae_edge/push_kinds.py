@@ -7,14 +7,13 @@ Schemas generated from them (:mod:`rae_edge.push_schemas`) are committed in
 ``sync/schemas/push/`` beside the MQTT ones (``scripts/check_schemas.py`` fails CI when
 they are stale). The tablet page reads only fields declared here.
 
-A new kind: one class with its ``TYPE``, added to :data:`PUSH_CLASSES` (or, defined beside
-its feature like ``alarm``, to :data:`rae_edge.push_schemas.ALL_PUSH_CLASSES`), then
-``scripts/check_schemas.py --write``. Add a field with a default to extend a kind.
+A new kind: one class with its ``TYPE``, added to :data:`PUSH_CLASSES` (or, for a kind
+defined beside its feature like ``alarm``, to :func:`rae_edge.push_schemas.all_push_classes`),
+then ``scripts/check_schemas.py --write``. Add a field with a default to extend a kind.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -146,7 +145,3 @@ class VoiceNotePush(PushBody):
 PUSH_CLASSES: tuple[type[PushBody], ...] = (BriefingPush, IncidentPush, CorrectionPush,
                                             VoiceNotePush)
 PUSH_TYPES: dict[str, type[PushBody]] = {c.TYPE: c for c in PUSH_CLASSES}
-
-
-def render(schema: dict[str, Any]) -> str:
-    return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

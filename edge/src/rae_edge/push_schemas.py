@@ -1,31 +1,40 @@
-"""The committed JSON Schemas of every tablet push kind (``sync/schemas/push/``).
+"""The JSON Schemas of every push kind (:mod:`rae_edge.push_kinds` and the kinds defined
+beside their feature, such as ``alarm`` in :mod:`rae_edge.alarms.push`): generated, and
+written to ``sync/schemas/push/`` by ``scripts/check_schemas.py --write``.
 
-Apart from :mod:`rae_edge.push_kinds` because it also gathers the kinds defined beside
-their feature (``alarm``: :mod:`rae_edge.alarms.push`, built on the memory models), which
-the write path and the push kinds themselves must not import.
+Apart from :mod:`rae_edge.push_kinds` so that module imports no feature (``alarms.push``
+builds on it: importing it back would make a circle).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from rae_edge.alarms.push import AlarmPush
-from rae_edge.push_kinds import PUSH_CLASSES, PushBody, render
+from rae_edge.push_kinds import PUSH_CLASSES, PushBody
 
-#: every kind a tablet may receive
-ALL_PUSH_CLASSES: tuple[type[PushBody], ...] = (*PUSH_CLASSES, AlarmPush)
+
+def all_push_classes() -> tuple[type[PushBody], ...]:
+    """:data:`~rae_edge.push_kinds.PUSH_CLASSES` and the kinds defined beside their
+    feature (``alarm`` in :mod:`rae_edge.alarms.push`)."""
+    return (*PUSH_CLASSES, AlarmPush)
 
 
 def generate() -> dict[str, dict[str, Any]]:
     """Every push kind's JSON Schema by file name (``correction.json``)."""
     out: dict[str, dict[str, Any]] = {}
-    for cls in ALL_PUSH_CLASSES:
+    for cls in all_push_classes():
         schema = cls.model_json_schema()
         schema["$comment"] = (f"'data' of a tablet push message with type '{cls.TYPE}' "
                               "(WS /api/v1/push)")
         out[f"{cls.TYPE}.json"] = schema
     return out
+
+
+def render(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def write(folder: Path) -> list[Path]:

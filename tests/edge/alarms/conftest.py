@@ -46,7 +46,7 @@ def plant(tmp_path: Path) -> Iterator[EdgeNode]:
 @contextmanager
 def running(node: EdgeNode, sources: list[dict[str, Any]], **kw: Any) -> Iterator[AlarmService]:
     """An alarm service with these sources, started; stopped at the end."""
-    svc = AlarmService(node, AlarmsSettings.model_validate(
+    svc = AlarmService(node.alarm_deps, AlarmsSettings.model_validate(
         {"sources": sources, "retry_min_s": 0.2, "retry_max_s": 1.0, **kw}))
     svc.start()
     try:

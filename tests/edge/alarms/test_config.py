@@ -91,7 +91,7 @@ def test_an_unknown_machine_is_named_and_the_node_does_not_start(tmp_path: Path)
         node.duck.upsert_machines([Machine(tenant_id="acme", id="press-1", name="Press 1",
                                            qr_code="P1")])
         with pytest.raises(AlarmConfigError) as err:
-            AlarmService(node, settings.alarms).check()
+            AlarmService(node.alarm_deps, settings.alarms).check()
         assert str(err.value).startswith(
             "alarms.sources.0.metrics.1.machine_id: unknown machine 'press-9'")
         app = create_app(node)

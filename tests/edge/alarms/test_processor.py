@@ -23,7 +23,7 @@ def _ev(active: bool, s: float) -> AlarmEvent:
 
 
 def _processor(node: EdgeNode, inbox: Inbox) -> AlarmProcessor:
-    return AlarmProcessor(node, AlarmStore(node.duck), inbox, chatter_window_s=60)
+    return AlarmProcessor(node.alarm_deps, AlarmStore(node.duck), inbox, chatter_window_s=60)
 
 
 def test_clear_then_reraise_in_one_batch(plant: EdgeNode) -> None:

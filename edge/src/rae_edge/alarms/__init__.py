@@ -2,7 +2,8 @@
 ``alarm`` pushes before anyone scans.
 
 Modules:
-- ``config``: the ``alarms`` settings section, a union of source types keyed by ``type``;
+- ``config``: the ``alarms`` settings section, a union of source types keyed by ``type``
+  (kept in :mod:`rae_edge.alarm_settings`, re-exported here);
 - ``events``: the typed :class:`AlarmEvent` a source emits, and value → event mapping;
 - ``sources``: the source plugins (``opcua``, ``sparkplug``), found by subclass and keyed
   by ``type``; each reconnects with backoff and reports its state for ``/health``;
@@ -13,7 +14,8 @@ Modules:
   clear) and the ``alarm`` push with the machine's briefing for that code;
 - ``push``: :class:`AlarmPush`, the typed ``alarm`` push message (with its briefing);
 - ``store``: the alarms' own state and the payloads set aside (DuckDB tables);
-- ``writer``: the one call into the node's incident write;
+- ``writer``: the one call into the node's incident write, and :class:`AlarmDeps` (what
+  the alarm parts need of the node, through small Protocols);
 - ``service``: :class:`AlarmService` (``node.alarms``): checks the mapping, starts and
   stops the sources with the app, health;
 - ``sim_plc``: the demo's simulated PLC (an asyncua server raising E404 on press-1).

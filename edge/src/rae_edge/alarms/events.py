@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from rae_edge.alarms.config import AlarmMapping, OpcUaEvents
+from rae_edge.alarm_settings import AlarmMapping, OpcUaEvents
 
 
 class PayloadError(ValueError):

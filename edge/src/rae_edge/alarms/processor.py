@@ -24,16 +24,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rae_edge.alarms.inbox import Episode, Inbox, Pending
 from rae_edge.alarms.push import AlarmBriefing, AlarmPush
 from rae_edge.alarms.store import AlarmState, AlarmStore
-from rae_edge.alarms.writer import store_alarm_incidents
+from rae_edge.alarms.writer import AlarmDeps, store_alarm_incidents
 from rae_sync.domain import Incident
-
-if TYPE_CHECKING:
-    from rae_edge.node import EdgeNode
 
 log = logging.getLogger(__name__)
 BRIEFING_TTL_S = 5.0  # one briefing per machine and code for a burst of alarms
@@ -57,10 +54,10 @@ class Counters:
 
 
 class AlarmProcessor:
-    def __init__(self, node: EdgeNode, store: AlarmStore, inbox: Inbox,
+    def __init__(self, deps: AlarmDeps, store: AlarmStore, inbox: Inbox,
                  chatter_window_s: float) -> None:
-        self.node = node
-        self.tenant = node.tenant_id
+        self.deps = deps
+        self.tenant = deps.tenant_id
         self.store = store
         self.inbox = inbox
         self.window = timedelta(seconds=chatter_window_s)
@@ -115,7 +112,7 @@ class AlarmProcessor:
                 self._apply(key, ep, opened, cleared, changed)
         # Replays after a lost state: the incident may already be stored.
         fresh = [(inc, st) for inc, st in opened
-                 if self.node.duck.get_incident(self.tenant, inc.id) is None]
+                 if self.deps.duck.get_incident(self.tenant, inc.id) is None]
         self.counters.replays += len(opened) - len(fresh)
         for inc, st in fresh:
             try:
@@ -124,11 +121,11 @@ class AlarmProcessor:
                 self.counters.errors += 1
                 log.exception("alarms: push of %s on %s failed", st.error_code, st.machine_id)
         if fresh:
-            new = store_alarm_incidents(self.node, self.tenant, [inc for inc, _ in fresh])
+            new = store_alarm_incidents(self.deps.memory(), self.tenant, [inc for inc, _ in fresh])
             self.counters.incidents += len(new)
         self.store.save(list(changed.values()))
         for payload in cleared:  # not waited on: the bus stores a burst in one flush
-            self.node.push.publish_soon(self.tenant, payload["machine_id"], AlarmPush.TYPE,
+            self.deps.push.publish_soon(self.tenant, payload["machine_id"], AlarmPush.TYPE,
                                         payload)
             self.counters.pushes += 1
 
@@ -194,7 +191,7 @@ class AlarmProcessor:
 
     # -- pushes ----------------------------------------------------------------------------
     def _push(self, payload: dict[str, Any], machine_id: str) -> None:
-        self.node.push.publish(self.tenant, machine_id, AlarmPush.TYPE, payload)
+        self.deps.push.publish(self.tenant, machine_id, AlarmPush.TYPE, payload)
         self.counters.pushes += 1
 
     def _briefing(self, machine_id: str, code: str) -> AlarmBriefing:
@@ -202,7 +199,7 @@ class AlarmProcessor:
         hit = self._briefings.get((machine_id, code))
         if hit is not None and now - hit[0] < BRIEFING_TTL_S:
             return hit[1]
-        b = self.node.memory.briefing(self.tenant, machine_id, error_code=code, publish=False)
+        b = self.deps.memory().briefing(self.tenant, machine_id, error_code=code, publish=False)
         out = AlarmBriefing(
             machine=b.machine, summary=b.summary, error_code=code,
             incidents=[i for i in b.incidents if i.error_code == code][:3],

@@ -11,17 +11,17 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from rae_edge.alarms.config import AlarmsSettings
+from rae_edge.alarm_settings import AlarmsSettings
 from rae_edge.alarms.events import AlarmEvent
 from rae_edge.alarms.inbox import Inbox
 from rae_edge.alarms.processor import AlarmProcessor
 from rae_edge.alarms.sources import AlarmSource, SourceContext
 from rae_edge.alarms.store import AlarmState, AlarmStore
+from rae_edge.alarms.writer import AlarmDeps
 from rae_edge.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from rae_edge.alarms.sim_plc import SimulatedPlc
-    from rae_edge.node import EdgeNode
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,8 @@ class AlarmConfigError(InvalidInputError):
 
 
 class AlarmService:
-    def __init__(self, node: EdgeNode, settings: AlarmsSettings) -> None:
-        self.node = node
+    def __init__(self, deps: AlarmDeps, settings: AlarmsSettings) -> None:
+        self.deps = deps
         self.settings = settings
         self.inbox = Inbox(settings.queue_size)
         self.sources: list[AlarmSource] = []
@@ -50,7 +50,7 @@ class AlarmService:
     def check(self) -> None:
         """Raises :class:`AlarmConfigError` naming the first key that maps to a machine
         this node does not know."""
-        known = {m.id for m in self.node.duck.list_machines(self.node.tenant_id)}
+        known = {m.id for m in self.deps.duck.list_machines(self.deps.tenant_id)}
         for i, src in enumerate(self.settings.sources):
             lists: dict[str, list[Any]] = {"tags": getattr(src, "tags", []),
                                            "events": getattr(src, "events", []),
@@ -72,20 +72,20 @@ class AlarmService:
             from rae_edge.alarms.sim_plc import SimulatedPlc
 
             self.plc = SimulatedPlc(self.settings.simulated_plc,
-                                    self.node.data_dir / "alarms" / "sim-plc")
+                                    self.deps.data_dir / "alarms" / "sim-plc")
             try:
                 self.plc.start()
             except Exception:  # a demo aid: its source shows 'down' in /health instead
                 log.exception("alarms: the simulated PLC did not start")
         self.check()
-        self._store = AlarmStore(self.node.duck)
-        self.processor = AlarmProcessor(self.node, self._store, self.inbox,
+        self._store = AlarmStore(self.deps.duck)
+        self.processor = AlarmProcessor(self.deps, self._store, self.inbox,
                                         self.settings.chatter_window_s)
         self.processor.start()
         ctx = SourceContext(emit=self._emit, reject=self._reject,
                             retry_min_s=self.settings.retry_min_s,
                             retry_max_s=self.settings.retry_max_s,
-                            data_dir=self.node.data_dir)
+                            data_dir=self.deps.data_dir)
         for src in self.settings.sources:
             plugin = AlarmSource.registry[src.type](src, ctx)
             self.sources.append(plugin)

@@ -32,7 +32,7 @@ from asyncua.server.server import Server
 from asyncua.ua.object_ids import ObjectIds
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from rae_edge.alarms.config import SimulatedPlc as SimulatedPlcSettings
+from rae_edge.alarm_settings import SimulatedPlc as SimulatedPlcSettings
 
 log = logging.getLogger(__name__)
 NAMESPACE = "urn:rae-edge:sample-plant"  # the first registered namespace: ns=2

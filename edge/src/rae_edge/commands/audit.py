@@ -15,8 +15,8 @@ import sys
 import duckdb
 
 from rae_edge.audit import AuditLog, VerifyReport
-from rae_edge.cli import command, settings_from_args
 from rae_edge.commands.live_node import add_live_args, call_live_node, is_lock_conflict
+from rae_edge.commands.registry import command, settings_from_args
 from rae_edge.store.duck import DuckStore
 
 

@@ -17,8 +17,8 @@ import duckdb
 
 from rae_edge import backup as bk
 from rae_edge import runtime
-from rae_edge.cli import command, settings_from_args
 from rae_edge.commands.live_node import add_live_args, call_live_node, is_lock_conflict
+from rae_edge.commands.registry import command, settings_from_args
 from rae_edge.config import EdgeSettings
 from rae_edge.errors import ConflictError, NotFoundError
 from rae_edge.node import EdgeNode

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from rae_edge.cli import command, settings_from_args
+from rae_edge.commands.registry import command, settings_from_args
 from rae_edge.node import EdgeNode
 
 

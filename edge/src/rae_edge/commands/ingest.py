@@ -21,7 +21,6 @@ from typing import Any
 import duckdb
 from tqdm import tqdm
 
-from rae_edge.cli import command, settings_from_args
 from rae_edge.commands.live_node import (
     add_live_args,
     call_live_node,
@@ -29,6 +28,7 @@ from rae_edge.commands.live_node import (
     open_unless_held,
     upload_to_live_node,
 )
+from rae_edge.commands.registry import command, settings_from_args
 from rae_edge.config import EdgeSettings
 from rae_edge.errors import ConflictError
 from rae_edge.ingest.pipeline import KINDS, detect_kind, expand_paths, ingest_paths

@@ -30,7 +30,7 @@ from pathlib import Path
 import duckdb
 import segno
 
-from rae_edge.cli import command, settings_from_args
+from rae_edge.commands.registry import command, settings_from_args
 from rae_edge.errors import InvalidInputError, NotFoundError
 from rae_edge.node import EdgeNode
 from rae_sync.domain import Machine

@@ -8,8 +8,8 @@ import sys
 
 from tqdm import tqdm
 
-from rae_edge.cli import command
 from rae_edge.commands.ingest import open_node
+from rae_edge.commands.registry import command
 
 
 def _setup(p: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from rae_edge import tls
-from rae_edge.cli import command, settings_from_args
+from rae_edge.commands.registry import command, settings_from_args
 
 
 def _setup(p: argparse.ArgumentParser) -> None:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rae_edge.cli import command, settings_from_args
 from rae_edge.commands.live_node import add_live_args, call_live_node, open_unless_held
+from rae_edge.commands.registry import command, settings_from_args
 from rae_edge.config import EdgeSettings
 from rae_edge.errors import InvalidInputError, NotFoundError
 from rae_edge.store.duck import DuckStore

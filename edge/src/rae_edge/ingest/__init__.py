@@ -9,7 +9,8 @@ Modules:
 - ``pdf``: PDF manuals to page-aware chunks that keep their section headings;
 - ``tables``: error-log CSV/JSON-lines and work-order CSV rows to incidents;
 - ``shift``: shift reports (text/Markdown) to dated entries linked to the machines named;
-- ``pipeline``: :func:`ingest_paths`, the entry point of the CLI and the HTTP job.
+- ``pipeline``: :func:`ingest_paths`, the entry point of the CLI and the HTTP job; it
+  stores into an ``IngestTarget`` (the built node, or an ``IngestContext`` of one tenant).
 """
 
 from __future__ import annotations

@@ -19,9 +19,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from rae_edge.config import EdgeSettings
 from rae_edge.errors import InvalidInputError, NotFoundError
 from rae_edge.ingest.codes import find_codes
 from rae_edge.ingest.mapping import ColumnMapping, load_mapping
@@ -36,11 +37,10 @@ from rae_edge.ingest.result import (
 )
 from rae_edge.ingest.shift import parse_shift
 from rae_edge.ingest.tables import parse_table
+from rae_edge.store.duck import DuckStore
 from rae_edge.write.facts import Document, DocumentFacts, IncidentFacts
+from rae_edge.write.writer import IndexPort, Writer
 from rae_sync.domain import DocumentChunk, Incident, Machine, MemoryKind, content_hash
-
-if TYPE_CHECKING:
-    from rae_edge.node import EdgeNode
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +54,54 @@ _TABLE_SUFFIXES = {".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".txt"}  # with
 _CHUNK_BATCH = 512  # chunks parsed, then embedded and stored, per step of a big file
 
 
+class IngestIndexer(IndexPort, Protocol):
+    """What ingest needs of the indexer (beyond the writer's): chunk rows, the rows not
+    stored yet, a bulk append and the full-text refresh at the end of a run."""
+
+    def chunk_rows(self, chunk: DocumentChunk) -> list[dict[str, Any]]: ...
+
+    def new_rows(self, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]: ...
+
+    def index_rows(self, rows: Sequence[dict[str, Any]], *, refresh: bool = True) -> int: ...
+
+    def refresh(self) -> None: ...
+
+
+class IngestTarget(Protocol):
+    """Where :func:`ingest_paths` stores: a tenant's stores, writer and indexer (the built
+    node, or an :class:`IngestContext` for another tenant of it)."""
+
+    @property
+    def tenant_id(self) -> str: ...
+
+    @property
+    def duck(self) -> DuckStore: ...
+
+    @property
+    def settings(self) -> EdgeSettings: ...
+
+    @property
+    def writer(self) -> Writer: ...
+
+    @property
+    def indexer(self) -> IngestIndexer: ...
+
+
+@dataclass(frozen=True)
+class IngestContext:
+    """An :class:`IngestTarget` made of its parts (the document jobs ingest for the tenant
+    of each upload)."""
+
+    tenant_id: str
+    duck: DuckStore
+    settings: EdgeSettings
+    writer: Writer
+    indexer: IngestIndexer
+
+
 @dataclass
 class _Run:
-    node: EdgeNode
+    node: IngestTarget
     kind: Kind | None
     machine_id: str | None
     mapping: ColumnMapping | None
@@ -113,7 +158,7 @@ def detect_kind(path: Path, kind: Kind | None, mapping: ColumnMapping | None) ->
 
 
 def ingest_paths(
-    node: EdgeNode,
+    node: IngestTarget,
     paths: Sequence[Path | str],
     *,
     kind: Kind | None = None,

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -27,8 +27,12 @@ from rae_edge.llm.client import Completion, LlmClient, LlmError, StreamState
 from rae_edge.llm.scrub import Scrubber
 from rae_edge.memory.models import ContextItem, ContextPack
 
-if TYPE_CHECKING:
-    from rae_edge.node import EdgeNode
+
+class ContextSource(Protocol):
+    """What the asker needs of the memory service: a context pack under a budget."""
+
+    def context(self, tenant_id: str, q: str, *, machine_id: str | None = None,
+                budget_tokens: int = 4000, as_of: datetime | None = None) -> ContextPack: ...
 
 NO_EVIDENCE = "The node has no memory that answers this question."
 MAX_QUESTION = 2000
@@ -92,8 +96,8 @@ def _citation(item: ContextItem) -> Citation:
 class Asker:
     """The node's ``/ask``; the LLM client is made on first use (settings checked then)."""
 
-    def __init__(self, node: EdgeNode, settings: LlmSettings) -> None:
-        self.node = node
+    def __init__(self, memory: ContextSource, settings: LlmSettings) -> None:
+        self.memory = memory
         self.settings = settings
         self._client: LlmClient | None = None
         self._lock = threading.Lock()
@@ -113,8 +117,8 @@ class Asker:
             raise InvalidInputError(f"question must be 1 to {MAX_QUESTION} characters")
         self.client()  # 503 before any work when no LLM is configured
         started = time.monotonic()
-        pack = self.node.memory.context(tenant_id, question, machine_id=machine_id,
-                                        budget_tokens=budget_tokens or self.settings.budget_tokens,
+        pack = self.memory.context(tenant_id, question, machine_id=machine_id,
+                                   budget_tokens=budget_tokens or self.settings.budget_tokens,
                                         as_of=as_of)
         structured = self.settings.structured_output != "off"
         scrubber = Scrubber()

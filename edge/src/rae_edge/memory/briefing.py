@@ -28,8 +28,11 @@ from rae_edge.store.lance import sql_literal
 from rae_sync.domain import Correction, Incident, Machine
 
 if TYPE_CHECKING:
-    from rae_edge.drift import DriftAlert
-    from rae_edge.node import EdgeNode
+    from rae_edge.drift import DriftAlert, DriftMonitor
+    from rae_edge.memory.feedback import FeedbackService
+    from rae_edge.memory.fields import MemoryFields
+    from rae_edge.store.duck import DuckStore
+    from rae_edge.store.lance import LanceStore
 
 MAX_INCIDENTS = 50  # shown; ``incident_count`` tells how many there are
 MAX_SECTIONS = 8
@@ -138,15 +141,20 @@ def summarize(machine: Machine, incidents: list[BriefIncident],
 class BriefingBuilder:
     """Builds briefings for one node."""
 
-    def __init__(self, node: EdgeNode) -> None:
-        self.node = node
+    def __init__(self, duck: DuckStore, lance: LanceStore, *, fields: MemoryFields,
+                 feedback: FeedbackService, drift: DriftMonitor) -> None:
+        self.duck = duck
+        self.lance = lance
+        self.fields = fields
+        self.feedback = feedback
+        self.drift = drift
         self._manual_cache: dict[
             str, tuple[int, list[dict[str, Any]], dict[str, list[str]]]] = {}
         self._drift_cache: dict[str, tuple[tuple[str, int], list[DriftAlert]]] = {}
 
     def build(self, tenant_id: str, machine: Machine, *, as_of: datetime | None = None,
               error_code: str | None = None) -> Briefing:
-        duck = self.node.duck
+        duck = self.duck
         incidents, count = self._incidents(tenant_id, machine.id, as_of)
         incidents = self._with_text_codes(tenant_id, incidents)
         corrections = duck.corrections_for_machine(tenant_id, machine.id, as_of)
@@ -165,7 +173,7 @@ class BriefingBuilder:
         codes = list(dict.fromkeys(
             ([error_code] if error_code else []) + [i.error_code for i in incidents
                                                     if i.error_code]))[:MAX_CODES]
-        version = self.node.lance.table.version  # one look per briefing (it is not free)
+        version = self.lance.table.version  # one look per briefing (it is not free)
         sections = self._sections(tenant_id, machine.id, codes, by_target, as_of, version)
         incident_ids = {i.id for i in incidents}
         section_ids = {s.id for s in sections}
@@ -194,7 +202,7 @@ class BriefingBuilder:
             params.append(as_of)
         sql += " ORDER BY occurred_at DESC, id LIMIT ?"
         params.append(10 * MAX_INCIDENTS)
-        rows = self.node.duck.query_dicts(sql, params)
+        rows = self.duck.query_dicts(sql, params)
         total = int(rows[0]["total"]) if rows else 0
         for r in rows:
             del r["total"]
@@ -207,7 +215,7 @@ class BriefingBuilder:
         """Incidents logged without a code take the first code their text names (found at
         ingest, ``memory_fields``), so "E404 again" groups with the E404 incidents."""
         codeless = [i.id for i in incidents if not i.error_code]
-        found = self.node.memory.fields.first_codes(tenant_id, codeless) if codeless else {}
+        found = self.fields.first_codes(tenant_id, codeless) if codeless else {}
         if not found:
             return incidents
         return [Incident.model_construct(**{**dict(i), "error_code": found[i.id]})
@@ -216,7 +224,7 @@ class BriefingBuilder:
     def _confirmations(self, tenant_id: str, brief: list[BriefIncident]) -> None:
         """"This fixed it" verdicts on each incident and its corrections (every plant)."""
         ids = [x for b in brief for x in (b.id, *b.superseded_by)]
-        verdicts = self.node.memory.feedback.for_memories(tenant_id, ids)
+        verdicts = self.feedback.for_memories(tenant_id, ids)
         for b in brief:
             found = [verdicts[x] for x in (b.id, *b.superseded_by) if x in verdicts]
             b.confirmations = sum(v.confirmations for v in found)
@@ -254,7 +262,7 @@ class BriefingBuilder:
 
         rows = sorted(rows, key=rank)[:MAX_SECTIONS]
         if as_of is not None:  # what amended them then, not now
-            amended = {k: [c.id for c in v] for k, v in self.node.duck.corrections_for_targets(
+            amended = {k: [c.id for c in v] for k, v in self.duck.corrections_for_targets(
                 tenant_id, [r["id"] for r in rows], as_of).items()}
         return [ManualSection(
             id=r["id"], document_id=r.get("document_id"), document_title=r.get("source"),
@@ -272,8 +280,8 @@ class BriefingBuilder:
             return hit[1], hit[2]
         where = (f"tenant_id = {sql_literal(tenant_id)} AND kind = 'manual' AND "
                  "array_length(error_codes) > 0")
-        rows = self.node.lance.rows(where, [*_SECTION_COLUMNS, "machine_id"], MAX_MANUAL_ROWS)
-        amended = {k: [c.id for c in v] for k, v in self.node.duck.corrections_for_targets(
+        rows = self.lance.rows(where, [*_SECTION_COLUMNS, "machine_id"], MAX_MANUAL_ROWS)
+        amended = {k: [c.id for c in v] for k, v in self.duck.corrections_for_targets(
             tenant_id, [r["id"] for r in rows]).items()}
         self._manual_cache[tenant_id] = (version, rows, amended)
         return rows, amended
@@ -283,9 +291,7 @@ class BriefingBuilder:
         """Open drift alerts that concern the machine (it is in their evidence, or it had
         their error code). The tenant's alerts are re-read only when a correction, an
         alert or the LanceDB version changed since the last briefing."""
-        from rae_edge.drift import open_alerts
-
-        stamp = self.node.duck.query(
+        stamp = self.duck.query(
             "SELECT (SELECT count(*) || '|' || coalesce(max(created_at)::VARCHAR, '') "
             "FROM corrections WHERE tenant_id = ?), (SELECT count(*) || '|' || "
             "coalesce(max(updated_at)::VARCHAR, '') || '|' || "
@@ -294,7 +300,7 @@ class BriefingBuilder:
         key = (str(stamp), version)
         hit = self._drift_cache.get(tenant_id)
         if hit is None or hit[0] != key:
-            hit = (key, [a for a in open_alerts(self.node, tenant_id)])
+            hit = (key, [a for a in self.drift.open_alerts(tenant_id)])
             self._drift_cache[tenant_id] = hit
         mine = [a for a in hit[1] if machine_id in a.machine_ids or a.error_code in codes]
         return [_alert_brief(a) for a in mine[:MAX_ALERTS]]  # newest first

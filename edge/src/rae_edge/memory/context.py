@@ -11,6 +11,7 @@ matching memory (all candidates of both retrievers, with their corrections) woul
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,8 @@ from rae_edge.memory.search import Candidate, HybridSearch
 from rae_sync.domain import Correction, MemoryKind
 
 if TYPE_CHECKING:
-    from rae_edge.node import EdgeNode
+    from rae_edge.embedding import EmbeddingService
+    from rae_edge.store.duck import DuckStore
 
 CANDIDATES = 60
 MAX_BUDGET = 200_000
@@ -63,9 +65,11 @@ def _from_correction(c: Correction) -> dict[str, Any]:
 class ContextPacker:
     """Packs memories of one node under a token budget."""
 
-    def __init__(self, node: EdgeNode, search: HybridSearch) -> None:
-        self.node = node
+    def __init__(self, duck: DuckStore, search: HybridSearch, *,
+                 embedder: Callable[[], EmbeddingService]) -> None:
+        self.duck = duck
         self.search = search
+        self._embedder = embedder  # a callable: the model loads on first use
 
     def pack(self, tenant_id: str, q: str, *, machine_id: str | None = None,
              budget_tokens: int = 4000, as_of: datetime | None = None) -> ContextPack:
@@ -76,7 +80,7 @@ class ContextPacker:
         items = {str(c.row["id"]): _from_row(c) for c in cands}
         order = [str(c.row["id"]) for c in cands]
         # Every correction of a candidate, found or not: a fix never travels without them.
-        amended = self.node.duck.corrections_for_targets(
+        amended = self.duck.corrections_for_targets(
             tenant_id, sorted({i.split("~", 1)[0] for i in order}), as_of)
         fixes: dict[str, list[str]] = {}
         for cid in order:
@@ -85,7 +89,7 @@ class ContextPacker:
                 items.setdefault(c.id, _from_correction(c))
             if cors:
                 fixes[cid] = [c.id for c in cors]
-        count = self.node.embedder.count_tokens
+        count = self._embedder().count_tokens
         tokens = {i: count(render(it)) for i, it in items.items()}
         header_tokens = count(HEADER)
         used = header_tokens

@@ -15,7 +15,7 @@ verdict is cached in memory, so a search whose candidates carry none costs no qu
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -24,10 +24,15 @@ import numpy as np
 from rae_edge.errors import InvalidInputError, NotFoundError
 from rae_edge.store.lance import sql_literal
 from rae_edge.write.facts import FeedbackFacts
+from rae_edge.write.targets import check_machine
 from rae_sync.domain import Feedback, Verdict
 
 if TYPE_CHECKING:
-    from rae_edge.node import EdgeNode
+    from rae_edge.abbreviations import Abbreviations
+    from rae_edge.embedding import EmbeddingService
+    from rae_edge.store.duck import DuckStore
+    from rae_edge.store.lance import LanceStore
+    from rae_edge.write.writer import Writer
 
 
 @dataclass
@@ -42,8 +47,15 @@ class MemoryFeedback:
 class FeedbackService:
     """Verdicts of one node (its own and those synced from other plants)."""
 
-    def __init__(self, node: EdgeNode) -> None:
-        self.node = node
+    def __init__(self, duck: DuckStore, lance: LanceStore, writer: Writer, *,
+                 origin_node: str, abbreviations: Abbreviations,
+                 embedder: Callable[[], EmbeddingService]) -> None:
+        self.duck = duck
+        self.lance = lance
+        self.writer = writer
+        self.origin_node = origin_node  # "site/node": verdicts are counted per plant
+        self.abbreviations = abbreviations
+        self._embedder = embedder  # a callable: the model loads on first use
         self._lock = threading.Lock()
         self._marked: dict[str, set[str]] | None = None  # tenant -> memory ids with verdicts
 
@@ -53,21 +65,20 @@ class FeedbackService:
         to ``machine_id`` or to no machine when one is named); stored with its outbox row."""
         memory_id = memory_id.strip()
         query = " ".join((query or "").split()) or None
-        rows = self.node.lance.rows(
+        rows = self.lance.rows(
             f"tenant_id = {sql_literal(tenant_id)} AND id = {sql_literal(memory_id)}",
             ["id", "machine_id"], 1) if memory_id else []
         if not rows:
             raise NotFoundError(f"unknown memory_id {memory_id!r}: no memory with that id")
         owner = rows[0].get("machine_id")
         if machine_id is not None:
-            self.node.memory.require_machine(tenant_id, machine_id)
+            check_machine(self.duck, tenant_id, machine_id)
             if owner and owner != machine_id:
                 raise InvalidInputError(f"memory {memory_id!r} belongs to machine {owner!r}, "
                                         f"not to {machine_id!r}")
-        ns = self.node.settings.node
         fb = Feedback(tenant_id=tenant_id, memory_id=memory_id, verdict=verdict, query=query,
                       machine_id=machine_id or owner, author=author,
-                      origin_node=f"{ns.site_id}/{ns.node_id}")
+                      origin_node=self.origin_node)
         self.store(fb, outbox=True)
         return fb
 
@@ -75,11 +86,11 @@ class FeedbackService:
         """Stores a verdict (idempotent on id); False when it was stored already."""
         vec: list[float] | None = None
         if fb.query and fb.verdict is Verdict.NOT_RELEVANT:
-            norm = self.node.indexer.abbreviations.expand(fb.query)
-            vec = [float(x) for x in self.node.embedder.embed_one(norm)]
+            norm = self.abbreviations.expand(fb.query)
+            vec = [float(x) for x in self._embedder().embed_one(norm)]
         facts = FeedbackFacts(vectors={fb.id: vec} if vec is not None else {},
                               to_outbox=outbox)
-        stored = self.node.writer.write(facts, [fb], "api" if outbox else "remote")
+        stored = self.writer.write(facts, [fb], "api" if outbox else "remote")
         if not stored:
             return False
         with self._lock:
@@ -91,7 +102,7 @@ class FeedbackService:
         with self._lock:
             if self._marked is None:
                 marked: dict[str, set[str]] = {}
-                for t, m in self.node.duck.query(
+                for t, m in self.duck.query(
                         "SELECT DISTINCT tenant_id, memory_id FROM feedback"):
                     marked.setdefault(str(t), set()).add(str(m))
                 self._marked = marked
@@ -105,7 +116,7 @@ class FeedbackService:
         if not ids:
             return {}
         out: dict[str, MemoryFeedback] = {}
-        for mid, verdict, origin, vec in self.node.duck.query(
+        for mid, verdict, origin, vec in self.duck.query(
                 "SELECT memory_id, verdict, origin_node, query_vector FROM feedback "
                 "WHERE tenant_id = ? AND list_contains(?, memory_id)", [tenant_id, ids]):
             mf = out.setdefault(str(mid), MemoryFeedback())
@@ -119,7 +130,7 @@ class FeedbackService:
 
     def entries(self, tenant_id: str, memory_id: str) -> list[Feedback]:
         """Every verdict on one memory, oldest first (who and when)."""
-        rows = self.node.duck.query_dicts(
+        rows = self.duck.query_dicts(
             "SELECT tenant_id, id, memory_id, verdict, query, machine_id, author, "
             "origin_node, created_at FROM feedback WHERE tenant_id = ? AND memory_id = ? "
             "ORDER BY created_at, id", [tenant_id, memory_id])

@@ -15,17 +15,19 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from rae_edge.errors import NotFoundError
+from rae_edge.store.duck import DuckStore
 from rae_sync.domain import Incident, new_id
 
 if TYPE_CHECKING:
+    from rae_edge.ingest.pipeline import IngestTarget
     from rae_edge.ingest.result import IngestResult, Progress
-    from rae_edge.node import EdgeNode
 
 log = logging.getLogger(__name__)
 
@@ -34,24 +36,16 @@ MAX_ANNOUNCED_MACHINES = 100
 MAX_REJECTIONS = 200
 
 
-class _TenantView:
-    """The node seen as one tenant's (``ingest_paths`` stores under ``node.tenant_id``;
-    a node may serve several tenants' tokens)."""
-
-    def __init__(self, node: EdgeNode, tenant_id: str) -> None:
-        self._node = node
-        self.tenant_id = tenant_id
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._node, name)
-
-
 class DocumentJobs:
     """The node's ingest job queue and its one worker thread."""
 
-    def __init__(self, node: EdgeNode) -> None:
-        self.node = node
-        self.upload_dir = node.data_dir / "uploads"
+    def __init__(self, duck: DuckStore, upload_dir: Path, *,
+                 target: Callable[[str], IngestTarget],
+                 announce: Callable[[Incident, int], object]) -> None:
+        self.duck = duck
+        self.upload_dir = upload_dir
+        self._target = target  # tenant -> where its files are stored (a node may serve several)
+        self._announce_one = announce  # (newest incident, count) -> pushed to its machine
         self._queue: queue.Queue[tuple[str, str]] = queue.Queue()
         self._progress: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = threading.Lock()
@@ -71,7 +65,7 @@ class DocumentJobs:
         """Records a job for a complete file on disk and queues it."""
         params = {"path": str(path), "kind": kind, "machine_id": machine_id,
                   "filename": filename}
-        with self.node.duck.transaction() as cur:
+        with self.duck.transaction() as cur:
             cur.execute("INSERT INTO jobs (tenant_id, id, kind, status, params) "
                         "VALUES (?, ?, 'ingest', 'queued', ?)",
                         [tenant_id, job_id, json.dumps(params)])
@@ -85,7 +79,7 @@ class DocumentJobs:
             if self._resumed:
                 return 0
             self._resumed = True
-        rows = self.node.duck.query(
+        rows = self.duck.query(
             "SELECT tenant_id, id FROM jobs WHERE status IN ('queued', 'running') "
             "ORDER BY created_at, id")
         if rows:
@@ -97,7 +91,7 @@ class DocumentJobs:
 
     # -- reading -------------------------------------------------------------------------
     def get(self, tenant_id: str, job_id: str) -> dict[str, Any]:
-        rows = self.node.duck.query_dicts(
+        rows = self.duck.query_dicts(
             "SELECT id, kind, status, params, progress, result, error, created_at, updated_at "
             "FROM jobs WHERE tenant_id = ? AND id = ?", [tenant_id, job_id])
         if not rows:
@@ -144,7 +138,7 @@ class DocumentJobs:
 
     def _set(self, tenant: str, job: str, **cols: Any) -> None:
         sets = ", ".join(f"{k} = ?" for k in cols)
-        with self.node.duck.transaction() as cur:
+        with self.duck.transaction() as cur:
             cur.execute(f"UPDATE jobs SET {sets}, updated_at = ? WHERE tenant_id = ? AND id = ?",
                         [*cols.values(), datetime.now(UTC), tenant, job])
 
@@ -152,7 +146,7 @@ class DocumentJobs:
         from rae_edge.ingest import ingest_paths
         from rae_edge.ingest.pipeline import Kind
 
-        rows = self.node.duck.query(
+        rows = self.duck.query(
             "SELECT params, status FROM jobs WHERE tenant_id = ? AND id = ?", [tenant, job])
         if not rows or rows[0][1] in ("done", "failed"):
             return
@@ -174,8 +168,7 @@ class DocumentJobs:
                 last_flush[0] = now
                 self._set(tenant, job, progress=json.dumps(state))
 
-        view = cast("EdgeNode", _TenantView(self.node, tenant))
-        result = ingest_paths(view, [path], kind=cast("Kind", params["kind"]),
+        result = ingest_paths(self._target(tenant), [path], kind=cast("Kind", params["kind"]),
                               machine_id=params["machine_id"], progress=progress,
                               titles={path: params["filename"]})
         summary = _result_json(result, path, params["filename"])
@@ -186,7 +179,7 @@ class DocumentJobs:
 
     def _announce(self, tenant: str, since: datetime) -> None:
         """One push per machine that got new incidents: its newest, with the similar one."""
-        rows = self.node.duck.query_dicts(
+        rows = self.duck.query_dicts(
             """SELECT tenant_id, id, machine_id, occurred_at, error_code, symptom, action,
                       source, content_hash FROM incidents
                WHERE tenant_id = ? AND ingested_at >= ?
@@ -194,14 +187,13 @@ class DocumentJobs:
                                           ORDER BY occurred_at DESC, id) = 1
                ORDER BY occurred_at DESC LIMIT ?""",
             [tenant, since, MAX_ANNOUNCED_MACHINES])
-        counts = dict(self.node.duck.query(
+        counts = dict(self.duck.query(
             "SELECT machine_id, count(*) FROM incidents WHERE tenant_id = ? AND "
             "ingested_at >= ? GROUP BY machine_id", [tenant, since]))
         for r in rows:
             inc = Incident(**r)
             try:
-                self.node.memory.announce_incident(inc, new_count=int(counts.get(inc.machine_id,
-                                                                                   1)))
+                self._announce_one(inc, int(counts.get(inc.machine_id, 1)))
             except Exception:
                 log.exception("push of new incident %s failed", inc.id)
 

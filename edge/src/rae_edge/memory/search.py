@@ -22,7 +22,7 @@ Every filter value goes through :func:`rae_edge.store.lance.sql_literal`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -42,7 +42,12 @@ from rae_edge.store.lance import in_list, sql_literal
 from rae_sync.domain import MemoryKind
 
 if TYPE_CHECKING:
-    from rae_edge.node import EdgeNode
+    from rae_edge.abbreviations import Abbreviations
+    from rae_edge.embedding import EmbeddingService
+    from rae_edge.memory.feedback import FeedbackService
+    from rae_edge.memory.fields import MemoryFields
+    from rae_edge.store.duck import DuckStore
+    from rae_edge.store.lance import LanceStore
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +79,19 @@ def where_clause(tenant_id: str, machine_id: str | None = None,
 class HybridSearch:
     """Search of one node's LanceDB memories."""
 
-    def __init__(self, node: EdgeNode, fusion: Fusion | None = None) -> None:
-        self.node = node
+    def __init__(self, duck: DuckStore, lance: LanceStore, *, abbreviations: Abbreviations,
+                 embedder: Callable[[], EmbeddingService], feedback: FeedbackService,
+                 fields: MemoryFields, fusion: Fusion | None = None) -> None:
+        self.duck = duck
+        self.lance = lance
+        self.abbreviations = abbreviations
+        self._embedder = embedder  # a callable: the model loads on first use
+        self.feedback = feedback
+        self.fields = fields
         self.fusion = fusion or Fusion()
 
     def normalize(self, q: str) -> str:
-        return self.node.indexer.abbreviations.expand(" ".join(q.split()))
+        return self.abbreviations.expand(" ".join(q.split()))
 
     def candidates(self, tenant_id: str, q: str, *, machine_id: str | None = None,
                    kinds: Sequence[str] = (), k: int = 10, as_of: datetime | None = None,
@@ -99,8 +111,8 @@ class HybridSearch:
         lists: dict[str, list[dict[str, Any]]] = {}
         vec: np.ndarray | None = None
         if mode in ("hybrid", "vector"):
-            vec = self.node.embedder.embed_one(norm)
-            lists["vector"] = self.node.lance.vector_search(vec.tolist(), where, n, COLUMNS)
+            vec = self._embedder().embed_one(norm)
+            lists["vector"] = self.lance.vector_search(vec.tolist(), where, n, COLUMNS)
         if mode in ("hybrid", "text"):
             lists["text"] = self._text(norm, where, n)
         exact: dict[str, set[str]] = {}
@@ -110,11 +122,11 @@ class HybridSearch:
         weights = f.code if prof.code_like else f.plain
         cands = fuse(lists, weights, exact, len(prof.exact))
         self._reflect(tenant_id, cands, as_of, f, where)
-        verdicts = self.node.memory.feedback.for_memories(
+        verdicts = self.feedback.for_memories(
             tenant_id, [str(c.row["id"]) for c in cands])
         if verdicts:
             if vec is None and any(v.rejections for v in verdicts.values()):
-                vec = self.node.embedder.embed_one(norm)
+                vec = self._embedder().embed_one(norm)
             apply_feedback(cands, verdicts, vec, f)
         cands.sort(key=lambda c: (-c.score, str(c.row["id"])))
         return norm, pin_exact(cands, f) if mode == "hybrid" else cands
@@ -128,7 +140,7 @@ class HybridSearch:
         retrievers brought (``have``) passed the same prefilter and are reused; only the
         others are read from LanceDB (a read by id scans the table: keep it rare, so another
         machine's are dropped before, by the machine stored with the fields)."""
-        found = self.node.memory.fields.exact(tenant_id, prof.exact, machine_id,
+        found = self.fields.exact(tenant_id, prof.exact, machine_id,
                                               include_general)
         if not found:
             return {}, []
@@ -136,7 +148,7 @@ class HybridSearch:
         missing = sorted(set(found) - set(known))
         rows = list(known.values())
         if missing:
-            rows += self.node.lance.rows(f"({where}) AND {in_list('id', missing)}",
+            rows += self.lance.rows(f"({where}) AND {in_list('id', missing)}",
                                          COLUMNS, len(missing))
         rows.sort(key=lambda r: (-len(found[str(r["id"])]), str(r["id"])))
         return {str(r["id"]): found[str(r["id"])] for r in rows}, rows
@@ -148,8 +160,8 @@ class HybridSearch:
         fuse these with several weightings without searching again)."""
         norm = self.normalize(query)
         prof = profile(query)
-        vec = self.node.embedder.embed_one(norm)
-        lists = {"vector": self.node.lance.vector_search(vec.tolist(), where, n, COLUMNS),
+        vec = self._embedder().embed_one(norm)
+        lists = {"vector": self.lance.vector_search(vec.tolist(), where, n, COLUMNS),
                  "text": self._text(norm, where, n)}
         exact: dict[str, set[str]] = {}
         if prof.code_like:
@@ -159,7 +171,7 @@ class HybridSearch:
 
     def _text(self, query: str, where: str, n: int) -> list[dict[str, Any]]:
         try:
-            return self.node.lance.text_search(query, where, n, COLUMNS)
+            return self.lance.text_search(query, where, n, COLUMNS)
         except Exception as exc:  # a query the FTS parser refuses: vector results still stand
             log.warning("full-text search failed for %r: %s", query, exc)
             return []
@@ -170,7 +182,7 @@ class HybridSearch:
         memory ranks at least where that memory would have ranked (boosted): what the
         field learnt about a memory is as relevant as the memory itself."""
         base_ids = {c.row["id"]: str(c.row["id"]).split("~", 1)[0] for c in cands}
-        amended = self.node.duck.corrections_for_targets(
+        amended = self.duck.corrections_for_targets(
             tenant_id, sorted(set(base_ids.values())), as_of)
         by_id = {str(c.row["id"]): c for c in cands}
         inherit: dict[str, float] = {}
@@ -184,7 +196,7 @@ class HybridSearch:
         missing = [i for i in inherit if i not in by_id]
         if missing:
             # The same prefilter: no other machine, kind or time slips in this way.
-            for row in self.node.lance.rows(f"({where}) AND {in_list('id', missing)}",
+            for row in self.lance.rows(f"({where}) AND {in_list('id', missing)}",
                                             COLUMNS, len(missing)):
                 c = Candidate(row, 0.0, {})
                 cands.append(c)

@@ -12,13 +12,15 @@ API takes it from the token, never from the request).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rae_edge import qr
+from rae_edge.abbreviations import abbreviations_for
+from rae_edge.config import EdgeSettings
 from rae_edge.errors import InvalidInputError
 from rae_edge.memory.briefing import BriefingBuilder
 from rae_edge.memory.context import ContextPacker
@@ -40,7 +42,13 @@ from rae_edge.write.targets import check_machine, check_target
 from rae_sync.domain import Correction, CorrectionMethod, Incident, Machine
 
 if TYPE_CHECKING:
-    from rae_edge.node import EdgeNode
+    from rae_edge.drift import DriftMonitor
+    from rae_edge.embedding import EmbeddingService
+    from rae_edge.ingest.pipeline import IngestTarget
+    from rae_edge.push import PushBus
+    from rae_edge.store.duck import DuckStore
+    from rae_edge.store.lance import LanceStore
+    from rae_edge.write.writer import Writer
 
 log = logging.getLogger(__name__)
 
@@ -48,32 +56,59 @@ MAX_K = 100
 MAX_ANNOUNCED = 100  # new incidents pushed one by one per request; the rest are stored
 
 
-class MemoryService:
-    """The memory service of one node."""
+class IncidentRows(Protocol):
+    """What the memory service needs of the indexer: an incident's row as it is stored
+    (its ``search_text`` is what gets embedded)."""
 
-    def __init__(self, node: EdgeNode, fusion: Fusion | None = None) -> None:
-        self.node = node
-        self.fields = MemoryFields(node.duck)
-        self.feedback = FeedbackService(node)
-        self.searcher = HybridSearch(node, fusion)
-        self.briefings = BriefingBuilder(node)
-        self.packer = ContextPacker(node, self.searcher)
+    def incident_row(self, inc: Incident) -> dict[str, Any]: ...
+
+
+class MemoryService:
+    """The memory service of one node; the node's composition root passes its parts."""
+
+    def __init__(self, duck: DuckStore, lance: LanceStore, *, settings: EdgeSettings,
+                 push: PushBus, writer: Writer, indexer: Callable[[], IncidentRows],
+                 embedder: Callable[[], EmbeddingService], drift: DriftMonitor,
+                 ingest_target: Callable[[str], IngestTarget],
+                 fusion: Fusion | None = None) -> None:
+        self.duck = duck
+        self.lance = lance
+        self.settings = settings
+        self.push = push
+        self.writer = writer
+        self._indexer = indexer  # callables: the embedding model loads on first use
+        self._embedder = embedder
+        self._ingest_target = ingest_target
+        abbreviations = abbreviations_for(settings.abbreviations)
+        self.fields = MemoryFields(duck)
+        ns = settings.node
+        self.feedback = FeedbackService(duck, lance, writer,
+                                        origin_node=f"{ns.site_id}/{ns.node_id}",
+                                        abbreviations=abbreviations, embedder=embedder)
+        self.searcher = HybridSearch(duck, lance, abbreviations=abbreviations,
+                                     embedder=embedder, feedback=self.feedback,
+                                     fields=self.fields, fusion=fusion)
+        self.briefings = BriefingBuilder(duck, lance, fields=self.fields,
+                                         feedback=self.feedback, drift=drift)
+        self.packer = ContextPacker(duck, self.searcher, embedder=embedder)
 
     @cached_property
     def jobs(self) -> DocumentJobs:
         """Document ingest jobs; those a previous run left unfinished are queued again."""
-        jobs = DocumentJobs(self.node)
+        jobs = DocumentJobs(self.duck, self.settings.data_dir / "uploads",
+                            target=self._ingest_target,
+                            announce=lambda inc, n: self.announce_incident(inc, new_count=n))
         jobs.resume()
         return jobs
 
     # -- machines ------------------------------------------------------------------------
     def machine(self, tenant_id: str, code: str) -> Machine:
         """The machine a QR payload or id names (404 when unknown in this tenant)."""
-        return qr.resolve(self.node.duck, tenant_id, code, self.node.settings.qr)
+        return qr.resolve(self.duck, tenant_id, code, self.settings.qr)
 
     def require_machine(self, tenant_id: str, machine_id: str) -> Machine:
-        check_machine(self.node.duck, tenant_id, machine_id)
-        m = self.node.duck.get_machine(tenant_id, machine_id)
+        check_machine(self.duck, tenant_id, machine_id)
+        m = self.duck.get_machine(tenant_id, machine_id)
         assert m is not None
         return m
 
@@ -85,7 +120,7 @@ class MemoryService:
         error_code = (error_code or "").strip() or None
         b = self.briefings.build(tenant_id, machine, as_of=as_of, error_code=error_code)
         if publish:
-            self.node.push.send_soon(tenant_id, BriefingPush(
+            self.push.send_soon(tenant_id, BriefingPush(
                 machine_id=machine.id, machine_name=machine.name, summary=b.summary,
                 error_code=error_code, incident_count=b.incident_count,
                 drift_alerts=len(b.drift_alerts)))
@@ -132,7 +167,7 @@ class MemoryService:
         # DuckDB stores the rows: both release the GIL. Embedded once for both.
         with ThreadPoolExecutor(1) as pool:
             vectors = pool.submit(self._embed_incidents, list(incidents))
-            new = self.node.writer.write(
+            new = self.writer.write(
                 IncidentFacts(vectors=vectors.result, announce=self._incident_push,
                               max_announced=MAX_ANNOUNCED), incidents, "api")
         return [i.id for i in incidents], new
@@ -141,8 +176,8 @@ class MemoryService:
         """Each incident's vector as the indexer will store it (its ``search_text``)."""
         if not incidents:
             return {}
-        texts = [self.node.indexer.incident_row(i)["search_text"] for i in incidents]
-        return {i.id: v.tolist() for i, v in zip(incidents, self.node.embedder.embed(texts),
+        texts = [self._indexer().incident_row(i)["search_text"] for i in incidents]
+        return {i.id: v.tolist() for i, v in zip(incidents, self._embedder().embed(texts),
                                                  strict=True)}
 
     def similar_incident(self, inc: Incident,
@@ -161,13 +196,13 @@ class MemoryService:
         where = (f"tenant_id = {sql_literal(inc.tenant_id)} AND kind = 'incident' AND "
                  f"machine_id = {sql_literal(inc.machine_id)} AND id != {sql_literal(inc.id)}"
                  f" AND occurred_at <= {sql_literal(inc.occurred_at)}")
-        rows = self.node.lance.vector_search(list(vec), where, 1, ["id"])
+        rows = self.lance.vector_search(list(vec), where, 1, ["id"])
         if not rows:
             return None
-        past = self.node.duck.get_incident(inc.tenant_id, str(rows[0]["id"]))
+        past = self.duck.get_incident(inc.tenant_id, str(rows[0]["id"]))
         if past is None:
             return None
-        cors = self.node.duck.corrections_for_targets(inc.tenant_id, [past.id]).get(past.id, [])
+        cors = self.duck.corrections_for_targets(inc.tenant_id, [past.id]).get(past.id, [])
         return SimilarIncident(
             **IncidentView.of(past).model_dump(),
             similarity=round(1.0 - float(rows[0]["_distance"]), 4),
@@ -187,7 +222,7 @@ class MemoryService:
         watchers; returns the push cursor. (An ingest job announces each machine's newest
         new incident this way once it is done.)"""
         vectors = {inc.id: vector} if vector is not None else {}
-        return self.node.push.send(inc.tenant_id,
+        return self.push.send(inc.tenant_id,
                                    self._incident_push(inc, vectors, new_count))
 
     # -- corrections -----------------------------------------------------------------------
@@ -197,14 +232,14 @@ class MemoryService:
                        audio_sha256: str | None = None) -> Correction:
         """A correction from this node (typed or voiced): checked, then written (stored
         with its outbox message, indexed, pushed)."""
-        check_machine(self.node.duck, tenant_id, machine_id)
+        check_machine(self.duck, tenant_id, machine_id)
         text = " ".join(text.split())
         if not text:
             raise InvalidInputError("empty correction: text must say what was learnt")
         self.check_target(tenant_id, machine_id, target_id)
         c = Correction(tenant_id=tenant_id, machine_id=machine_id, text=text, author=author,
                        target_id=target_id or None, method=method,
-                       origin_node=self.node.settings.node.node_id, audio_sha256=audio_sha256)
+                       origin_node=self.settings.node.node_id, audio_sha256=audio_sha256)
         return self.record_correction(c)
 
     def record_correction(self, c: Correction, *, outbox: bool = True,
@@ -214,10 +249,10 @@ class MemoryService:
         ``publish`` is kept for callers of the old signature: every new correction is
         pushed."""
         del publish  # the writer pushes every new fact: one path for every origin
-        self.node.writer.write(CorrectionFacts(to_outbox=outbox), [c],
+        self.writer.write(CorrectionFacts(to_outbox=outbox), [c],
                                c.method.value if outbox else "remote")
         return c
 
     def check_target(self, tenant_id: str, machine_id: str, target_id: str | None) -> None:
         """The one rule of :mod:`rae_edge.write.targets` (typed and voiced alike)."""
-        check_target(self.node.duck, self.node.lance, tenant_id, machine_id, target_id)
+        check_target(self.duck, self.lance, tenant_id, machine_id, target_id)

@@ -36,9 +36,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from rae_edge.config import EdgeSettings
+from rae_edge.store.duck import DuckStore
 from rae_edge.sync_agent.ledger import Sealed, SyncLedger
+from rae_edge.write.writer import FactWriter
+from rae_sync.domain import Feedback
 from rae_sync.envelope import Envelope, open_envelope, seal_encoded
 from rae_sync.errors import ClockSkew, TransportError, VerificationError
 from rae_sync.hlc import Hlc
@@ -55,9 +59,6 @@ from rae_sync.messages import (
 from rae_sync.topics import Direction, node_down_filter, up_topic
 from rae_sync.transport import InboundMessage, PublishHandle, Transport
 from rae_sync.validation import DEFAULT_MAX_AHEAD_S, check_ordering
-
-if TYPE_CHECKING:
-    from rae_edge.node import EdgeNode
 
 log = logging.getLogger("rae_edge.sync")
 
@@ -96,10 +97,36 @@ class SyncStats:
     alerts: tuple[str, ...] = field(default_factory=tuple)
 
 
+class FeedbackSink(Protocol):
+    """Where verdicts from other plants go (the memory service's feedback)."""
+
+    def store(self, fb: Feedback, *, outbox: bool) -> bool: ...
+
+
+class SyncHost(Protocol):
+    """What the agent needs of the node (the built node has these): its tenant, its
+    DuckDB (outbox, ledger), settings, the one writer and the feedback store."""
+
+    @property
+    def tenant_id(self) -> str: ...
+
+    @property
+    def duck(self) -> DuckStore: ...
+
+    @property
+    def settings(self) -> EdgeSettings: ...
+
+    @property
+    def writer(self) -> FactWriter: ...
+
+    @property
+    def feedback(self) -> FeedbackSink: ...
+
+
 class SyncAgent:
     """Syncs one edge node with central over a :class:`~rae_sync.transport.Transport`."""
 
-    def __init__(self, node: EdgeNode, identity: NodeIdentity, transport: Transport,
+    def __init__(self, node: SyncHost, identity: NodeIdentity, transport: Transport,
                  options: SyncOptions | None = None, *, index: bool = True) -> None:
         if identity.tenant_id != node.tenant_id:
             raise ValueError(f"identity is for tenant {identity.tenant_id!r}, the node serves "
@@ -129,7 +156,7 @@ class SyncAgent:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, node: EdgeNode, identity: NodeIdentity | None = None,
+    def from_settings(cls, node: SyncHost, identity: NodeIdentity | None = None,
                       mqtt_url: str | None = None) -> SyncAgent | None:
         """The agent ``rae-edge serve`` runs: identity from ``sync.enroll_file``, broker
         from ``sync.mqtt_url`` (or the identity's). ``None`` when sync is off."""
@@ -444,8 +471,7 @@ class SyncAgent:
         if fb.tenant_id != self.identity.tenant_id:
             log.warning("sync: dropped feedback %s of tenant %s", fb.id, fb.tenant_id)
             return
-        if hasattr(type(self.node), "memory"):
-            self.node.memory.feedback.store(fb, outbox=False)
+        self.node.feedback.store(fb, outbox=False)
         self.ledger.mark_applied(env.message_id, env.type.value)
 
     def _apply_correction(self, env: Envelope, m: CorrectionMsg) -> None:

@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from rae_edge.config import VoiceSettings
 from rae_edge.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
 from rae_edge.metrics import AUDIO_SECONDS, TRANSCRIBE_SECONDS
 from rae_edge.push_kinds import VoiceNotePush
+from rae_edge.store.duck import DuckStore
+from rae_edge.store.lance import LanceStore
 from rae_edge.voice.audio import AudioInfo, AudioRejectedError, probe
 from rae_edge.voice.audio_store import AudioStore
 from rae_edge.voice.notes import NoteStatus, NoteTable, VoiceNote, note_id
@@ -29,10 +33,8 @@ from rae_edge.voice.transcriber import Transcriber
 from rae_edge.voice.vocabulary import machine_vocabulary
 from rae_edge.voice.worker import TranscriptionWorker
 from rae_edge.write.targets import check_target
+from rae_edge.write.writer import IndexPort, PushPort
 from rae_sync.domain import Correction, CorrectionMethod, content_hash, utcnow
-
-if TYPE_CHECKING:
-    from rae_edge.node import EdgeNode
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +57,28 @@ def correction_id(note: VoiceNote) -> str:
     return "cor_" + content_hash("voice", note.tenant_id, note.id)[:24]
 
 
-class VoiceService:
-    """Voice notes of one node (``node.voice``)."""
+class CorrectionSink(Protocol):
+    """Where a confirmed note's correction goes (the memory service: the node's one
+    writer, as for a typed correction)."""
 
-    def __init__(self, node: EdgeNode) -> None:
-        self.node = node
-        self.settings = node.settings.voice
-        self.notes = NoteTable(node.duck)
-        self.audio = AudioStore(node.data_dir / "audio")
+    def record_correction(self, c: Correction) -> Correction: ...
+
+
+class VoiceService:
+    """Voice notes of one node (``node.voice``); the composition root passes its parts."""
+
+    def __init__(self, duck: DuckStore, lance: LanceStore, *, settings: VoiceSettings,
+                 audio_dir: Path, node_id: str, corrections: Callable[[], CorrectionSink],
+                 indexer: Callable[[], IndexPort], push: PushPort) -> None:
+        self.duck = duck
+        self.lance = lance
+        self.settings = settings
+        self.node_id = node_id
+        self._corrections = corrections  # callables: built (and the model loaded) on use
+        self._indexer = indexer
+        self.push = push
+        self.notes = NoteTable(duck)
+        self.audio = AudioStore(audio_dir)
         self.transcriber = Transcriber(self.settings.model)
         self.worker = TranscriptionWorker(self.notes, self._transcribe, self.settings.queue_size)
 
@@ -90,7 +106,7 @@ class VoiceService:
     def check_target(self, tenant_id: str, machine_id: str, target_id: str | None) -> None:
         """The machine and the amended memory, by the rule typed corrections follow
         (:mod:`rae_edge.write.targets`): 404 unknown, 422 another machine's."""
-        check_target(self.node.duck, self.node.lance, tenant_id, machine_id, target_id)
+        check_target(self.duck, self.lance, tenant_id, machine_id, target_id)
 
     def accept(self, who: Uploader, machine_id: str, target_id: str | None, spooled: Path,
                sha256: str, size: int) -> tuple[VoiceNote, bool]:
@@ -146,7 +162,7 @@ class VoiceService:
             return  # confirmed by hand meanwhile, or taken by another pass
         started = time.monotonic()
         try:
-            vocab = machine_vocabulary(self.node, tenant_id, note.machine_id)
+            vocab = machine_vocabulary(self, tenant_id, note.machine_id)
             prompt = vocab.prompt
             result = self.transcriber.transcribe_with(self.audio_path(note), vocab)
         except FileNotFoundError:
@@ -213,20 +229,20 @@ class VoiceService:
         c = Correction(
             tenant_id=tenant_id, id=correction_id(note), machine_id=note.machine_id, text=final,
             author=note.author, target_id=note.target_id, method=CorrectionMethod.VOICE,
-            origin_node=self.node.settings.node.node_id, audio_sha256=note.audio_sha256,
+            origin_node=self.node_id, audio_sha256=note.audio_sha256,
         )
         # Written like a typed correction (the node's one writer: stored with its outbox
         # message, sync woken, indexed, pushed); the note follows. A crash between them
         # leaves a draft whose next confirm finds the correction stored (same id) and
         # stores nothing twice.
-        self.node.memory.record_correction(c)
+        self._corrections().record_correction(c)
         stored = self.correction(tenant_id, c.id) or c
         self.notes.move(tenant_id, id, tuple(NoteStatus), NoteStatus.CONFIRMED,
                         correction_id=stored.id)
         return stored
 
     def correction(self, tenant_id: str, id: str) -> Correction | None:
-        rows = self.node.duck.query_dicts(
+        rows = self.duck.query_dicts(
             "SELECT tenant_id, id, machine_id, text, author, target_id, method, valid_from, "
             "valid_to, origin_node, audio_sha256, hlc FROM corrections "
             "WHERE tenant_id = ? AND id = ?",
@@ -241,9 +257,9 @@ class VoiceService:
         corrections = [c for c in found if c is not None]
         if not corrections:
             return
-        missing = [c for c in corrections if not self.node.lance.existing_ids(c.tenant_id, [c.id])]
+        missing = [c for c in corrections if not self.lance.existing_ids(c.tenant_id, [c.id])]
         if missing:
-            self.node.indexer.index_corrections(missing)
+            self._indexer().index_corrections(missing)
 
     # -- views and push ----------------------------------------------------------------
     def view(self, note: VoiceNote) -> dict[str, Any]:
@@ -270,7 +286,7 @@ class VoiceService:
 
     def _push(self, note: VoiceNote, body: VoiceNotePush) -> None:
         try:
-            self.node.push.send(note.tenant_id, body)
+            self.push.send(note.tenant_id, body)
         except Exception:  # a tablet that misses a push still sees the note when it polls
             log.exception("voice note %s: push %s failed", note.id, body.status)
 

@@ -15,13 +15,11 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from rae_edge.ingest.codes import find_codes
-from rae_edge.store.lance import sql_literal
-
-if TYPE_CHECKING:
-    from rae_edge.node import EdgeNode
+from rae_edge.store.duck import DuckStore
+from rae_edge.store.lance import LanceStore, sql_literal
 
 MAX_PROMPT_CHARS = 600  # Whisper keeps at most 223 prompt tokens; this stays well under
 MAX_INCIDENTS = 300
@@ -161,7 +159,17 @@ def extract(machine_name: str, texts: Iterable[str], codes: Iterable[str] = ()) 
     )
 
 
-def machine_vocabulary(node: EdgeNode, tenant_id: str, machine_id: str) -> Vocabulary:
+class HasStores(Protocol):
+    """Whatever holds the node's stores (the built node, the voice service)."""
+
+    @property
+    def duck(self) -> DuckStore: ...
+
+    @property
+    def lance(self) -> LanceStore: ...
+
+
+def machine_vocabulary(node: HasStores, tenant_id: str, machine_id: str) -> Vocabulary:
     """The vocabulary of one machine from its incidents (DuckDB) and its manual sections,
     shift entries, work orders and corrections (LanceDB rows of that machine)."""
     machine = node.duck.get_machine(tenant_id, machine_id)

@@ -107,6 +107,13 @@ class Fact(Protocol, Generic[T]):
     def pushes(self, stored: Sequence[T]) -> list[tuple[str, PushBody]]: ...
 
 
+class FactWriter(Protocol):
+    """The writer as its callers see it (the sync agent, the voice and alarm paths reach
+    it through this, never through the node)."""
+
+    def write(self, fact: Fact[T], items: Sequence[T], origin: str) -> list[T]: ...
+
+
 class Writer:
     """Stores facts for one node (see the module docstring for the steps)."""
 

@@ -50,7 +50,7 @@ def asker_of(state: State) -> Asker:
     asker = state.get("asker")
     if asker is None:
         node: EdgeNode = state.node
-        asker = state["asker"] = Asker(node, node.settings.llm)
+        asker = state["asker"] = Asker(node.memory, node.settings.llm)
     return asker
 
 

@@ -22,9 +22,9 @@ from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.uaerrors import UaError
 
+from rae_edge.alarm_settings import OpcUaEvents, OpcUaSourceSettings, OpcUaTag
 from rae_edge.alarms import events
 from rae_edge.alarms.certs import ensure_client_certificate
-from rae_edge.alarms.config import OpcUaEvents, OpcUaSourceSettings, OpcUaTag
 from rae_edge.alarms.sources.base import AlarmSource, SourceContext
 
 log = logging.getLogger(__name__)

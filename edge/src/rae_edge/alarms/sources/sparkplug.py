@@ -23,9 +23,9 @@ import paho.mqtt.client as mqtt
 from google.protobuf.message import DecodeError
 from paho.mqtt.enums import CallbackAPIVersion
 
+from rae_edge.alarm_settings import SparkplugMetric, SparkplugSourceSettings
 from rae_edge.alarms import events
 from rae_edge.alarms import sparkplug_proto as sp
-from rae_edge.alarms.config import SparkplugMetric, SparkplugSourceSettings
 from rae_edge.alarms.sources.base import AlarmSource, SourceContext
 
 log = logging.getLogger(__name__)
