@@ -309,5 +309,9 @@ def test_cli_beside_a_node_without_a_token_says_so(node: EdgeNode, tmp_path: Pat
                           str(node.data_dir), str(pdf)], capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 2
-    assert "held by a running node; pass --token-file" in out.stderr
+    # An in-process node opens no local admin channel: the command says so and names
+    # the token route (the channel itself: tests/security/test_live_node_commands.py).
+    assert "is held by a running node" in out.stderr
+    assert "local admin channel cannot be used" in out.stderr
+    assert "--token-file" in out.stderr
     assert node.lance.count() == 0
