@@ -94,5 +94,5 @@ def test_answer_streams_with_linked_citations(browser: Any, tmp_path: Path) -> N
 
 def _llm(llm: LlmServer) -> dict[str, Any]:
     return {"enabled": True, "base_url": llm.base_url, "model": llm.model,
-            "structured_output": structured_mode(), "max_answer_tokens": 96, "timeout_s": 300,
+            "structured_output": structured_mode(), "max_answer_tokens": 128, "timeout_s": 300,
             "budget_tokens": 700}

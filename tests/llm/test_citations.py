@@ -26,6 +26,9 @@ def test_structured_answer_and_a_cut_off_one() -> None:
     cut = raw[: raw.index("Amended") + 4]
     assert parse_structured(cut) == ('Swap "X4" [inc_a1]', False)
     assert parse_structured('{"no_evidence": true, "sentences": [') == ("", True)
+    # cut off inside the citation list: the ids written in full still count
+    assert parse_structured('{"no_evidence":false,"sentences":[{"text": "Swap", "cites":'
+                            '["inc_a1","man_b2","ma') == ("Swap [inc_a1] [man_b2]", False)
 
 
 def test_streamed_text_only_grows() -> None:

@@ -59,6 +59,8 @@ def render(obj: Any) -> tuple[str, bool]:
     return " ".join(parts), bool(obj.get("no_evidence"))
 
 
+_CITES_SO_FAR = re.compile(r'\s*,\s*"cites"\s*:\s*\[([^\]]*)')
+_QUOTED = re.compile(r'"([^"\\]+)"')
 _NO_EVIDENCE = re.compile(r'"no_evidence"\s*:\s*(true|false)')
 
 
@@ -69,17 +71,14 @@ def parse_structured(raw: str) -> tuple[str, bool]:
         return render(json.loads(raw))
     except ValueError:
         pass
-    texts = list(_TEXT.finditer(raw))
-    cites = list(_CITES.finditer(raw))
     sentences = []
-    for t, c in zip(texts, cites, strict=False):
-        if not t.group(2) or c.start() < t.end():
+    for t in _TEXT.finditer(raw):
+        c = _CITES_SO_FAR.match(raw, t.end())
+        if not t.group(2) or c is None:
             break
-        try:
-            ids = json.loads(f"[{c.group(1)}]")
-        except ValueError:
-            break
-        sentences.append({"text": _unescape(t.group(1)), "cites": ids})
+        ids = _QUOTED.findall(c.group(1))  # complete ids only, even in a cut-off list
+        if ids:
+            sentences.append({"text": _unescape(t.group(1)), "cites": ids})
     flag = _NO_EVIDENCE.search(raw)
     return render({"sentences": sentences,
                    "no_evidence": flag is not None and flag.group(1) == "true"})

@@ -21,7 +21,7 @@ INSTRUCTIONS = (
 STRUCTURED = (" Answer as JSON: 'no_evidence' (true when the memories do not answer the "
               "question) and 'sentences', each with its 'text' and the ids it 'cites'.")
 MAX_SENTENCES = 8
-MAX_CITES = 4
+MAX_CITES = 2  # an id costs a small model ~15 tokens
 MAX_SENTENCE = 240  # characters: a sentence, not an essay (and room left for its citations)
 
 
