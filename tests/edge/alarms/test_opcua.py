@@ -208,6 +208,9 @@ def test_alarm_condition_events_become_incidents(plant: EdgeNode, plc: PlcServer
         t = datetime.now(UTC).replace(microsecond=0)
         plc.condition("Press1", "PositionSensor", "E404 position sensor fault", True, 750, t)
         wait_until(lambda: alarm_pushes(plant), what="alarm push from an event")
+        # The push goes out before the incident is written (it must reach the floor first):
+        # wait for the write too.
+        wait_until(lambda: alarm_incidents(plant), what="the event's incident")
         [inc] = alarm_incidents(plant)
         assert (inc.error_code, inc.occurred_at, inc.symptom) == (
             "E404", t, "E404 position sensor fault")
