@@ -8,12 +8,14 @@ builds on it: importing it back would make a circle).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from rae_edge.alarms.push import AlarmPush
 from rae_edge.push_kinds import PUSH_CLASSES, PushBody
+from rae_sync.schemas import render, write_all
+
+__all__ = ["all_push_classes", "generate", "render", "write"]
 
 
 def all_push_classes() -> tuple[type[PushBody], ...]:
@@ -33,20 +35,6 @@ def generate() -> dict[str, dict[str, Any]]:
     return out
 
 
-def render(schema: dict[str, Any]) -> str:
-    return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-
 def write(folder: Path) -> list[Path]:
     """Writes every push schema into ``folder`` and removes stale ``*.json`` there."""
-    folder.mkdir(parents=True, exist_ok=True)
-    schemas = generate()
-    for old in folder.glob("*.json"):
-        if old.name not in schemas:
-            old.unlink()
-    paths = []
-    for name, schema in schemas.items():
-        path = folder / name
-        path.write_text(render(schema), encoding="utf-8")
-        paths.append(path)
-    return paths
+    return write_all(folder, generate())

@@ -39,8 +39,13 @@ def render(schema: dict[str, Any]) -> str:
 
 def write(folder: Path) -> list[Path]:
     """Writes every schema into ``folder`` and removes stale ``*.json`` there."""
+    return write_all(folder, generate())
+
+
+def write_all(folder: Path, schemas: dict[str, dict[str, Any]]) -> list[Path]:
+    """Writes ``schemas`` (by file name) into ``folder`` and removes stale ``*.json`` there
+    (also used for the edge's push schemas)."""
     folder.mkdir(parents=True, exist_ok=True)
-    schemas = generate()
     for old in folder.glob("*.json"):
         if old.name not in schemas:
             old.unlink()
