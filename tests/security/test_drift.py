@@ -145,3 +145,25 @@ def test_with_sync_on_alerts_are_queued_for_central(tmp_path) -> None:  # type: 
     # the section's text travels too: central has no manuals to show the evidence from
     assert [s.id for s in msg.manual_sections] == [section.id]
     assert "Replace the pressure relief valve" in msg.manual_sections[0].text
+
+
+def test_an_incident_named_by_earlier_corrections_opens_the_alert(node: EdgeNode) -> None:
+    """The writer skips the drift recompute for an incident no correction names; one that
+    corrections already name (they arrived first, e.g. from another plant) opens it."""
+    incs, section = _plant(node)
+    late = Incident(tenant_id=T, machine_id="P2", occurred_at=datetime(2024, 6, 1, tzinfo=UTC),
+                    error_code="E404", symptom="E404 again on the press, pressure low")
+    first = _correct(node, incs[0], "valve was fine: the pressure sensor connector was loose")
+    second = Correction(tenant_id=T, machine_id="P2", text="sensor plug, not the valve",
+                        author="tech", target_id=late.id)
+    node.memory.record_correction(second)  # its target is not stored yet: no code, no alert
+    assert open_alerts(node, T) == []
+    unrelated = Incident(tenant_id=T, machine_id="P3", occurred_at=datetime(2024, 6, 2,
+                         tzinfo=UTC), error_code="E7", symptom="belt slips again")
+    node.memory.add_incidents(T, [unrelated])
+    assert open_alerts(node, T) == []
+    node.memory.add_incidents(T, [late])  # now the second correction counts for E404
+    alerts = open_alerts(node, T)
+    assert [(a.error_code, a.correction_ids) for a in alerts] == [("E404", (first.id,
+                                                                            second.id))]
+    assert alerts[0].manual_section_ids == (section.id,)

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +31,7 @@ import duckdb
 
 from rae_edge.store.duck import DuckStore
 from rae_edge.store.outbox import OutboxMessage, enqueue
+from rae_edge.tokens import Principal
 from rae_sync.domain import AuditEntry
 from rae_sync.messages import AuditEntryMsg
 
@@ -39,6 +41,41 @@ _HEAD_KEY = "audit_head:"  # meta key prefix; value "seq:hash"
 _COLUMNS = 'seq, tenant_id, "at", actor, action, resource, memory_ids, prev_hash, hash'
 MAX_MEMORY_IDS = 1000  # a huge answer records its first ids; the count goes in the action
 MAX_BATCH = 256  # entries per group commit (the rest wait for the next one)
+
+
+def actor_of(principal: Principal) -> str:
+    """How a caller appears in the log: ``name#hashprefix`` (the token is never stored)."""
+    return f"{principal.name or principal.role.value}#{principal.token_hash[:12]}"
+
+
+def memory_ids(body: Any, _depth: int = 0) -> Iterator[str]:
+    """Every ``"id"`` string and every string in an ``"ids"`` list of a JSON document (an
+    answer or a push message), in document order: the memory ids a read returned."""
+    if _depth > 32:  # no answer of ours nests deeper; a hostile one must not recurse forever
+        return
+    if isinstance(body, dict):
+        for key, value in body.items():
+            if key == "id" and isinstance(value, str):
+                yield value
+            elif key == "ids" and isinstance(value, list):
+                yield from (v for v in value if isinstance(v, str))
+            else:
+                yield from memory_ids(value, _depth + 1)
+    elif isinstance(body, list):
+        for item in body:
+            yield from memory_ids(item, _depth + 1)
+
+
+@dataclass(frozen=True)
+class AuditRequest:
+    """One entry to append (:meth:`AuditLog.record_many`)."""
+
+    tenant: str
+    actor: str
+    action: str
+    resource: str = ""
+    memory_ids: Sequence[str] = ()
+    at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +130,26 @@ def _chain_of(duck: DuckStore) -> _Chain:
         return chain
 
 
+class Appender:
+    """Appends entries inside a caller's transaction (:meth:`AuditLog.appending`)."""
+
+    def __init__(self, log: AuditLog) -> None:
+        self._log = log
+        self.seq: int | None = None  # the chain after what was added (None: nothing yet)
+        self.heads: dict[str, str] = {}
+
+    def add(self, cur: duckdb.DuckDBPyConnection, requests: Sequence[AuditRequest],
+            ) -> list[AuditEntry]:
+        if not requests:
+            return []
+        chain = self._log._chain
+        seq, heads = ((self.seq, self.heads) if self.seq is not None
+                      else (chain.seq, chain.heads))
+        entries, self.seq, self.heads = self._log._insert(
+            cur, [self._log._pending(r) for r in requests], seq, heads)
+        return entries
+
+
 class AuditLog:
     """Appends to and verifies one node's audit log.
 
@@ -115,62 +172,108 @@ class AuditLog:
         at: datetime | None = None,
     ) -> AuditEntry:
         """Appends one entry and returns it; on return it is committed to disk."""
-        ids = tuple(dict.fromkeys(str(i) for i in memory_ids))[:MAX_MEMORY_IDS]
-        when = (at or datetime.now(UTC)).astimezone(UTC)
-        mine = _Pending(tenant, actor, action, resource, ids, when, self.outbox)
+        return self.record_many([AuditRequest(tenant, actor, action, resource, memory_ids,
+                                              at)])[0]
+
+    def record_many(self, requests: Sequence[AuditRequest]) -> list[AuditEntry]:
+        """Appends entries (consecutive in the chain unless another caller's batch lands
+        between two group commits) and returns them; on return all are committed. One
+        call, one disk flush for up to :data:`MAX_BATCH` entries: e.g. a push message's
+        delivery to every tablet watching its machine."""
+        if not requests:
+            return []
+        mine = [self._pending(r) for r in requests]
         chain = self._chain
         with chain.queue_lock:
-            chain.queue.append(mine)
-        while not mine.done:
+            chain.queue.extend(mine)
+        while not mine[-1].done:  # the queue is written in order: the last is done last
             with chain.commit_lock:
-                # While we waited, the previous holder may have written our entry already.
-                if not mine.done:
+                # While we waited, the previous holder may have written our entries already.
+                if not mine[-1].done:
                     with chain.queue_lock:
                         batch = chain.queue[:MAX_BATCH]
                         del chain.queue[:MAX_BATCH]
                     self._write(batch)
-        if mine.error is not None:
-            raise mine.error
-        assert mine.entry is not None
-        return mine.entry
+        entries: list[AuditEntry] = []
+        for p in mine:
+            if p.error is not None:
+                raise p.error
+            assert p.entry is not None
+            entries.append(p.entry)
+        return entries
+
+    def _pending(self, r: AuditRequest) -> _Pending:
+        ids = tuple(dict.fromkeys(str(i) for i in r.memory_ids))[:MAX_MEMORY_IDS]
+        when = (r.at or datetime.now(UTC)).astimezone(UTC)
+        return _Pending(r.tenant, r.actor, r.action, r.resource, ids, when, self.outbox)
+
+    @contextmanager
+    def appending(self) -> Iterator[Appender]:
+        """For a caller that writes entries inside its own transaction (the push bus: a
+        message and the entries of its deliveries in one commit). Holds the chain's commit
+        lock throughout, so enter it *before* the transaction begins; the appended entries
+        count once that transaction has committed (the heads move on exit only then)::
+
+            with audit.appending() as app, duck.transaction() as cur:
+                ...; app.add(cur, requests)
+        """
+        chain = self._chain
+        with chain.commit_lock:
+            app = Appender(self)
+            try:
+                yield app
+            except BaseException:
+                chain.seq, chain.heads = None, {}  # rolled back: re-read the heads next time
+                raise
+            if app.seq is not None:
+                chain.seq, chain.heads = app.seq, app.heads
+
+    def _insert(self, cur: duckdb.DuckDBPyConnection, batch: Sequence[_Pending],
+                seq: int | None, heads: dict[str, str],
+                ) -> tuple[list[AuditEntry], int, dict[str, str]]:
+        """Inserts ``batch`` after ``seq``/``heads`` (None: read them from the table);
+        returns the entries and the new seq and heads. The caller commits."""
+        if seq is None:
+            seq, heads = _load_heads(cur)
+        known = dict(heads)
+        heads = dict(heads)
+        rows: list[Any] = []
+        outbox: list[OutboxMessage] = []
+        entries: list[AuditEntry] = []
+        for p in batch:
+            seq += 1
+            prev = heads.get(p.tenant, GENESIS)
+            digest = AuditEntry.compute_hash(prev, seq, p.at, p.tenant, p.actor,
+                                             p.action, p.resource, p.ids)
+            entry = AuditEntry(tenant_id=p.tenant, seq=seq, at=p.at, actor=p.actor,
+                               action=p.action, resource=p.resource, memory_ids=p.ids,
+                               prev_hash=prev, hash=digest)
+            entries.append(entry)
+            heads[p.tenant] = digest
+            rows += [seq, p.tenant, p.at, p.actor, p.action, p.resource, list(p.ids),
+                     prev, digest]
+            if p.outbox:
+                outbox.append(AuditEntryMsg(entry=entry))
+        cur.execute(f"INSERT INTO audit_log ({_COLUMNS}) VALUES "
+                    + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(batch)), rows)
+        last_seq = {e.tenant_id: e.seq for e in entries}
+        for tenant, tenant_seq in last_seq.items():
+            head = f"{tenant_seq}:{heads[tenant]}"
+            if tenant in known:  # its meta row exists: a cheap in-place update
+                cur.execute("UPDATE meta SET value = ? WHERE key = ?",
+                            [head, _HEAD_KEY + tenant])
+            else:
+                cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                            [_HEAD_KEY + tenant, head])
+        enqueue(cur, outbox)  # typed, checked here: never found bad at sealing
+        return entries, seq, heads
 
     def _write(self, batch: list[_Pending]) -> None:
         """Writes ``batch`` (in queue order) in one transaction; holds the commit lock."""
         chain = self._chain
         try:
             with self.duck.transaction() as cur:
-                if chain.seq is None:
-                    chain.seq, chain.heads = _load_heads(cur)
-                seq, heads = chain.seq, dict(chain.heads)
-                rows: list[Any] = []
-                outbox: list[OutboxMessage] = []
-                entries: list[AuditEntry] = []
-                for p in batch:
-                    seq += 1
-                    prev = heads.get(p.tenant, GENESIS)
-                    digest = AuditEntry.compute_hash(prev, seq, p.at, p.tenant, p.actor,
-                                                     p.action, p.resource, p.ids)
-                    entry = AuditEntry(tenant_id=p.tenant, seq=seq, at=p.at, actor=p.actor,
-                                       action=p.action, resource=p.resource, memory_ids=p.ids,
-                                       prev_hash=prev, hash=digest)
-                    entries.append(entry)
-                    heads[p.tenant] = digest
-                    rows += [seq, p.tenant, p.at, p.actor, p.action, p.resource, list(p.ids),
-                             prev, digest]
-                    if p.outbox:
-                        outbox.append(AuditEntryMsg(entry=entry))
-                cur.execute(f"INSERT INTO audit_log ({_COLUMNS}) VALUES "
-                            + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(batch)), rows)
-                last_seq = {e.tenant_id: e.seq for e in entries}
-                for tenant, tenant_seq in last_seq.items():
-                    head = f"{tenant_seq}:{heads[tenant]}"
-                    if tenant in chain.heads:  # its meta row exists: a cheap in-place update
-                        cur.execute("UPDATE meta SET value = ? WHERE key = ?",
-                                    [head, _HEAD_KEY + tenant])
-                    else:
-                        cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                                    [_HEAD_KEY + tenant, head])
-                enqueue(cur, outbox)  # typed, checked here: never found bad at sealing
+                entries, seq, heads = self._insert(cur, batch, chain.seq, chain.heads)
         except BaseException as exc:
             chain.seq = None  # rolled back: re-read the heads from disk next time
             chain.heads = {}

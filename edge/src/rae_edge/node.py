@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rae_edge.alarms.writer import AlarmDeps
+from rae_edge.audit import AuditLog
 from rae_edge.config import EdgeSettings
 from rae_edge.drift import DriftMonitor
 from rae_edge.push import PushBus
@@ -49,8 +50,11 @@ class EdgeNode:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.duck = DuckStore(self.data_dir / "node.duckdb")
         self.lance = LanceStore(self.data_dir / "lance")
+        # The node's audit log (entries go to central when sync is on); the push bus puts
+        # every delivery to a tablet on record there.
+        self.audit = AuditLog(self.duck, outbox=settings.sync_on)
         # Made here, not lazily: every thread must publish to the one bus.
-        self.push = PushBus(self.duck)
+        self.push = PushBus(self.duck, audit=self.audit)
         self.sync: SyncAgent | None = None  # started by ``start_sync``
         # The node's one drift monitor (its lock serialises refreshes).
         self.drift = DriftMonitor(self.duck, self.lance, sync_on=settings.sync_on)

@@ -25,6 +25,15 @@ transcript is ready; ``alarm``: a machine raised or cleared an error code over O
 Sparkplug B, :mod:`rae_edge.alarms`), published with :meth:`PushBus.send`. The wire form is
 :meth:`PushMessage.to_json`: ``{"cursor", "type", "machine_id", "at", "data"}``.
 
+Every delivery is on record: a subscription made for a reader (:class:`Reader`) gets a live
+message only with its audit entry (the memory ids it holds) committed. The bus writes the
+message and the entries of every reader it reaches in one transaction, so ten tablets
+watching a machine cost the one disk flush the message costs anyway, not ten more racing
+the writer's later steps; if the entries cannot be written, the message is not stored
+either (the publisher gets the error). What a subscription reads back from DuckDB and was
+stored before it registered (its backlog) is recorded by :meth:`Subscription.messages`
+before it yields; if that fails the subscription raises (the socket closes).
+
 Retention: messages older than ``retention_days`` or beyond the newest ``retention_rows``
 are trimmed now and then; a tablet resuming from a trimmed cursor is told so (``gap``).
 """
@@ -32,6 +41,7 @@ are trimmed now and then; a tablet resuming from a trimmed cursor is told so (``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import queue
@@ -43,6 +53,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from rae_edge.audit import AuditLog, AuditRequest, memory_ids
 from rae_edge.errors import InvalidInputError
 from rae_edge.push_kinds import PUSH_TYPES, PushBody
 from rae_edge.store.duck import DuckStore
@@ -75,6 +86,20 @@ class PushMessage:
                 "at": self.at.isoformat(), "data": self.payload}
 
 
+@dataclass(frozen=True)
+class Reader:
+    """Who a subscription delivers to, as the audit log names them."""
+
+    tenant_id: str
+    actor: str
+    action: str  # e.g. "WS /api/v1/push"
+
+
+def _request(reader: Reader, resource: str, msgs: Sequence[PushMessage]) -> AuditRequest:
+    ids = [i for m in msgs for i in memory_ids(m.to_json())]
+    return AuditRequest(reader.tenant_id, reader.actor, reader.action, resource, ids)
+
+
 @dataclass(eq=False)
 class Subscription:
     """A live subscription, owned by one event loop (one WebSocket)."""
@@ -87,6 +112,8 @@ class Subscription:
     queue: asyncio.Queue[PushMessage]
     gap: bool = False  # the start cursor was older than what retention kept
     lines: frozenset[str] = frozenset()  # production lines watched (machines' ``line``)
+    reader: Reader | None = None  # who reads it: every delivery is audited first
+    registered_at: int = 0  # the head when it registered: later messages the bus records
     _lagging: bool = field(default=False, repr=False)
     _closed: bool = field(default=False, repr=False)
 
@@ -105,6 +132,14 @@ class Subscription:
         except asyncio.QueueFull:
             self._lagging = True  # re-read from DuckDB; the publisher never waits
 
+    async def _record_backlog(self, batch: list[PushMessage]) -> None:
+        """Records what was stored before it registered (the bus records the rest)."""
+        old = [m for m in batch if m.cursor <= self.registered_at]
+        if self.reader is not None and old and self.bus.audit is not None:
+            request = _request(self.reader, f"replay after cursor {self.last}: "
+                               f"{len(old)} messages", old)
+            await asyncio.to_thread(self.bus.audit.record_many, [request])
+
     async def messages(self) -> AsyncIterator[PushMessage]:
         """Missed messages since the start cursor, then live ones; each once, in order."""
         await asyncio.sleep(0)
@@ -118,6 +153,7 @@ class Subscription:
                     batch = await asyncio.to_thread(
                         self.bus.since, self.tenant_id, self.machine_ids, self.last,
                         REPLAY_BATCH, self.lines)
+                    await self._record_backlog(batch)
                     for msg in batch:
                         self.last = msg.cursor
                         yield msg
@@ -138,9 +174,11 @@ class Subscription:
 class PushBus:
     """Persisted publish/subscribe of push messages per tenant and machine."""
 
-    def __init__(self, duck: DuckStore, *, retention_days: float = 7.0,
-                 retention_rows: int = 200_000, queue_size: int = 1000) -> None:
+    def __init__(self, duck: DuckStore, *, audit: AuditLog | None = None,
+                 retention_days: float = 7.0, retention_rows: int = 200_000,
+                 queue_size: int = 1000) -> None:
         self.duck = duck
+        self.audit = audit  # where subscriptions made for a reader have deliveries recorded
         self.retention = timedelta(days=retention_days)
         self.retention_rows = retention_rows
         self.queue_size = queue_size
@@ -163,8 +201,9 @@ class PushBus:
 
     def _publish_many(self, items: Sequence[tuple[str, str, str, dict[str, Any]]],
                       ) -> list[int]:
-        """Stores messages in one transaction (one disk flush), then delivers each in
-        cursor order; returns their cursors."""
+        """Stores messages and the audit entries of their deliveries to readers in one
+        transaction (one disk flush), then hands each over in cursor order; returns their
+        cursors. If the entries cannot be written, nothing is stored or handed over."""
         bodies = [json.dumps(payload, default=_json_default) for *_, payload in items]
         at = datetime.now(UTC)
         values = ", ".join(["(?, ?, ?, ?, ?)"] * len(items))
@@ -172,23 +211,35 @@ class PushBus:
         for (tenant_id, machine_id, type, _), body in zip(items, bodies, strict=True):
             params += [tenant_id, machine_id, type, body, at]
         with self._lock:
-            with self.duck.transaction() as cur:
+            # Who gets what is known before the insert (tenant, machine, its line): the
+            # deliveries' audit entries then go in the same transaction as the messages.
+            by_line = any(sub.lines for sub in self._subs)
+            targets = {(t, m): [sub for sub in self._subs if sub.wants(
+                t, m, self._line_of(t, m) if by_line else None)] for t, m, *_ in items}
+            readers = any(sub.reader is not None for subs in targets.values() for sub in subs)
+            appending = (self.audit.appending() if readers and self.audit is not None
+                         else contextlib.nullcontext())
+            with appending as app, self.duck.transaction() as cur:
                 rows = cur.execute(
                     "INSERT INTO push_messages (tenant_id, machine_id, type, payload, created_at)"
                     f" VALUES {values} RETURNING seq, tenant_id, machine_id, type, payload",
                     params).fetchall()
-            # Built from what was stored (each cursor with its own row), in cursor order.
-            msgs = sorted((PushMessage(int(seq), str(t), str(m), str(ty), json.loads(body), at)
-                           for seq, t, m, ty, body in rows), key=lambda m: m.cursor)
-            by_line = any(sub.lines for sub in self._subs)
-            for msg in msgs:
-                line = self._line_of(msg.tenant_id, msg.machine_id) if by_line else None
-                for sub in list(self._subs):
-                    if sub.wants(msg.tenant_id, msg.machine_id, line):
-                        try:
-                            sub.loop.call_soon_threadsafe(sub._deliver, msg)
-                        except RuntimeError:  # its loop is closed: the socket is gone
-                            self._subs.remove(sub)
+                # Built from what was stored (each cursor with its own row), in cursor order.
+                msgs = sorted((PushMessage(int(seq), str(t), str(m), str(ty), json.loads(body),
+                                           at) for seq, t, m, ty, body in rows),
+                              key=lambda m: m.cursor)
+                deliveries = [(sub, msg) for msg in msgs
+                              for sub in targets[(msg.tenant_id, msg.machine_id)]]
+                if app is not None:
+                    app.add(cur, [_request(sub.reader, f"push {msg.type} cursor {msg.cursor}",
+                                           [msg])
+                                  for sub, msg in deliveries if sub.reader is not None])
+            for sub, msg in deliveries:
+                try:
+                    sub.loop.call_soon_threadsafe(sub._deliver, msg)
+                except RuntimeError:  # its loop is closed: the socket is gone
+                    if sub in self._subs:
+                        self._subs.remove(sub)
             self._since_trim += len(msgs)
             trim = self._since_trim >= TRIM_EVERY
             if trim:
@@ -288,18 +339,24 @@ class PushBus:
     # -- subscribing (event loop) ------------------------------------------------------
     async def subscribe(self, tenant_id: str, machine_ids: Sequence[str],
                         since_cursor: int | None = None,
-                        lines: Sequence[str] = ()) -> Subscription:
+                        lines: Sequence[str] = (), reader: Reader | None = None,
+                        ) -> Subscription:
         """A subscription for the running event loop to these machines and the machines
         of these lines. With ``since_cursor`` it first replays what was stored after it;
-        without, it starts at the tenant's head."""
+        without, it starts at the tenant's head. With ``reader`` every message it yields
+        is on record in the audit log first (the bus needs its ``audit``)."""
+        if reader is not None and self.audit is None:
+            raise ValueError("this push bus has no audit log: it cannot record a reader")
         loop = asyncio.get_running_loop()
         # Registration reads DuckDB under the publish lock: off the event loop.
         return await asyncio.to_thread(self._register, loop, tenant_id,
-                                       frozenset(machine_ids), since_cursor, frozenset(lines))
+                                       frozenset(machine_ids), since_cursor, frozenset(lines),
+                                       reader)
 
     def _register(self, loop: asyncio.AbstractEventLoop, tenant_id: str,
                   machine_ids: frozenset[str], since_cursor: int | None,
-                  lines: frozenset[str] = frozenset()) -> Subscription:
+                  lines: frozenset[str] = frozenset(),
+                  reader: Reader | None = None) -> Subscription:
         with self._lock:
             # Under the publish lock: every message after ``start`` reaches the queue.
             head = self.head(tenant_id)
@@ -308,7 +365,8 @@ class PushBus:
             if start > head:  # a cursor from a data folder since restored from a backup:
                 start, gap = head, True  # resume at the head rather than wait past it
             sub = Subscription(self, tenant_id, machine_ids, start, loop,
-                               asyncio.Queue(self.queue_size), gap=gap, lines=lines)
+                               asyncio.Queue(self.queue_size), gap=gap, lines=lines,
+                               reader=reader, registered_at=head)
             self._subs.append(sub)
         return sub
 

@@ -19,7 +19,6 @@ import errno
 import json
 import logging
 import re
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -28,37 +27,14 @@ from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from rae_edge.audit import AuditLog
+from rae_edge.audit import AuditLog, actor_of, memory_ids
 from rae_edge.node import EdgeNode
-from rae_edge.tokens import Principal
 from rae_tablet_api.auth import resolve_principal
 
 log = logging.getLogger(__name__)
 
 MAX_HELD_BYTES = 32 * 1024 * 1024  # a JSON answer larger than this streams unparsed
 _SECRET_PARAMS = {"token", "access_token"}
-
-
-def actor_of(principal: Principal) -> str:
-    """How a caller appears in the log: ``name#hashprefix`` (the token is never stored)."""
-    return f"{principal.name or principal.role.value}#{principal.token_hash[:12]}"
-
-
-def memory_ids(body: Any, _depth: int = 0) -> Iterator[str]:
-    """Every ``"id"`` string and every string in an ``"ids"`` list, in document order."""
-    if _depth > 32:  # no answer of ours nests deeper; a hostile one must not recurse forever
-        return
-    if isinstance(body, dict):
-        for key, value in body.items():
-            if key == "id" and isinstance(value, str):
-                yield value
-            elif key == "ids" and isinstance(value, list):
-                yield from (v for v in value if isinstance(v, str))
-            else:
-                yield from memory_ids(value, _depth + 1)
-    elif isinstance(body, list):
-        for item in body:
-            yield from memory_ids(item, _depth + 1)
 
 
 def _query(scope: Scope) -> str:
@@ -76,10 +52,8 @@ class AuditMiddleware(ASGIMiddleware):
 
     def __init__(self, node: EdgeNode, outbox: bool | None = None) -> None:
         self.node = node
-        # Entries go to central when sync is on (the outbox would only grow otherwise).
-        if outbox is None:
-            outbox = node.settings.sync_on
-        self.audit = AuditLog(node.duck, outbox=outbox)
+        # The node's log (entries go to central when sync is on), unless told otherwise.
+        self.audit = node.audit if outbox is None else AuditLog(node.duck, outbox=outbox)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         principal = (await resolve_principal(scope, self.node.duck)

@@ -37,10 +37,20 @@ class IncidentFacts:
     progress: Callable[[int], None] | None = None
     name: str = "incident"
     to_outbox: bool = True
-    drifts: bool = True
 
     def ids(self, items: Sequence[Incident]) -> tuple[str, ...]:
         return tuple(i.id for i in items)
+
+    def drifts(self, cur: duckdb.DuckDBPyConnection, stored: Sequence[Incident]) -> bool:
+        # Drift counts corrections of incidents: a new incident changes it only when a
+        # correction already names it (one that arrived before its target). One indexed
+        # lookup instead of a full recompute on every incident.
+        if not stored:
+            return False
+        hit = cur.execute(
+            "SELECT 1 FROM corrections WHERE tenant_id = ? AND list_contains(?, target_id) "
+            "LIMIT 1", [stored[0].tenant_id, [i.id for i in stored]]).fetchone()
+        return hit is not None or len({i.tenant_id for i in stored}) > 1
 
     def tenants(self, items: Sequence[Incident]) -> list[str]:
         return sorted({i.tenant_id for i in items})
@@ -82,10 +92,12 @@ class CorrectionFacts:
     to_outbox: bool = True
     index_it: bool = True  # False: a sync agent run without the embedding model (tests)
     name: str = "correction"
-    drifts: bool = True
 
     def ids(self, items: Sequence[Correction]) -> tuple[str, ...]:
         return tuple(c.id for c in items)
+
+    def drifts(self, cur: duckdb.DuckDBPyConnection, stored: Sequence[Correction]) -> bool:
+        return any(c.target_id for c in stored)  # only a correction of something counts
 
     def tenants(self, items: Sequence[Correction]) -> list[str]:
         return sorted({c.tenant_id for c in items})
@@ -132,10 +144,12 @@ class DocumentFacts:
 
     name: str = "document"
     to_outbox: bool = False
-    drifts: bool = True
 
     def ids(self, items: Sequence[Document]) -> tuple[str, ...]:
         return tuple(d.id for d in items)
+
+    def drifts(self, cur: duckdb.DuckDBPyConnection, stored: Sequence[Document]) -> bool:
+        return bool(stored)  # a manual's sections are what drift compares against
 
     def tenants(self, items: Sequence[Document]) -> list[str]:
         return sorted({d.tenant_id for d in items})
@@ -170,10 +184,12 @@ class FeedbackFacts:
     vectors: Mapping[str, Sequence[float]]
     to_outbox: bool = True
     name: str = "feedback"
-    drifts: bool = False
 
     def ids(self, items: Sequence[Feedback]) -> tuple[str, ...]:
         return tuple(f.id for f in items)
+
+    def drifts(self, cur: duckdb.DuckDBPyConnection, stored: Sequence[Feedback]) -> bool:
+        return False  # verdicts rank; they never amend what the manual says
 
     def tenants(self, items: Sequence[Feedback]) -> list[str]:
         return sorted({f.tenant_id for f in items})

@@ -10,7 +10,9 @@ every origin (API, ingest, typed, voiced, another plant, and later sources):
 3. ``push``: one typed push message per new fact (:mod:`rae_edge.push_kinds`);
 4. ``index``: searchable rows (LanceDB) for the facts (after the push: indexing takes
    longer than everything before it, and the briefing reads DuckDB);
-5. ``drift``: the tenant's drift alerts are recomputed (reads never do it).
+5. ``drift``: the tenant's drift alerts are recomputed when the new facts can change them
+   (reads never do it): a correction of something, a document, an incident some
+   correction already names.
 
 Every step is reported to the writer's observers (:class:`WriteStep`), so the order can
 be watched on the real path. A kind of fact is a small :class:`Fact` (see
@@ -89,9 +91,9 @@ class Fact(Protocol, Generic[T]):
         plant)."""
         ...
 
-    @property
-    def drifts(self) -> bool:
-        """Whether drift alerts depend on it."""
+    def drifts(self, cur: duckdb.DuckDBPyConnection, stored: Sequence[T]) -> bool:
+        """Whether these newly stored facts can change drift alerts (asked inside the
+        store transaction; False skips the recompute)."""
         ...
 
     def ids(self, items: Sequence[T]) -> tuple[str, ...]: ...
@@ -160,6 +162,7 @@ class Writer:
         with self.duck.transaction() as cur:
             stored = fact.store(cur, items)
             queued = enqueue(cur, fact.messages(stored)) if queue and stored else 0
+            drifts = bool(stored) and self._drift is not None and fact.drifts(cur, stored)
         new_ids = fact.ids(stored)
         self._note(fact, origin, "store", new_ids, len(stored))
         self._note(fact, origin, "outbox", new_ids, queued)
@@ -180,7 +183,7 @@ class Writer:
         fact.index(self._indexer(), items, stored)
         self._note(fact, origin, "index", ids, len(items))
         refreshed = 0
-        if stored and fact.drifts and self._drift is not None:
+        if drifts and self._drift is not None:
             for tenant in fact.tenants(stored):
                 try:
                     self._drift().refresh(tenant)

@@ -18,7 +18,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from pydantic import BaseModel, Field, ValidationError
 
-from rae_edge.audit import AuditLog
+from rae_edge.audit import AuditLog, actor_of, memory_ids
 from rae_edge.errors import NotFoundError, RaeError
 from rae_edge.memory.models import (
     Briefing,
@@ -32,7 +32,6 @@ from rae_edge.node import EdgeNode
 from rae_edge.store.lance import sql_literal
 from rae_edge.tokens import Principal
 from rae_sync.domain import Incident, Role
-from rae_tablet_api.audit_hook import actor_of, memory_ids
 from rae_tablet_api.schemas import IncidentIn, IncidentsOut, utc_or_none
 
 PRINCIPAL_SCOPE_KEY = "rae.mcp.principal"

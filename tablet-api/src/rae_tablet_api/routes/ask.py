@@ -22,14 +22,13 @@ from litestar.openapi import ResponseSpec
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from pydantic import BaseModel, ConfigDict, Field
 
-from rae_edge.audit import AuditLog
+from rae_edge.audit import AuditLog, actor_of
 from rae_edge.llm.ask import AskAnswer, Asker, Prepared
 from rae_edge.llm.client import LlmError
 from rae_edge.node import EdgeNode
 from rae_edge.tokens import Principal
 from rae_tablet_api import guards
 from rae_tablet_api.app import error_body
-from rae_tablet_api.audit_hook import actor_of
 from rae_tablet_api.schemas import UtcDatetime
 
 

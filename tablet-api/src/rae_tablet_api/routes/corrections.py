@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from litestar import post
 
+from rae_edge.audit import actor_of
 from rae_edge.memory import MemoryService
 from rae_edge.memory.models import CorrectionOut
 from rae_edge.tokens import Principal
 from rae_tablet_api import guards
-from rae_tablet_api.audit_hook import actor_of
 from rae_tablet_api.schemas import CorrectionIn
 
 

@@ -7,11 +7,11 @@ from typing import Any
 
 from litestar import get, post
 
+from rae_edge.audit import actor_of
 from rae_edge.drift import DriftMonitor
 from rae_edge.errors import NotFoundError
 from rae_edge.tokens import Principal
 from rae_tablet_api import guards
-from rae_tablet_api.audit_hook import actor_of
 
 
 @get("/api/v1/drift-alerts", summary="Open drift alerts", sync_to_thread=True,

@@ -10,11 +10,11 @@ from datetime import datetime
 from litestar import post
 from pydantic import BaseModel, ConfigDict, Field
 
+from rae_edge.audit import actor_of
 from rae_edge.memory import MemoryService
 from rae_edge.tokens import Principal
 from rae_sync.domain import Ident, Verdict
 from rae_tablet_api import guards
-from rae_tablet_api.audit_hook import actor_of
 
 
 class FeedbackIn(BaseModel):

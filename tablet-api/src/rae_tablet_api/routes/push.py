@@ -27,14 +27,13 @@ import anyio
 from litestar import WebSocket, get, websocket
 from litestar.exceptions import WebSocketDisconnect
 
-from rae_edge.audit import AuditLog
+from rae_edge.audit import actor_of
 from rae_edge.errors import InvalidInputError, NotFoundError
 from rae_edge.memory import MemoryService
-from rae_edge.push import PushBus, PushMessage
+from rae_edge.push import PushBus, Reader
 from rae_edge.tokens import Principal
 from rae_sync.domain import Role
 from rae_tablet_api import guards
-from rae_tablet_api.audit_hook import actor_of, memory_ids
 from rae_tablet_api.auth import Refusal, admit
 from rae_tablet_api.schemas import PushMessageOut, PushPage
 
@@ -42,7 +41,6 @@ MAX_MACHINES = 200
 MAX_LINES = 50
 MAX_LINE_LEN = 128  # as Machine.line
 PING_S = 25.0
-REPLAY_BATCH = 500  # messages per replay frame group (and per audit entry)
 ACTION = "WS /api/v1/push"
 
 
@@ -64,23 +62,9 @@ def _lines(names: list[str] | None) -> list[str]:
     return lines
 
 
-class _Recorder:
-    """Puts what a socket is about to send on record: one audit entry per replayed batch
-    and one per live message, with the memory ids they hold, committed before they go."""
-
-    def __init__(self, audit: AuditLog, principal: Principal) -> None:
-        self.audit, self.principal = audit, principal
-
-    async def record(self, resource: str, msgs: list[PushMessage]) -> None:
-        ids = [i for m in msgs for i in memory_ids(m.to_json())]
-        p = self.principal
-        await anyio.to_thread.run_sync(
-            lambda: self.audit.record(p.tenant_id, actor_of(p), ACTION, resource, ids))
-
-
 @websocket("/api/v1/push")
 async def push_socket(socket: WebSocket[Any, Any, Any], memory: MemoryService, push: PushBus,
-                      audit: AuditLog, machine_id: list[str] | None = None,
+                      machine_id: list[str] | None = None,
                       line: list[str] | None = None, cursor: int | None = None) -> None:
     # Authenticated here (the same decision as the HTTP guards) rather than by a guard, so
     # a browser sees a close code it can act on (4401: ask for a new token).
@@ -102,10 +86,12 @@ async def push_socket(socket: WebSocket[Any, Any, Any], memory: MemoryService, p
         await socket.accept()
         await socket.close(code=4404, reason=str(exc)[:120])
         return
-    sub = await push.subscribe(tenant, machines, cursor, lines)
+    # Made for this reader: the bus puts every message on record before handing it over
+    # (live ones in one group commit with every other tablet it reaches).
+    sub = await push.subscribe(tenant, machines, cursor, lines,
+                               reader=Reader(tenant, actor_of(principal), ACTION))
     await socket.accept()
     stop = asyncio.Event()
-    recorder = _Recorder(audit, principal)
 
     async def watch_close() -> None:
         # The only inbound traffic is the close (or pings from the page): drain it.
@@ -117,22 +103,8 @@ async def push_socket(socket: WebSocket[Any, Any, Any], memory: MemoryService, p
     async def forward() -> None:
         await socket.send_json({"type": "hello", "cursor": sub.last, "machine_ids": machines,
                                 "lines": lines, "gap": sub.gap})
-        # The replay of what was missed, a batch at a time, each batch on record first;
-        # the subscription then goes on after the last replayed cursor.
-        while True:
-            start = sub.last
-            batch = await anyio.to_thread.run_sync(push.since, tenant, machines, start,
-                                                   REPLAY_BATCH, lines)
-            if not batch:
-                break
-            await recorder.record(f"replay after cursor {start}: {len(batch)} messages", batch)
-            for msg in batch:
-                await socket.send_json(msg.to_json())
-            sub.last = batch[-1].cursor
-            if len(batch) < REPLAY_BATCH:
-                break
+        # What was missed since the cursor (recorded a batch at a time), then live messages.
         async for msg in sub.messages():
-            await recorder.record(f"push {msg.type} cursor {msg.cursor}", [msg])
             await socket.send_json(msg.to_json())
 
     async def keepalive() -> None:
