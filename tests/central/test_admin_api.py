@@ -84,8 +84,8 @@ def test_admin_api(store: CentralStore, pg_url: str) -> None:  # noqa: F811
 
 
 def test_every_content_read_is_audited(store: CentralStore, pg_url: str) -> None:  # noqa: F811
-    """A tenant token's reads of corrections, dead letters (payload heads), drift alerts
-    and audit chains are each recorded in central's admin audit, with the ids read; the
+    """A tenant token's reads of corrections, dead letters (payload heads), drift alerts,
+    verdicts and audit chains are each recorded in central's admin audit, with the ids read; the
     operator's health view (no content) is not a content read."""
     store.ingest([_cor(A, 1), _cor(A, 2)])
     store.dead_letter([("rae/v1/acme/plant-1/node-a/up/correction", b"{x", "malformed", A)])
@@ -102,7 +102,7 @@ def test_every_content_read_is_audited(store: CentralStore, pg_url: str) -> None
     reads = [e for e in store.admin_audit("acme") if e["action"].startswith("read.")]
     actions = sorted(e["action"] for e in reads)
     assert actions == ["read.audit_chains", "read.corrections", "read.corrections",
-                       "read.dead_letters", "read.drift_alerts"], actions
+                       "read.dead_letters", "read.drift_alerts", "read.feedback"], actions
     [first] = [e for e in reversed(reads) if e["action"] == "read.corrections"][:1]
     assert first["actor"] == "admin-console:acme"
     assert sorted(first["details"]["ids"]) == ["cor-node-a-1", "cor-node-a-2"]

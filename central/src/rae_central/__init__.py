@@ -11,7 +11,7 @@ Modules:
   per node kept until that node acks applying it; resumes; due rows in windows), dead
   letters, the admin audit and the console's read side;
 - ``ingest``: from wire to rows (verify schema, signature, sender, tenant, clock skew) and central's
-  signed down messages (acks, replay requests, fan-out);
+  signed down messages (acks, replay requests, fan-out of corrections and verdicts);
 - ``worker``: the MQTT 5 shared-subscription ingest worker (acks after the commit);
 - ``vectors``: the Qdrant repository (URL or local folder; the collection records its
   embedding model) and the background indexer that keeps embedding off the ack path;
@@ -27,6 +27,8 @@ Modules:
   ``rae-central audit verify``;
 - ``drift_alerts``: the edges' drift alerts per tenant (newest version by HLC) and their
   evidence for the console (the corrections' texts, machines, the manual sections);
+- ``feedback``: the edges' "this fixed it" / "not relevant" verdicts per tenant (one row
+  per verdict id, the signed sender's plant), their fanned-out form and the console's read;
 - ``pki``: the MQTT TLS PKI and mosquitto configuration (ACL file or dynamic security);
 - ``broker_setup``: central's own broker credentials, a node's certificate and broker
   password at enrollment, and ``rae-central broker-config``;

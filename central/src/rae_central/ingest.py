@@ -9,9 +9,9 @@
   :class:`~rae_central.store.Accepted` or raises a ``VerificationError`` whose
   ``reason`` and text go to the dead-letter table;
 - :class:`DownSigner` seals what central sends down (ack, replay request, a fanned-out
-  correction) with central's key; its seq comes from a Postgres sequence, so it only grows
-  across every worker (a fanned-out correction's seq is its fan-out row's id: the
-  receiving node's down position).
+  correction or verdict) with central's key; its seq comes from a Postgres sequence, so
+  it only grows across every worker (a fanned-out message's seq is its fan-out row's id:
+  the receiving node's down position).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from rae_central.feedback import KIND as FEEDBACK
+from rae_central.feedback import down_payload, record_of
 from rae_central.store import Accepted, NodeKey, NodeStatus
 from rae_sync.envelope import SCHEMA_VERSION, Envelope, new_message_id, open_envelope, seal
 from rae_sync.errors import Malformed
@@ -32,6 +34,7 @@ from rae_sync.messages import (
     AuditEntryMsg,
     CorrectionMsg,
     DriftAlertMsg,
+    FeedbackMsg,
     IncidentMsg,
     Message,
     MessageType,
@@ -134,6 +137,9 @@ def to_accepted(env: Envelope, msg: Message) -> Accepted:
     if isinstance(msg, DriftAlertMsg):  # stored by rae_central.drift_alerts
         _same_tenant(env, msg.tenant_id, f"drift alert {msg.id}")
         return Accepted(kind="drift_alert", record=msg.model_dump(mode="json"), **base)
+    if isinstance(msg, FeedbackMsg):  # stored and fanned out by rae_central.feedback
+        _same_tenant(env, msg.feedback.tenant_id, f"feedback {msg.feedback.id}")
+        return Accepted(kind=FEEDBACK, record=record_of(msg), **base)
     if isinstance(msg, NodeStatusMsg):
         lag = 0.0
         if msg.oldest_unacked_at is not None:
@@ -204,8 +210,10 @@ class DownSigner:
                                                 reason="gap"))
 
     def fanout(self, a: Accepted, peer: NodeKey, position: int) -> tuple[str, bytes, str]:
-        """The correction in ``a`` as a down message to ``peer``, naming its origin, with
-        ``position`` (its fan-out row) as seq: (topic, bytes, message id)."""
+        """The correction (or verdict) in ``a`` as a down message to ``peer``, naming its
+        origin, with ``position`` (its fan-out row) as seq: (topic, bytes, message id)."""
+        if isinstance(a.message, FeedbackMsg):
+            return self.seal_payload(peer, MessageType.FEEDBACK, down_payload(a), seq=position)
         assert isinstance(a.message, CorrectionMsg) and a.payload is not None
         origin = {"tenant_id": a.node[0], "site_id": a.node[1], "node_id": a.node[2]}
         return self.seal_payload(peer, MessageType.CORRECTION,

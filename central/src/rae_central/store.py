@@ -3,7 +3,8 @@
 - nodes: enroll, revoke, look up the public key of an active node;
 - :meth:`CentralStore.ingest` commits one batch of accepted messages in ONE transaction:
   the ``messages`` row (its primary key ``message_id`` makes a repeat a no-op), the memory
-  rows, the node's seq tracking and the fan-out rows owed to the tenant's other nodes;
+  rows (and verdicts), the node's seq tracking and the fan-out rows owed to the tenant's
+  other nodes (corrections and verdicts: :data:`FANOUT_KINDS`);
 - the down log: a fan-out row per (correction, other node) stays until THAT node acks
   applying it (an ``ack`` message up); a ``resume`` message (sent by a node on every
   connect) marks all its rows due again, and :meth:`CentralStore.claim_due_fanout` hands
@@ -50,6 +51,8 @@ from rae_central.rls import set_tenant
 
 NodeKey = tuple[str, str, str]  # (tenant, site, node)
 AWAY_AFTER_S = 7 * 86_400.0  # the console's default horizon (ingest.away_after_s)
+#: what is fanned out to the tenant's other nodes (a verdict: :mod:`rae_central.feedback`)
+FANOUT_KINDS = ("correction", "feedback")
 
 # Core tables for the hot inserts (no ORM bulk machinery on the ingest path).
 _T_MESSAGES = cast(Table, Message.__table__)
@@ -171,7 +174,8 @@ class Accepted:
     """One verified message, reduced to what the database keeps.
 
     ``kind`` is ``correction``, ``incident``, ``audit``, ``status``, ``drift_alert``
-    (:mod:`rae_central.drift_alerts`) or anything else
+    (:mod:`rae_central.drift_alerts`), ``feedback`` (:mod:`rae_central.feedback`) or
+    anything else
     (kept in ``messages`` only). ``record`` holds the memory's columns for the first three.
     """
 
@@ -210,8 +214,9 @@ class Gap:
     ranges: list[tuple[int, int]]  # inclusive seq ranges that are missing
 
 
-# Builds the down message for one target node from one new correction, sealed with the
-# given seq (the fan-out row's id, the node's down position): (topic, payload, message id).
+# Builds the down message for one target node from one new correction or verdict, sealed
+# with the given seq (the fan-out row's id, the node's down position): (topic, payload,
+# message id).
 FanoutBuilder = Callable[[Accepted, NodeKey, int], tuple[str, bytes, str]]
 
 
@@ -385,6 +390,10 @@ class CentralStore:
                    "received_at": at} for a in new if a.kind == "audit"]
         if audits:
             conn.execute(pg_insert(_T_AUDIT).on_conflict_do_nothing(), audits)
+        if any(a.kind == "feedback" for a in new):
+            from rae_central.feedback import store_feedback
+
+            store_feedback(conn, new, at)
         if any(a.kind == "drift_alert" for a in new):
             from rae_central.drift_alerts import store_alerts
 
@@ -432,7 +441,7 @@ class CentralStore:
 
     def _queue_fanout(self, conn: Connection, new: list[Accepted], build: FanoutBuilder,
                       at: datetime) -> list[FanoutItem]:
-        cors = [a for a in new if a.kind == "correction"]
+        cors = [a for a in new if a.kind in FANOUT_KINDS]
         if not cors:
             return []
         tenants = sorted({a.node[0] for a in cors})
@@ -677,7 +686,7 @@ class CentralStore:
 
     def count(self, table: str, tenant: str | None = None) -> int:
         allowed = {"messages", "corrections", "incidents", "dead_letters", "fanout",
-                   "audit_entries", "seq_pending", "nodes"}
+                   "audit_entries", "seq_pending", "nodes", "feedback"}
         if table not in allowed:
             raise ValueError(f"unknown table {table!r}")
         sql = f"SELECT count(*) FROM {table}" + (" WHERE tenant_id = :t" if tenant else "")

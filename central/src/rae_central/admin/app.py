@@ -4,10 +4,11 @@ Every API call needs ``Authorization: Bearer <token>``, one of two kinds (why: s
 :mod:`rae_central.rls`):
 
 - a **tenant token** (``admin.tenant_tokens``): that tenant's nodes, dead letters (with
-  payload heads), corrections, open drift alerts with their evidence, each node's audit
-  chain verification, and revoking its nodes; every read of that content is recorded in
-  central's admin audit (who, which ids) before it is answered; every query runs under
-  :func:`rae_central.rls.set_tenant`, so row-level security keeps other tenants out;
+  payload heads), corrections, verdicts ("this fixed it" / "not relevant"), open drift
+  alerts with their evidence, each node's audit chain verification, and revoking its
+  nodes; every read of that content is recorded in central's admin audit (who, which
+  ids) before it is answered; every query runs under :func:`rae_central.rls.set_tenant`,
+  so row-level security keeps other tenants out;
 - the **operator token** (``admin.token``, ``RAE_CENTRAL_ADMIN__TOKEN``): the health of
   every tenant's nodes and the dead letters' reasons (no payloads, no corrections'
   text, no drift alerts, no audit chains: ``rae-central audit verify`` is the
@@ -179,6 +180,25 @@ def list_corrections(state: State, request: Request[Any, Any, Any], limit: FromQ
     return _corrections(_store(state), request, min(max(limit, 1), 1000), tenant)
 
 
+def _feedback(store: CentralStore, request: Request[Any, Any, Any], limit: int,
+              tenant: str | None) -> list[dict[str, Any]]:
+    if _who(request) == OPERATOR:
+        return []  # a tenant's knowledge, as corrections
+    from rae_central.feedback import recent_feedback
+
+    return _audited(store, request, "read.feedback",
+                    recent_feedback(store, _scope(request, tenant), limit))
+
+
+@get("/api/v1/admin/feedback", guards=[admin_guard], sync_to_thread=True)
+def list_feedback(state: State, request: Request[Any, Any, Any], limit: FromQuery[int] = 50,
+                  tenant: FromQuery[str | None] = None) -> list[dict[str, Any]]:
+    """The verdicts ("this fixed it" / "not relevant") received most recently, newest
+    first, each fanned out to the tenant's other nodes (a tenant token's own; the
+    operator token sees none)."""
+    return _feedback(_store(state), request, min(max(limit, 1), 1000), tenant)
+
+
 @get("/api/v1/admin/overview", guards=[admin_guard], sync_to_thread=True)
 def overview(state: State, request: Request[Any, Any, Any]) -> dict[str, Any]:
     """What the console shows, in one call; ``scope`` is ``operator`` or the tenant."""
@@ -187,6 +207,7 @@ def overview(state: State, request: Request[Any, Any, Any]) -> dict[str, Any]:
     return {"scope": "operator" if who == OPERATOR else who,
             "nodes": _nodes(s, request, None), "dead_letters": _dead(s, request, 50, None),
             "corrections": _corrections(s, request, 30, None),
+            "feedback": _feedback(s, request, 30, None),
             "drift_alerts": _drift(s, request, None), "audit": _audit(s, request, None),
             "indexer": state.get("indexer_stats", lambda: {})()}
 
@@ -255,7 +276,7 @@ def create_app(store: CentralStore, admin_token: str | None, indexer_stats: Any 
         state["indexer_stats"] = indexer_stats
     return Litestar(
         route_handlers=[health, console_page, console_js, list_nodes, list_dead_letters,
-                        list_corrections, overview, revoke_node, list_drift_alerts,
+                        list_corrections, list_feedback, overview, revoke_node, list_drift_alerts,
                         audit_chains, metrics],
         state=state,
         exception_handlers={HTTPException: _http_error, NodeNotFoundError: _not_found},

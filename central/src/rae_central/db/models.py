@@ -148,6 +148,29 @@ class CorrectionRow(Base):
     )
 
 
+class FeedbackRow(Base):
+    """A verdict on a memory ("this fixed it" / "not relevant") from an edge: an
+    append-only fact, one row per id, with the plant that recorded it
+    (:mod:`rae_central.feedback`)."""
+
+    __tablename__ = "feedback"
+    tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    memory_id: Mapped[str] = mapped_column(String(200))
+    verdict: Mapped[str] = mapped_column(String(16))
+    query: Mapped[str | None] = mapped_column(Text, nullable=True)
+    machine_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    author: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(_ts())
+    origin_site: Mapped[str] = mapped_column(String(128))
+    origin_node: Mapped[str] = mapped_column(String(128))
+    hlc: Mapped[str] = mapped_column(String(64))
+    message_id: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(_ts())
+    __table_args__ = (Index("ix_feedback_memory", "tenant_id", "memory_id"),
+                      Index("ix_feedback_received", "tenant_id", "received_at"))
+
+
 class AuditRow(Base):
     """An edge node's audit entry, as synced (verified by :mod:`rae_central.audit_chain`)."""
 

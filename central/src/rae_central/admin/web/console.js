@@ -134,6 +134,11 @@ async function refresh() {
       cell(new Date(c.received_at).toLocaleString()), cell(c.origin), cell(c.machine_id),
       cell(c.text, "wrap"), cell(c.hlc, "muted"), cell(c.embedded ? "yes" : "pending"),
     ]);
+    fill($("#feedback tbody"), o.feedback || [], (f) => [
+      cell(new Date(f.received_at).toLocaleString()), cell(f.origin), cell(f.memory_id),
+      cell(f.verdict === "fixed" ? "this fixed it" : "not relevant"),
+      cell(f.query, "wrap"), cell(f.author, "muted"),
+    ]);
     fill($("#drift tbody"), o.drift_alerts || [], renderDrift);
     $("#drift-note").textContent = o.scope === "operator"
       ? "The operator token shows no tenant's drift alerts: use that tenant's console token."
