@@ -86,6 +86,10 @@ class DriftMonitor:
         self.sync_on = sync_on  # queue each opened/acknowledged alert for central
         self.min_machines = min_machines
         self._lock = threading.Lock()
+        # Moves on after every committed change to the alerts (every write to drift_alerts
+        # is in this class, and one process writes a data folder): readers that cache the
+        # open alerts (the briefing) compare it instead of querying the tables.
+        self.generation = 0
 
     # -- evidence -----------------------------------------------------------------------
     def _corrections_by_code(self, tenant: str) -> dict[str, list[tuple[str, str]]]:
@@ -182,10 +186,17 @@ class DriftMonitor:
                        WHERE tenant_id = ? AND id = ?""",
                     [summary, list(machines), list(corrections), list(sections), now, tenant,
                      aid])
+        self.generation += 1
         return self.get(tenant, aid)
 
     def acknowledge(self, tenant: str, alert: str, by: str) -> bool:
         """Marks an alert seen by a supervisor; it reopens on new evidence."""
+        try:
+            return self._acknowledge(tenant, alert, by)
+        finally:
+            self.generation += 1
+
+    def _acknowledge(self, tenant: str, alert: str, by: str) -> bool:
         with self.duck.transaction() as cur:
             found = cur.execute(
                 "SELECT error_code, summary, machine_ids, correction_ids, manual_section_ids, "

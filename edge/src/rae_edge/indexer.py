@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from rae_edge.abbreviations import abbreviations_for
 from rae_edge.ingest.codes import find_codes
-from rae_edge.memory.fields import MemoryFields
+from rae_edge.memory.fields import MemoryFields, incident_text
 from rae_edge.store.duck import DuckStore
 from rae_edge.store.lance import SCHEMA, LanceStore, sql_literal
 from rae_sync.domain import Correction, DocumentChunk, Incident, MemoryKind
@@ -32,14 +32,6 @@ Row = dict[str, Any]
 ADD_BATCH = 2048  # rows per LanceDB append (each append is a table version)
 _ID_QUERY_BATCH = 500  # ids per existence query
 EMBED_STEP = 256  # rows embedded between two progress reports
-
-
-def incident_text(inc: Incident) -> str:
-    """An incident as one searchable line: code, symptom, then what was done."""
-    parts = [f"{inc.error_code}:" if inc.error_code else "", inc.symptom]
-    if inc.action:
-        parts.append(f"— {inc.action}")
-    return " ".join(p for p in parts if p)
 
 
 class Indexer:

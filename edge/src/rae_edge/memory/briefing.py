@@ -16,6 +16,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from rae_edge.memory.fields import text_code
 from rae_edge.memory.models import (
     BriefIncident,
     Briefing,
@@ -30,7 +31,6 @@ from rae_sync.domain import Correction, Incident, Machine
 if TYPE_CHECKING:
     from rae_edge.drift import DriftAlert, DriftMonitor
     from rae_edge.memory.feedback import FeedbackService
-    from rae_edge.memory.fields import MemoryFields
     from rae_edge.store.duck import DuckStore
     from rae_edge.store.lance import LanceStore
 
@@ -141,22 +141,21 @@ def summarize(machine: Machine, incidents: list[BriefIncident],
 class BriefingBuilder:
     """Builds briefings for one node."""
 
-    def __init__(self, duck: DuckStore, lance: LanceStore, *, fields: MemoryFields,
-                 feedback: FeedbackService, drift: DriftMonitor) -> None:
+    def __init__(self, duck: DuckStore, lance: LanceStore, *, feedback: FeedbackService,
+                 drift: DriftMonitor) -> None:
         self.duck = duck
         self.lance = lance
-        self.fields = fields
         self.feedback = feedback
         self.drift = drift
         self._manual_cache: dict[
             str, tuple[int, list[dict[str, Any]], dict[str, list[str]]]] = {}
-        self._drift_cache: dict[str, tuple[tuple[str, int], list[DriftAlert]]] = {}
+        self._drift_cache: dict[str, tuple[tuple[int, int], list[DriftAlert]]] = {}
 
     def build(self, tenant_id: str, machine: Machine, *, as_of: datetime | None = None,
               error_code: str | None = None) -> Briefing:
         duck = self.duck
         incidents, count = self._incidents(tenant_id, machine.id, as_of)
-        incidents = self._with_text_codes(tenant_id, incidents)
+        incidents = self._with_text_codes(incidents)
         corrections = duck.corrections_for_machine(tenant_id, machine.id, as_of)
         by_target: dict[str, list[Correction]] = defaultdict(list)
         for c in corrections:
@@ -211,15 +210,16 @@ class BriefingBuilder:
         # (it costs more than the query at a hundred incidents).
         return [Incident.model_construct(**r) for r in rows], total
 
-    def _with_text_codes(self, tenant_id: str, incidents: list[Incident]) -> list[Incident]:
-        """Incidents logged without a code take the first code their text names (found at
-        ingest, ``memory_fields``), so "E404 again" groups with the E404 incidents."""
-        codeless = [i.id for i in incidents if not i.error_code]
-        found = self.fields.first_codes(tenant_id, codeless) if codeless else {}
-        if not found:
-            return incidents
-        return [Incident.model_construct(**{**dict(i), "error_code": found[i.id]})
-                if i.id in found else i for i in incidents]
+    @staticmethod
+    def _with_text_codes(incidents: list[Incident]) -> list[Incident]:
+        """Incidents logged without a code take the first code their text names (the one
+        ingest stored in ``memory_fields``), so "E404 again" groups with the E404 ones."""
+        out: list[Incident] = []
+        for i in incidents:
+            code = None if i.error_code else text_code(i)
+            out.append(Incident.model_construct(**{**dict(i), "error_code": code})
+                       if code else i)
+        return out
 
     def _confirmations(self, tenant_id: str, brief: list[BriefIncident]) -> None:
         """"This fixed it" verdicts on each incident and its corrections (every plant)."""
@@ -290,14 +290,9 @@ class BriefingBuilder:
                version: int) -> list[dict[str, Any]]:
         """Open drift alerts that concern the machine (it is in their evidence, or it had
         their error code). The tenant's alerts are re-read only when a correction, an
-        alert or the LanceDB version changed since the last briefing."""
-        stamp = self.duck.query(
-            "SELECT (SELECT count(*) || '|' || coalesce(max(created_at)::VARCHAR, '') "
-            "FROM corrections WHERE tenant_id = ?), (SELECT count(*) || '|' || "
-            "coalesce(max(updated_at)::VARCHAR, '') || '|' || "
-            "coalesce(max(acknowledged_at)::VARCHAR, '') FROM drift_alerts WHERE tenant_id = ?)",
-            [tenant_id, tenant_id])[0]
-        key = (str(stamp), version)
+        alert or the LanceDB version changed since the last briefing: the monitor's
+        generation moves on with every change to the alerts (read before the alerts)."""
+        key = (self.drift.generation, version)
         hit = self._drift_cache.get(tenant_id)
         if hit is None or hit[0] != key:
             hit = (key, [a for a in self.drift.open_alerts(tenant_id)])

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from rae_edge.ingest.structure import extract
 from rae_edge.store.duck import DuckStore
+from rae_sync.domain import Incident
 
 _ARROW = pa.schema([("tenant_id", pa.string()), ("memory_id", pa.string()),
                     ("machine_id", pa.string()), ("field", pa.string()),
@@ -28,6 +29,24 @@ def row_text(row: Mapping[str, Any]) -> str:
     section = row.get("section") or ""
     text = str(row.get("text") or "")
     return f"{section}\n{text}" if section and section not in text else text
+
+
+def incident_text(inc: Incident) -> str:
+    """An incident as one searchable line: code, symptom, then what was done (the text it
+    is indexed and its fields are extracted from)."""
+    parts = [f"{inc.error_code}:" if inc.error_code else "", inc.symptom]
+    if inc.action:
+        parts.append(f"— {inc.action}")
+    return " ".join(p for p in parts if p)
+
+
+def text_code(inc: Incident) -> str | None:
+    """The first error code an incident's text names, as its ``memory_fields`` hold it once
+    indexed, computed from the text itself: a regex pass costs microseconds, while looking
+    a list of ids up scans ``memory_fields`` (DuckDB uses no index for an id list), and an
+    incident not indexed yet has its code too."""
+    codes = extract(incident_text(inc)).codes
+    return codes[0] if codes else None
 
 
 class MemoryFields:
@@ -74,15 +93,6 @@ class MemoryFields:
             f"AND field IN ('code', 'part') AND value IN ({marks}){mine} GROUP BY memory_id "
             "LIMIT ?", [*params, MAX_EXACT])
         return {str(m): set(v) for m, v in rows}
-
-    def first_codes(self, tenant_id: str, memory_ids: Sequence[str]) -> dict[str, str]:
-        """The first error code each memory's text names (those naming none are absent)."""
-        if not memory_ids:
-            return {}
-        return {str(m): str(v) for m, v in self.duck.query(
-            "SELECT memory_id, first(value ORDER BY rowid) FROM memory_fields "
-            "WHERE tenant_id = ? AND field = 'code' AND list_contains(?, memory_id) "
-            "GROUP BY memory_id", [tenant_id, list(memory_ids)])}
 
     def of(self, tenant_id: str, memory_ids: Sequence[str]) -> dict[str, dict[str, list[str]]]:
         """``{memory id: {field: [values]}}`` for the given memories."""

@@ -88,7 +88,7 @@ class MemoryService:
         self.searcher = HybridSearch(duck, lance, abbreviations=abbreviations,
                                      embedder=embedder, feedback=self.feedback,
                                      fields=self.fields, fusion=fusion)
-        self.briefings = BriefingBuilder(duck, lance, fields=self.fields,
+        self.briefings = BriefingBuilder(duck, lance,
                                          feedback=self.feedback, drift=drift)
         self.packer = ContextPacker(duck, self.searcher, embedder=embedder)
 
