@@ -14,7 +14,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,12 +35,17 @@ CHROMIUM_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-component-update", "--disable-sync")
 
 
+Seed = Callable[[EdgeNode], None]
+
+
 class LiveNode:
     """One node (``tenant_id`` acme unless ``settings`` say otherwise) served on a loopback
-    port chosen at the first start and kept across restarts."""
+    port chosen at the first start and kept across restarts. ``seed`` runs on the node
+    before it serves (what its startup needs, e.g. the machines an alarm source names)."""
 
-    def __init__(self, data_dir: Path, **settings: Any) -> None:
+    def __init__(self, data_dir: Path, seed: Seed | None = None, **settings: Any) -> None:
         self.data_dir = data_dir
+        self.seed = seed
         self.settings = {"node": {"tenant_id": "acme"}, **settings}
         self.port = 0
         self.tokens: dict[str, str] = {}  # the test's own names -> tokens
@@ -59,6 +64,8 @@ class LiveNode:
 
     def start(self) -> EdgeNode:
         self.node = EdgeNode(config.load(None, data_dir=self.data_dir, **self.settings))
+        if self.seed is not None:
+            self.seed(self.node)
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self.port))
@@ -103,9 +110,9 @@ class Served:
 
 
 @contextmanager
-def served_node(data_dir: Path, **settings: Any) -> Iterator[Served]:
+def served_node(data_dir: Path, seed: Seed | None = None, **settings: Any) -> Iterator[Served]:
     """Tokens ``{tenant}_{role}`` for tenants acme (the node's) and globex, every role."""
-    live = LiveNode(data_dir, **settings)
+    live = LiveNode(data_dir, seed, **settings)
     node = live.start()
     tokens = {f"{t}_{r.value}": create_token(node.duck, t, r, f"{t}-{r.value}")
               for t in ("acme", "globex") for r in Role}

@@ -19,20 +19,21 @@
   }
 
   // ---------- the waiting banner ----------
-  function banner() {
-    let el = $("offline-queue");
+  // The element `id` (made hidden, after `after` or at the top of the page, when missing).
+  function placed(id, tag, role, after) {
+    let el = $(id);
     if (!el) {
-      el = document.createElement("div");
-      el.id = "offline-queue";
-      el.className = "offline-queue";
-      el.setAttribute("role", "status");
+      el = document.createElement(tag);
+      el.id = id;
+      el.className = id;
+      el.setAttribute("role", role);
       el.hidden = true;
-      const header = document.querySelector(".topbar");
-      if (header && header.parentNode) header.parentNode.insertBefore(el, header.nextSibling);
+      if (after && after.parentNode) after.parentNode.insertBefore(el, after.nextSibling);
       else document.body.prepend(el);
     }
     return el;
   }
+  const banner = () => placed("offline-queue", "div", "status", document.querySelector(".topbar"));
   function showCount(n) {
     offline.count = n;
     const el = banner();
@@ -44,14 +45,9 @@
   const KIND = { corrections: "note", incidents: "incident", "voice-notes": "voice note",
     feedback: "verdict" };
   function errorList() {
-    let el = $("offline-errors");
-    if (!el) {
-      el = document.createElement("ul");
-      el.id = "offline-errors";
-      el.className = "offline-errors";
-      el.setAttribute("role", "alert");
-      const b = banner();
-      b.parentNode.insertBefore(el, b.nextSibling);
+    const fresh = !$("offline-errors");
+    const el = placed("offline-errors", "ul", "alert", banner());
+    if (fresh) {
       el.addEventListener("click", (e) => {
         const btn = e.target.closest("button[data-seq]");
         if (!btn) return;
