@@ -88,6 +88,14 @@ def browser() -> Iterator[Any]:
         yield b
 
 
+def _until(page: Any, check_js: str, timeout_s: float = 30.0) -> None:
+    """Waits until the page's (async) ``check_js`` answers true."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(check_js):
+        assert time.monotonic() < deadline, f"not true within {timeout_s} s: {check_js}"
+        time.sleep(0.2)
+
+
 def _tablet(browser: Any, node: LiveNode, errors: list[str]) -> Any:
     """The tablet page signed in as the technician, its service worker in control."""
     page = open_tablet(browser, node.url, node.tokens["tech"], errors)
@@ -102,10 +110,13 @@ def test_offline_scan_queue_and_send_once(browser: Any, node: LiveNode, tmp_path
     page.fill("#code-input", PRESS["id"])
     page.click("#form-code button[type=submit]")
     expect(page.locator("#b-name")).to_have_text(PRESS["name"], timeout=30_000)
-    page.wait_for_function("""async () => {
+    # (Polled from here: wait_for_function takes the Promise of an async check as true.)
+    _until(page, """async () => {
         const keys = await (await caches.open('rae-briefings-v1')).keys();
-        return keys.some((k) => k.url.endsWith('/machines/WELD-03/briefing'));
-    }""", timeout=30_000)
+        const urls = keys.map((k) => decodeURIComponent(k.url));  // under its id and QR code
+        return urls.some((u) => u.endsWith('/machines/WELD-03/briefing')) &&
+            urls.some((u) => u.endsWith('/machines/QR:PLANT1:WELD-03/briefing'));
+    }""")
     saved = page.evaluate("""async () => (await (await caches.open('rae-briefings-v1')).keys())
         .map((k) => decodeURIComponent(k.url.split('/machines/')[1]))""")
     assert "LATHE-02/briefing" not in saved  # another line: not fetched ahead

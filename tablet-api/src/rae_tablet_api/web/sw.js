@@ -251,27 +251,34 @@ async function write(req) {
 const REPLAY_WIDTH = 6;  // writes in flight at once (a browser's connections per host)
 const RETRY_LATER = new Set([401, 408, 409, 429]);  // and 5xx: the same write may pass later
 
+const BUSY_PAUSE_MS = 5000;  // after a 5xx/408/409/429: the node is unwell or busy, let it be
+
 let flushing = null;
-function flush() {
+let notBefore = 0;  // no automatic send before this time (Date.now() ms)
+function flush(force = false) {
+  if (!force && Date.now() < notBefore) return Promise.resolve();
   if (!flushing) flushing = sendQueue().finally(() => { flushing = null; });
   return flushing;
 }
 
 // Sends every queued write not refused before, REPLAY_WIDTH at a time; writes queued while
-// it runs are sent in the same call. Each is tried at most once per call; the first one the
-// network fails stops new sends (the node is gone again) and the rest wait for later.
+// it runs are sent in the same call. Each is tried at most once per call. The first one
+// the network fails, or the node answers busy or unwell, stops new sends: the rest wait
+// for the next call (the page asks every second while notes wait; after "busy", the
+// node's Retry-After or BUSY_PAUSE_MS passes first).
 async function sendQueue() {
   const tried = new Set();
-  let unreachable = false;
-  while (!unreachable) {
+  let stop = false;
+  while (!stop) {
     const items = (await queueAll()).filter((i) => !i.failed && !tried.has(i.seq));
     if (!items.length) break;
     let next = 0;
     const worker = async () => {
-      while (!unreachable && next < items.length) {
+      while (!stop && next < items.length) {
         const item = items[next++];
         tried.add(item.seq);
-        if ((await sendOne(item)) === "unreachable") unreachable = true;
+        const outcome = await sendOne(item);
+        if (outcome === "unreachable" || outcome === "busy") stop = true;
       }
     };
     await Promise.all(Array.from({ length: Math.min(REPLAY_WIDTH, items.length) }, worker));
@@ -283,8 +290,9 @@ async function post(item) {
   return fetch(item.url, { method: item.method, headers: item.headers, body: item.body });
 }
 
-// One queued write: "sent" (it left the queue), "kept" (it stays with its error) or
-// "unreachable" (the network failed: it stays as it was).
+// One queued write: "sent" (it left the queue), "refused" (it stays, for the user),
+// "busy" (it stays, tried again later) or "unreachable" (the network failed: it stays as
+// it was).
 async function sendOne(item) {
   let r;
   try {
@@ -303,10 +311,16 @@ async function sendOne(item) {
     return "sent";
   }
   item.error = { status: r.status, at: new Date().toISOString(), message: await reason(r) };
-  item.failed = !(r.status >= 500 || RETRY_LATER.has(r.status));  // refused: the user decides
+  const later = r.status >= 500 || RETRY_LATER.has(r.status);
+  item.failed = !later;  // refused: the user decides
   await queuePut(item);
   await tellClients(Object.assign({ type: "rae-rejected" }, summary(item)));
-  return "kept";
+  if (!later) return "refused";
+  if (r.status !== 401) {  // (401: this token is refused; the page's new one is tried next)
+    const wait = Number(r.headers.get("Retry-After")) * 1000 || BUSY_PAUSE_MS;
+    notBefore = Math.max(notBefore, Date.now() + Math.min(wait, 10 * 60e3));
+  }
+  return "busy";
 }
 
 // The node's reason in words: its message and the first field it named.
@@ -327,7 +341,7 @@ async function retry(seq) {
     item.headers["idempotency-key"] = uuid();
     await queuePut(item);
   }
-  await flush();
+  await flush(true);
 }
 async function discard(seq) {
   await queueDelete(seq);
