@@ -20,10 +20,11 @@ without a valid token the request passes through and the handler refuses it.
 
 The handler's write marks the key written in the write's own transaction (the request is
 served inside :func:`rae_edge.store.idempotency.serving`; the writer calls
-``note_written``). A node killed after that commit but before the answer is kept leaves
-the key marked: the retry runs nothing and is answered ``200`` with
-``{"replayed": true, "answer_lost": true, "stored": [{"fact", "ids"}], "message"}`` (the
-first answer was never sent; this one is kept for later retries).
+``note_written``). A node killed after that commit but before the answer is kept (or a
+fault answered after the write) leaves the key marked: the retry runs nothing and is
+answered ``200`` with ``{"replayed": true, "answer_lost": true, "stored": [{"fact",
+"ids"}], "message"}`` (the first answer was never sent; this one is kept for later
+retries).
 """
 
 from __future__ import annotations
@@ -200,8 +201,9 @@ class IdempotencyMiddleware(ASGIMiddleware):
         before keeping its answer (what it stored, in place of the answer never sent)."""
         body = json.dumps({
             "replayed": True, "answer_lost": True, "stored": json.loads(kept.body or b"[]"),
-            "message": "this request was stored before the node restarted; its first "
-                       "answer was lost, nothing was stored again"}).encode()
+            "message": "this request was stored before; its first answer was lost (the "
+                       "node failed or restarted before answering): nothing was stored "
+                       "again"}).encode()
         answer = KeptAnswer(kept.route, kept.fingerprint, 200, "application/json", body)
         await anyio.to_thread.run_sync(self.store.complete, tenant, key, kept.fingerprint,
                                        answer.status, answer.content_type, answer.body)

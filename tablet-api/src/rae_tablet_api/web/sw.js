@@ -12,8 +12,9 @@
      is sent REPLAY_WIDTH at a time (each keeps its key, so a resend after a lost answer
      stores nothing new; no queued write depends on another, so their order does not
      matter). A sent one leaves the queue. One that fails stays queued with its error:
-     unreachable, 5xx, 401, 408, 409 or 429 are tried again later; another 4xx (the node
-     refused it: bad input) waits for the user to send it again or discard it.
+     unreachable, 5xx, 401, 408, 409 or 429 are tried again later (after 5xx, 408, 409 or
+     429 nothing is sent for Retry-After or BUSY_PAUSE_MS); another 4xx (the node refused
+     it: bad input) waits for the user to send it again (with a new key) or discard it.
    Served at /sw.js (scope /) by routes.pwa; the manifest is /static/manifest.webmanifest. */
 "use strict";
 
@@ -250,7 +251,6 @@ async function write(req) {
 // ---------- sending the queue ----------
 const REPLAY_WIDTH = 6;  // writes in flight at once (a browser's connections per host)
 const RETRY_LATER = new Set([401, 408, 409, 429]);  // and 5xx: the same write may pass later
-
 const BUSY_PAUSE_MS = 5000;  // after a 5xx/408/409/429: the node is unwell or busy, let it be
 
 let flushing = null;
