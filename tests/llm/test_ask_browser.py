@@ -12,37 +12,22 @@ import pytest
 
 from rae_edge.sample_plant.loader import load_sample_plant
 from tests.llm.server import LlmServer, llm_server, structured_mode, unavailable_reason
-from tests.tablet_api.live_node import Served, served_node
+from tests.tablet_api.live_node import Served, chromium, open_tablet, served_node
 
 expect: Any = pytest.importorskip("playwright.sync_api").expect
 pytestmark = pytest.mark.browser
-CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parents[2] / "test-output"
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (scripts/test installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update"])
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 def open_ask(browser: Any, node: Served, errors: list[str]) -> Any:
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-    page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-    page.goto(node.url + "/")
-    page.fill("#token-input", node.tokens["acme_technician"])
-    page.click("#form-token button[type=submit]")
-    page.wait_for_selector("#view-scan:not([hidden])")
+    page = open_tablet(browser, node.url, node.tokens["acme_technician"], errors,
+                       viewport={"width": 1280, "height": 900})
     page.click(".tabbar button[data-view=ask]")
     page.wait_for_selector("#view-ask:not([hidden])")
     return page

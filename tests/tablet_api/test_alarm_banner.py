@@ -5,28 +5,21 @@ it opened); its button opens the briefing; the clear turns the banner green."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
-from rae_edge import config
 from rae_edge.alarms.sim_plc import PlcServer
 from rae_edge.node import EdgeNode
-from rae_edge.tokens import create_token
-from rae_sync.domain import Incident, Machine, Role
-from rae_tablet_api.app import create_app
+from rae_sync.domain import Incident, Machine
 from tests.fixtures.mosquitto import free_port
+from tests.tablet_api.live_node import chromium, open_tablet, served_node
 
-pytest.importorskip("playwright.sync_api")
+expect: Any = pytest.importorskip("playwright.sync_api").expect
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
 TAG = "press-1.ErrorCode"
 
 
@@ -36,89 +29,59 @@ def served(tmp_path: Path) -> Iterator[tuple[str, str, PlcServer]]:
 
     plc = PlcServer(free_port(), tmp_path / "plc", {TAG: ""}, secure=False)
     plc.start()
-    settings = config.load(None, data_dir=tmp_path / "node", node={"tenant_id": "acme"},
-                           alarms={"retry_min_s": 0.2, "sources": [{
-                               "type": "opcua", "name": "plc-1", "url": plc.url,
-                               "security": "none", "allow_insecure": True,
-                               "tags": [{"node_id": plc.node_id(TAG),
-                                         "machine_id": "press-1"}]}]})
-    node = EdgeNode(settings)
-    node.duck.upsert_machines([
-        Machine(tenant_id="acme", id="press-1", name="Hydraulic press 1", qr_code="P-1",
-                line="Line A"),
-        Machine(tenant_id="acme", id="cnc-2", name="CNC mill 2", qr_code="C-2",
-                line="Line A")])
-    node.memory.add_incidents("acme", [Incident(
-        tenant_id="acme", machine_id="press-1", occurred_at=datetime(2026, 2, 3, tzinfo=UTC),
-        error_code="E404", symptom="Position sensor fault", action="Replaced sensor X")])
-    tech = create_token(node.duck, "acme", Role.TECHNICIAN, "tablet")
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(node), log_level="warning",
-                                           lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the node did not start"
-        time.sleep(0.05)
+    alarms = {"retry_min_s": 0.2, "sources": [{
+        "type": "opcua", "name": "plc-1", "url": plc.url, "security": "none",
+        "allow_insecure": True, "tags": [{"node_id": plc.node_id(TAG), "machine_id": "press-1"}]}]}
+
+    def seed(node: EdgeNode) -> None:  # the alarm source's machines exist before it starts
+        node.duck.upsert_machines([
+            Machine(tenant_id="acme", id="press-1", name="Hydraulic press 1", qr_code="P-1",
+                    line="Line A"),
+            Machine(tenant_id="acme", id="cnc-2", name="CNC mill 2", qr_code="C-2",
+                    line="Line A")])
+        node.memory.add_incidents("acme", [Incident(
+            tenant_id="acme", machine_id="press-1", occurred_at=datetime(2026, 2, 3, tzinfo=UTC),
+            error_code="E404", symptom="Position sensor fault", action="Replaced sensor X")])
+
     try:
-        yield f"http://127.0.0.1:{port}", tech, plc
+        with served_node(tmp_path / "node", seed, alarms=alarms) as s:
+            yield s.url, s.tokens["acme_technician"], plc
     finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
         plc.stop()
 
 
 def test_alarm_banner_opens_the_briefing(served: tuple[str, str, PlcServer],
                                          artifacts_dir: Path) -> None:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (scripts/test installs it)")
-    from playwright.sync_api import expect, sync_playwright
-
     url, token, plc = served
     errors: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                     args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page: Any = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-            page.goto(url + "/")
-            page.wait_for_selector("#view-token:not([hidden])")
-            page.fill("#token-input", token)
-            page.click("#form-token button[type=submit]")
-            page.wait_for_selector("#view-scan:not([hidden])")
-            # the technician has press-1 open (its socket watches press-1)
-            page.fill("#code-input", "P-1")
-            page.click("#form-code button[type=submit]")
-            page.wait_for_selector("#view-briefing:not([hidden])")
-            page.wait_for_selector("#live.on", timeout=15_000)
+    with chromium() as browser:
+        page = open_tablet(browser, url, token, errors)
+        # the technician has press-1 open (its socket watches press-1)
+        page.fill("#code-input", "P-1")
+        page.click("#form-code button[type=submit]")
+        page.wait_for_selector("#view-briefing:not([hidden])")
+        page.wait_for_selector("#live.on", timeout=15_000)
 
-            plc.write(TAG, "E404")
-            banner = page.locator(".banner.type-alarm")
-            expect(banner).to_have_count(1, timeout=15_000)
-            text = banner.inner_text()
-            assert "Alarm E404" in text and "Hydraulic press 1" in text, text
-            assert "E404 on press-1 just now. Last time (3 Feb 2026) fixed by: Replaced " \
-                   "sensor X" in text, text
-            # the incident the alarm opened is not announced a second time
-            expect(page.locator(".banner")).to_have_count(1)
-            page.screenshot(path=str(artifacts_dir / "tablet-alarm-banner.png"))
+        plc.write(TAG, "E404")
+        banner = page.locator(".banner.type-alarm")
+        expect(banner).to_have_count(1, timeout=15_000)
+        text = banner.inner_text()
+        assert "Alarm E404" in text and "Hydraulic press 1" in text, text
+        assert "E404 on press-1 just now. Last time (3 Feb 2026) fixed by: Replaced " \
+               "sensor X" in text, text
+        # the incident the alarm opened is not announced a second time
+        expect(page.locator(".banner")).to_have_count(1)
+        page.screenshot(path=str(artifacts_dir / "tablet-alarm-banner.png"))
 
-            page.click(".banner.type-alarm >> text=Open briefing")
-            page.wait_for_selector("#view-briefing:not([hidden])")
-            expect(page.locator("#b-name")).to_have_text("Hydraulic press 1")
-            expect(page.locator("#b-incidents .incident")).to_have_count(2, timeout=10_000)
+        page.click(".banner.type-alarm >> text=Open briefing")
+        page.wait_for_selector("#view-briefing:not([hidden])")
+        expect(page.locator("#b-name")).to_have_text("Hydraulic press 1")
+        expect(page.locator("#b-incidents .incident")).to_have_count(2, timeout=10_000)
 
-            plc.write(TAG, "E405")  # a new code: a new banner; E404's ends
-            expect(page.locator(".banner.type-alarm")).to_have_count(1, timeout=15_000)
-            plc.write(TAG, "")
-            expect(page.locator(".banner.type-alarm.cleared")).to_have_count(1,
-                                                                              timeout=15_000)
-            assert "cleared after" in page.locator(".banner.type-alarm").inner_text()
-        finally:
-            browser.close()
+        plc.write(TAG, "E405")  # a new code: a new banner; E404's ends
+        expect(page.locator(".banner.type-alarm")).to_have_count(1, timeout=15_000)
+        plc.write(TAG, "")
+        expect(page.locator(".banner.type-alarm.cleared")).to_have_count(1,
+                                                                          timeout=15_000)
+        assert "cleared after" in page.locator(".banner.type-alarm").inner_text()
     assert errors == []

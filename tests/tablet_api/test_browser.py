@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,19 +21,14 @@ import httpx
 import numpy as np
 import pytest
 import segno
-import uvicorn
 
-from rae_edge import config
 from rae_edge.node import EdgeNode
-from rae_edge.tokens import create_token
-from rae_sync.domain import Role
-from rae_tablet_api.app import create_app
+from tests.tablet_api.live_node import chromium, open_tablet, served_node
 
 expect: Any = pytest.importorskip("playwright.sync_api").expect
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
 MACHINE = {"id": "PRESS-07", "name": "Hydraulic press 7", "qr_code": "QR:PLANT1:PRESS-07",
            "site": "plant-1", "line": "L2"}
 OTHER = {"id": "LATHE-02", "name": "CNC lathe 2", "qr_code": "QR:PLANT1:LATHE-02",
@@ -93,28 +85,8 @@ class LiveNode:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
-    data = tmp_path_factory.mktemp("browser-node")
-    node = EdgeNode(config.load(None, data_dir=data / "node", node={"tenant_id": "acme"}))
-    admin = create_token(node.duck, "acme", Role.ADMIN, "browser test setup")
-    tech = create_token(node.duck, "acme", Role.TECHNICIAN, "browser test tablet")
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(node), log_level="warning",
-                                           lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the node did not start"
-        time.sleep(0.05)
-    try:
-        yield LiveNode(f"http://127.0.0.1:{port}", admin, tech, node)
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
-        node.close()
+    with served_node(tmp_path_factory.mktemp("browser-node") / "node") as s:
+        yield LiveNode(s.url, s.tokens["acme_admin"], s.tokens["acme_technician"], s.node)
 
 
 def _need(live: LiveNode, *routes: tuple[str, str]) -> None:
@@ -133,22 +105,10 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def browser(media: dict[str, Path]) -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (scripts/test installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-video-capture={media['video']}",
-            f"--use-file-for-fake-audio-capture={media['audio']}",
-        ])
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                  f"--use-file-for-fake-video-capture={media['video']}",
+                  f"--use-file-for-fake-audio-capture={media['audio']}") as b:
+        yield b
 
 
 @pytest.fixture(scope="module")
@@ -166,17 +126,8 @@ def seeded(live: LiveNode) -> dict[str, Any]:
 
 
 def _open_page(browser: Any, live: LiveNode, errors: list[str]) -> Any:
-    ctx = browser.new_context(viewport={"width": 1280, "height": 800},
-                              permissions=["camera", "microphone"])
-    page = ctx.new_page()
-    page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.goto(live.url + "/")
-    page.wait_for_selector("#view-token:not([hidden])")
-    page.fill("#token-input", live.technician)
-    page.click("#form-token button[type=submit]")
-    page.wait_for_selector("#view-scan:not([hidden])")
-    return page
+    return open_tablet(browser, live.url, live.technician, errors, console_errors=True,
+                       permissions=["camera", "microphone"])
 
 
 def test_camera_scan_decodes_the_label(browser: Any, live: LiveNode) -> None:

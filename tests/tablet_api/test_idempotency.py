@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import struct
 import uuid
 import wave
@@ -19,13 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import httpx
 import pytest
 
+from bench.nodeproc import NodeProcess
 from rae_edge import config
 from rae_edge.node import EdgeNode
 from rae_edge.tokens import create_token
-from rae_sync.domain import Role
+from rae_sync.domain import Machine, Role
 from rae_tablet_api.app import create_app
 from tests.fixtures.live_app import serve
 
@@ -223,3 +226,63 @@ def test_a_verdict_sent_again_with_its_key_is_stored_once(live: Live) -> None:
     assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
     assert again.json() == first.json()
     assert live.count("feedback") == before + 1
+
+
+# The node process dies (os._exit: no cleanup, no answer, like kill -9) at the moment its
+# answer would be kept, i.e. after the handler's write has committed.
+DIE_BEFORE_KEEPING = '''
+import os
+from rae_edge.store import idempotency
+
+def _die(*args, **kwargs):
+    os._exit(137)
+
+idempotency.IdempotencyStore.complete = _die
+'''
+
+
+@pytest.mark.faults
+def test_node_killed_between_the_write_and_its_kept_answer(tmp_path: Path) -> None:
+    data = tmp_path / "node"
+    node = EdgeNode(config.load(None, data_dir=data, node={"tenant_id": "acme"}))
+    node.duck.upsert_machines([Machine(tenant_id="acme", id="PRESS-07", name="Press 7",
+                                       qr_code="QR:P1:PRESS-07", line="L2")])
+    token = create_token(node.duck, "acme", Role.TECHNICIAN, "tablet")
+    node.close()
+    fault = tmp_path / "fault"
+    fault.mkdir()
+    (fault / "sitecustomize.py").write_text(DIE_BEFORE_KEEPING)
+    path = os.pathsep.join(p for p in (str(fault), os.environ.get("PYTHONPATH")) if p)
+    key = str(uuid.uuid4())
+    body = {"machine_id": "PRESS-07", "text": "Killed mid-answer: ram guide re-shimmed"}
+    headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": key}
+
+    dying = NodeProcess(data, env={"PYTHONPATH": path}).start()
+    try:
+        with pytest.raises(httpx.HTTPError):  # the connection drops: no answer
+            httpx.post(f"{dying.url}/api/v1/corrections", json=body, headers=headers,
+                       timeout=60)
+        assert dying.proc is not None and dying.proc.wait(timeout=30) == 137
+    finally:
+        dying.kill9()
+    back = NodeProcess(data, port=dying.port).start()
+    try:
+        url = f"{back.url}/api/v1/corrections"
+        retry = httpx.post(url, json=body, headers=headers, timeout=60)
+        again = httpx.post(url, json=body, headers=headers, timeout=60)
+        other = httpx.post(url, json={**body, "text": "another note"}, headers=headers,
+                           timeout=60)
+    finally:
+        back.stop()
+    con = duckdb.connect(str(data / "node.duckdb"), read_only=True)
+    stored = con.execute("SELECT id, text FROM corrections WHERE tenant_id = 'acme'").fetchall()
+    con.close()
+    assert [text for _, text in stored] == [body["text"]]  # once: the retry wrote nothing
+    assert retry.status_code == 200, retry.text
+    assert retry.headers["idempotent-replayed"] == "true"
+    answer = retry.json()
+    assert answer["replayed"] is True and answer["answer_lost"] is True
+    assert answer["stored"] == [{"fact": "correction", "ids": [stored[0][0]]}]
+    assert (again.status_code, again.json()) == (200, answer)  # kept from now on
+    assert other.status_code == 422
+    assert other.json()["error"]["code"] == "idempotency_key_reused"

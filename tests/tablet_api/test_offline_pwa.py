@@ -13,10 +13,9 @@ from __future__ import annotations
 import io
 import math
 import re
-import socket
 import struct
-import threading
 import time
+import uuid
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,19 +23,15 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from rae_edge import config
-from rae_edge.node import EdgeNode
 from rae_edge.tokens import create_token
 from rae_sync.domain import Role
-from rae_tablet_api.app import create_app
+from tests.tablet_api.live_node import LiveNode, chromium, open_tablet
 
 expect: Any = pytest.importorskip("playwright.sync_api").expect
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
 PRESS = {"id": "PRESS-07", "name": "Hydraulic press 7", "qr_code": "QR:PLANT1:PRESS-07",
          "site": "plant-1", "line": "L2"}
 WELDER = {"id": "WELD-03", "name": "Spot welder 3", "qr_code": "QR:PLANT1:WELD-03",
@@ -49,47 +44,11 @@ WELD_INCIDENT = {"machine_id": "WELD-03", "occurred_at": "2026-11-12T08:30:00+00
 NOTES = ["Weld 3: tip dresser blade is worn, order a spare",
          "Weld 3: cooling water flow was low, valve half closed",
          "Weld 3: W17 again after 200 spots, dressed the tips"]
-
-
-class Node:
-    """One node on a fixed loopback port that can be stopped and started again."""
-
-    def __init__(self, data: Path) -> None:
-        self.data = data
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        sock.close()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.node: EdgeNode | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> EdgeNode:
-        self.node = EdgeNode(config.load(None, data_dir=self.data, node={"tenant_id": "acme"}))
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
-        self._server = uvicorn.Server(uvicorn.Config(create_app(self.node), log_level="warning",
-                                                     lifespan="on"))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
-                                        daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 60
-        while not self._server.started:
-            assert self._thread.is_alive() and time.monotonic() < deadline, "no start"
-            time.sleep(0.05)
-        return self.node
-
-    def stop(self) -> None:
-        assert self._server is not None and self._thread is not None and self.node is not None
-        self._server.should_exit = True
-        self._thread.join(30)
-        self.node.close()  # (the app's shutdown closes it too; closing twice is harmless)
-
-    def count(self, sql: str, params: list[Any]) -> int:
-        assert self.node is not None
-        return int(self.node.duck.query(sql, params)[0][0])
+# Writes made from the page's script, as the page's own forms make them (through the
+# service worker, which queues them while the node is gone).
+POST_JS = """async ([token, path, body]) => (await fetch(path, {method: 'POST',
+    headers: {'Content-Type': 'application/json', Authorization: 'Bearer ' + token},
+    body: JSON.stringify(body)})).status"""
 
 
 def _wav() -> bytes:
@@ -105,13 +64,13 @@ def _wav() -> bytes:
 
 
 @pytest.fixture
-def node(tmp_path: Path) -> Iterator[Node]:
-    n = Node(tmp_path / "node")
+def node(tmp_path: Path) -> Iterator[LiveNode]:
+    n = LiveNode(tmp_path / "node")
     live = n.start()
-    n.admin = create_token(live.duck, "acme", Role.ADMIN, "offline test setup")  # type: ignore[attr-defined]
-    n.tech = create_token(live.duck, "acme", Role.TECHNICIAN, "offline tablet")  # type: ignore[attr-defined]
-    n.other = create_token(live.duck, "globex", Role.TECHNICIAN, "globex tablet")  # type: ignore[attr-defined]
-    h = {"Authorization": f"Bearer {n.admin}"}  # type: ignore[attr-defined]
+    n.tokens = {"admin": create_token(live.duck, "acme", Role.ADMIN, "offline test setup"),
+                "tech": create_token(live.duck, "acme", Role.TECHNICIAN, "offline tablet"),
+                "other": create_token(live.duck, "globex", Role.TECHNICIAN, "globex tablet")}
+    h = {"Authorization": f"Bearer {n.tokens['admin']}"}
     assert httpx.post(f"{n.url}/api/v1/machines", json=[PRESS, WELDER, LATHE], headers=h,
                       timeout=30).status_code in (200, 201)
     assert httpx.post(f"{n.url}/api/v1/incidents", json=[WELD_INCIDENT], headers=h,
@@ -119,45 +78,45 @@ def node(tmp_path: Path) -> Iterator[Node]:
     try:
         yield n
     finally:
-        if n._server is not None and not n._server.should_exit:
+        if n.running:
             n.stop()
 
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (scripts/test installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
-def test_offline_scan_queue_and_send_once(browser: Any, node: Node, tmp_path: Path) -> None:
+def _until(page: Any, check_js: str, timeout_s: float = 30.0) -> None:
+    """Waits until the page's (async) ``check_js`` answers true."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(check_js):
+        assert time.monotonic() < deadline, f"not true within {timeout_s} s: {check_js}"
+        time.sleep(0.2)
+
+
+def _tablet(browser: Any, node: LiveNode, errors: list[str]) -> Any:
+    """The tablet page signed in as the technician, its service worker in control."""
+    page = open_tablet(browser, node.url, node.tokens["tech"], errors)
+    page.wait_for_function("() => navigator.serviceWorker.controller !== null", timeout=30_000)
+    return page
+
+
+def test_offline_scan_queue_and_send_once(browser: Any, node: LiveNode, tmp_path: Path) -> None:
     errors: list[str] = []
-    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = ctx.new_page()
-    page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-    page.goto(node.url + "/")
-    page.wait_for_selector("#view-token:not([hidden])")
-    page.fill("#token-input", node.tech)  # type: ignore[attr-defined]
-    page.click("#form-token button[type=submit]")
-    page.wait_for_selector("#view-scan:not([hidden])")
-    page.wait_for_function("navigator.serviceWorker.controller !== null", timeout=30_000)
+    page = _tablet(browser, node, errors)
     # Online: scan the press; the worker saves its briefing and those of its line (L2).
     page.fill("#code-input", PRESS["id"])
     page.click("#form-code button[type=submit]")
     expect(page.locator("#b-name")).to_have_text(PRESS["name"], timeout=30_000)
-    page.wait_for_function("""async () => {
+    # (Polled from here: wait_for_function takes the Promise of an async check as true.)
+    _until(page, """async () => {
         const keys = await (await caches.open('rae-briefings-v1')).keys();
-        return keys.some((k) => k.url.endsWith('/machines/WELD-03/briefing'));
-    }""", timeout=30_000)
+        const urls = keys.map((k) => decodeURIComponent(k.url));  // under its id and QR code
+        return urls.some((u) => u.endsWith('/machines/WELD-03/briefing')) &&
+            urls.some((u) => u.endsWith('/machines/QR:PLANT1:WELD-03/briefing'));
+    }""")
     saved = page.evaluate("""async () => (await (await caches.open('rae-briefings-v1')).keys())
         .map((k) => decodeURIComponent(k.url.split('/machines/')[1]))""")
     assert "LATHE-02/briefing" not in saved  # another line: not fetched ahead
@@ -181,10 +140,10 @@ def test_offline_scan_queue_and_send_once(browser: Any, node: Node, tmp_path: Pa
     assert "Electrode tip sticks" in page.inner_text("#b-incidents")
     # Saved briefings belong to the token that loaded them: another tenant's token on this
     # tablet gets none of them offline.
-    page.evaluate("t => localStorage.setItem('rae.token', t)", node.other)  # type: ignore[attr-defined]
+    page.evaluate("t => localStorage.setItem('rae.token', t)", node.tokens["other"])
     page.reload()
     expect(page.locator("#scan-error")).to_contain_text("no saved briefing", timeout=30_000)
-    page.evaluate("t => localStorage.setItem('rae.token', t)", node.tech)  # type: ignore[attr-defined]
+    page.evaluate("t => localStorage.setItem('rae.token', t)", node.tokens["tech"])
     page.reload()
     expect(page.locator("#b-name")).to_have_text(WELDER["name"], timeout=30_000)
     # Three corrections, a voice note and an incident, all made offline.
@@ -200,17 +159,14 @@ def test_offline_scan_queue_and_send_once(browser: Any, node: Node, tmp_path: Pa
     page.set_input_files("#audio-input", str(audio))
     expect(page.locator("#offline-queue")).to_have_text("4 notes waiting to send", timeout=10_000)
     expect(page.locator("#voice-status")).to_contain_text("Recorded on this tablet")
-    status = page.evaluate("""async (token) => (await fetch('/api/v1/incidents', {
-        method: 'POST', headers: {'Content-Type': 'application/json',
-        Authorization: 'Bearer ' + token}, body: JSON.stringify([{machine_id: 'WELD-03',
-        occurred_at: '2026-12-01T03:10:00+00:00', error_code: 'W17',
-        symptom: 'Electrode sticks on the night shift'}])})).status""",
-        node.admin)  # type: ignore[attr-defined]
+    status = page.evaluate(POST_JS, [node.tokens["admin"], "/api/v1/incidents", [{
+        "machine_id": "WELD-03", "occurred_at": "2026-12-01T03:10:00+00:00",
+        "error_code": "W17", "symptom": "Electrode sticks on the night shift"}]])
     assert status == 202
     expect(page.locator("#offline-queue")).to_have_text("5 notes waiting to send", timeout=10_000)
     page.screenshot(path=str(_out("offline-queued.png")))
 
-    node.start()  # back in range: the queue goes out by itself, in order, once
+    node.start()  # back in range: the queue goes out by itself, once
     expect(page.locator("#offline-queue")).to_be_hidden(timeout=60_000)
     q = "SELECT count(*) FROM corrections WHERE tenant_id = 'acme' AND text = ?"
     assert [node.count(q, [t]) for t in NOTES] == [1, 1, 1]
@@ -218,10 +174,6 @@ def test_offline_scan_queue_and_send_once(browser: Any, node: Node, tmp_path: Pa
     assert node.count("SELECT count(*) FROM voice_notes WHERE tenant_id = 'acme'", []) == 1
     assert node.count("SELECT count(*) FROM incidents WHERE tenant_id = 'acme' AND "
                       "symptom = 'Electrode sticks on the night shift'", []) == 1
-    # The order they were made in is the order they were stored in.
-    got = node.node.duck.query(  # type: ignore[union-attr]
-        "SELECT text FROM corrections WHERE tenant_id = 'acme' ORDER BY valid_from, id")
-    assert [r[0] for r in got] == NOTES
     # Nothing is left to send: a later flush sends nothing again.
     page.evaluate("navigator.serviceWorker.controller.postMessage({type: 'rae-flush'})")
     time.sleep(1.0)
@@ -233,7 +185,61 @@ def test_offline_scan_queue_and_send_once(browser: Any, node: Node, tmp_path: Pa
     expect(page.locator("#b-notes")).to_contain_text(NOTES[0], timeout=30_000)
     page.screenshot(path=str(_out("offline-sent.png")))
     assert errors == []
-    ctx.close()
+    page.context.close()
+
+
+def test_many_queued_arrive_once_and_a_refused_one_waits(browser: Any, node: LiveNode) -> None:
+    """24 corrections queued offline all arrive, each exactly once, sent several at a time;
+    two the node refuses stay queued with the node's reason shown until the user sends one
+    again (its machine added meanwhile) and discards the other."""
+    errors: list[str] = []
+    page = _tablet(browser, node, errors)
+    tech = node.tokens["tech"]
+    node.stop()
+    tag = uuid.uuid4().hex[:8]
+    made = [f"{tag} weld 3 note {i}: electrode tips dressed" for i in range(24)]
+    for text in made:
+        assert page.evaluate(POST_JS, [tech, "/api/v1/corrections",
+                                       {"machine_id": "WELD-03", "text": text}]) == 202
+    ghost = f"{tag} ghost note: this machine is not on the node yet"
+    assert page.evaluate(POST_JS, [tech, "/api/v1/corrections",
+                                   {"machine_id": "GHOST-9", "text": ghost}]) == 202
+    assert page.evaluate(POST_JS, [tech, "/api/v1/corrections",
+                                   {"machine_id": "WELD-03", "text": "   "}]) == 202
+    expect(page.locator("#offline-queue")).to_have_text("26 notes waiting to send",
+                                                        timeout=10_000)
+
+    node.start()
+    page.wait_for_function("() => window.raeOffline.count === 2", timeout=60_000)
+    q = "SELECT text FROM corrections WHERE tenant_id = 'acme' AND text LIKE ?"
+    assert node.node is not None
+    stored = [r[0] for r in node.node.duck.query(q, [tag + " weld%"])]
+    assert sorted(stored) == sorted(made)  # a list: a text stored twice would show
+    # The two refused ones wait, each with the node's reason and the user's choice.
+    expect(page.locator("#offline-queue")).to_have_text("2 notes waiting to send")
+    items = page.locator("#offline-errors li")
+    expect(items).to_have_count(2)
+    expect(page.locator("#offline-errors")).to_contain_text("GHOST-9")
+    expect(page.locator("#offline-errors")).to_contain_text(
+        "text: String should have at least 1 character")
+    # Waiting writes are not sent again by themselves.
+    time.sleep(2.5)
+    assert node.count("SELECT count(*) FROM corrections WHERE tenant_id = 'acme'") == 24
+    # The machine is added: "Send again" delivers the note; "Discard" drops the empty one.
+    assert httpx.post(f"{node.url}/api/v1/machines", timeout=30, json=[
+        {"id": "GHOST-9", "name": "Ghost 9", "qr_code": "QR:GHOST-9", "line": "L2"}],
+        headers={"Authorization": f"Bearer {node.tokens['admin']}"}).status_code in (200, 201)
+    items.filter(has_text="GHOST-9").get_by_role("button", name="Send again").click()
+    page.wait_for_function("() => window.raeOffline.count === 1", timeout=30_000)
+    items.filter(has_text="text: String should").get_by_role("button", name="Discard").click()
+    page.wait_for_function("() => window.raeOffline.count === 0", timeout=30_000)
+    expect(page.locator("#offline-queue")).to_be_hidden()
+    expect(page.locator("#offline-errors")).to_be_hidden()
+    stored = [r[0] for r in node.node.duck.query(
+        "SELECT text FROM corrections WHERE tenant_id = 'acme' AND text LIKE ?", [tag + "%"])]
+    assert sorted(stored) == sorted([*made, ghost])
+    assert errors == []
+    page.context.close()
 
 
 def _out(name: str) -> Path:

@@ -13,13 +13,18 @@ An ASGI middleware, so the handlers stay as they are. With the header, per tenan
 - a malformed key (empty, over 255 characters, not visible ASCII): ``400``.
 
 Answers of node faults (5xx) and refusals of the credentials or size (401, 403, 408, 413,
-429) are not kept: the request may be sent again with the same key once the cause is gone. It runs
-inside :class:`~rae_tablet_api.audit_hook.AuditMiddleware`, which finds the caller's
-tenant; without a valid token the request passes through and the handler refuses it.
+429) are not kept: the request may be sent again with the same key once the cause is gone
+(unless it wrote something: see below). It runs inside
+:class:`~rae_tablet_api.audit_hook.AuditMiddleware`, which finds the caller's tenant;
+without a valid token the request passes through and the handler refuses it.
 
-Known limit: the handler's write and the kept answer are two commits. A node killed between
-them leaves the key unanswered and a retry stores again (incidents are deduplicated by
-content anyway; a correction could then exist twice).
+The handler's write marks the key written in the write's own transaction (the request is
+served inside :func:`rae_edge.store.idempotency.serving`; the writer calls
+``note_written``). A node killed after that commit but before the answer is kept (or a
+fault answered after the write) leaves the key marked: the retry runs nothing and is
+answered ``200`` with ``{"replayed": true, "answer_lost": true, "stored": [{"fact",
+"ids"}], "message"}`` (the first answer was never sent; this one is kept for later
+retries).
 """
 
 from __future__ import annotations
@@ -35,7 +40,14 @@ from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 
-from rae_edge.store.idempotency import IdempotencyStore, KeptAnswer
+from rae_edge.store.idempotency import (
+    RUNNING,
+    WRITTEN,
+    IdempotencyStore,
+    KeptAnswer,
+    ServedKey,
+    serving,
+)
 from rae_tablet_api.auth import resolve_principal
 
 log = logging.getLogger(__name__)
@@ -161,9 +173,11 @@ class IdempotencyMiddleware(ASGIMiddleware):
         self._running[slot] = done  # no await since the check: this request owns the slot
         try:
             kept = await anyio.to_thread.run_sync(self.store.claim, tenant, key, route)
-            if kept is not None and kept.status == 0:  # its process died before answering
+            if kept is not None and kept.status == RUNNING:  # its process died: nothing written
                 await anyio.to_thread.run_sync(self.store.take_over, tenant, key, route)
                 kept = None
+            if kept is not None and kept.status == WRITTEN:  # died after writing: answer lost
+                kept = await self._lost_answer(tenant, key, kept)
             if kept is not None:
                 await self._replay(kept, route, scope, receive, send)
                 return
@@ -181,6 +195,19 @@ class IdempotencyMiddleware(ASGIMiddleware):
                          f"{kept.route}); use a new key for a new request")
             return
         await _answer(send, kept.status, kept.content_type, kept.body, replayed=True)
+
+    async def _lost_answer(self, tenant: str, key: str, kept: KeptAnswer) -> KeptAnswer:
+        """The answer kept for a request whose write was committed by a process that died
+        before keeping its answer (what it stored, in place of the answer never sent)."""
+        body = json.dumps({
+            "replayed": True, "answer_lost": True, "stored": json.loads(kept.body or b"[]"),
+            "message": "this request was stored before; its first answer was lost (the "
+                       "node failed or restarted before answering): nothing was stored "
+                       "again"}).encode()
+        answer = KeptAnswer(kept.route, kept.fingerprint, 200, "application/json", body)
+        await anyio.to_thread.run_sync(self.store.complete, tenant, key, kept.fingerprint,
+                                       answer.status, answer.content_type, answer.body)
+        return answer
 
     async def _first(self, tenant: str, key: str, scope: Scope, receive: Receive, send: Send,
                      next_app: ASGIApp) -> None:
@@ -224,7 +251,8 @@ class IdempotencyMiddleware(ASGIMiddleware):
                 await send(m)
 
         try:
-            await next_app(scope, hashing_receive, holding_send)
+            with serving(ServedKey(tenant, key, digest.hexdigest)):
+                await next_app(scope, hashing_receive, holding_send)
         finally:
             if not state["finished"]:  # no answer (client gone, app fault): forget the claim
                 with anyio.CancelScope(shield=True):

@@ -5,7 +5,8 @@ every origin (API, ingest, typed, voiced, another plant, and later sources):
 
 1. ``store`` + ``outbox``: one DuckDB transaction stores the new facts and, when sync is
    on and the origin is this node, their typed ``rae_sync`` messages (validated there: a
-   bad one fails the write, nothing is stored);
+   bad one fails the write, nothing is stored), and marks the ``Idempotency-Key`` of the
+   request being served written (``mark``: :func:`rae_edge.store.idempotency.note_written`);
 2. ``wake_sync``: the sync agent is woken at once when rows were queued (it would poll);
 3. ``push``: one typed push message per new fact (:mod:`rae_edge.push_kinds`);
 4. ``index``: searchable rows (LanceDB) for the facts (after the push: indexing takes
@@ -32,6 +33,7 @@ import duckdb
 
 from rae_edge.push_kinds import PushBody
 from rae_edge.store.duck import DuckStore
+from rae_edge.store.idempotency import note_written
 from rae_edge.store.outbox import OutboxMessage, enqueue
 from rae_sync.domain import Correction, Incident
 
@@ -121,8 +123,11 @@ class Writer:
 
     def __init__(self, duck: DuckStore, *, sync_on: bool, wake: Callable[[], None],
                  indexer: Callable[[], IndexPort], push: PushPort,
-                 drift: Callable[[], DriftPort] | None = None) -> None:
+                 drift: Callable[[], DriftPort] | None = None,
+                 mark: Callable[[duckdb.DuckDBPyConnection, str, tuple[str, ...]], None]
+                 = note_written) -> None:
         self.duck = duck
+        self._mark = mark  # runs inside the store transaction: see step 1
         self.sync_on = sync_on
         self._wake = wake
         self._indexer = indexer  # a callable: the indexer loads the embedding model lazily
@@ -163,6 +168,7 @@ class Writer:
             stored = fact.store(cur, items)
             queued = enqueue(cur, fact.messages(stored)) if queue and stored else 0
             drifts = bool(stored) and self._drift is not None and fact.drifts(cur, stored)
+            self._mark(cur, fact.name, fact.ids(stored))
         new_ids = fact.ids(stored)
         self._note(fact, origin, "store", new_ids, len(stored))
         self._note(fact, origin, "outbox", new_ids, queued)

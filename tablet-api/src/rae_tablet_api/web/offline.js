@@ -1,14 +1,15 @@
 /* RAE Edge tablet page, offline part: registers the service worker (/sw.js), shows
-   "N notes waiting to send", marks a briefing answered from the tablet's saved copy
-   "offline, as of HH:MM", and asks the worker to send the queue when the node may be back.
+   "N notes waiting to send" and, under it, each queued write that failed with its error
+   (one the node refused has "Send again" and "Discard"), marks a briefing answered from
+   the tablet's saved copy "offline, as of HH:MM", and asks the worker to send the queue when the node may be back.
    Kept apart from app.js: it only reads the page's DOM and the worker's messages. */
 "use strict";
 
 (() => {
   if (!("serviceWorker" in navigator)) return;  // plain http off loopback: no offline mode
   const $ = (id) => document.getElementById(id);
-  const FLUSH_EVERY_MS = 3000;
-  const offline = { count: 0, asOf: null, machine: null };
+  const FLUSH_EVERY_MS = 1000;  // while notes wait: a refused connection costs nothing
+  const offline = { count: 0, asOf: null, machine: null, errors: new Map() };
   window.raeOffline = offline;  // for the browser test
 
   function token() { try { return localStorage.getItem("rae.token"); } catch { return null; } }
@@ -18,25 +19,69 @@
   }
 
   // ---------- the waiting banner ----------
-  function banner() {
-    let el = $("offline-queue");
+  // The element `id` (made hidden, after `after` or at the top of the page, when missing).
+  function placed(id, tag, role, after) {
+    let el = $(id);
     if (!el) {
-      el = document.createElement("div");
-      el.id = "offline-queue";
-      el.className = "offline-queue";
-      el.setAttribute("role", "status");
+      el = document.createElement(tag);
+      el.id = id;
+      el.className = id;
+      el.setAttribute("role", role);
       el.hidden = true;
-      const header = document.querySelector(".topbar");
-      if (header && header.parentNode) header.parentNode.insertBefore(el, header.nextSibling);
+      if (after && after.parentNode) after.parentNode.insertBefore(el, after.nextSibling);
       else document.body.prepend(el);
     }
     return el;
   }
+  const banner = () => placed("offline-queue", "div", "status", document.querySelector(".topbar"));
   function showCount(n) {
     offline.count = n;
     const el = banner();
     el.hidden = n === 0;
     el.textContent = n === 1 ? "1 note waiting to send" : n + " notes waiting to send";
+  }
+
+  // ---------- queued writes that failed: their error, and the user's choice ----------
+  const KIND = { corrections: "note", incidents: "incident", "voice-notes": "voice note",
+    feedback: "verdict" };
+  function errorList() {
+    const fresh = !$("offline-errors");
+    const el = placed("offline-errors", "ul", "alert", banner());
+    if (fresh) {
+      el.addEventListener("click", (e) => {
+        const btn = e.target.closest("button[data-seq]");
+        if (!btn) return;
+        post({ type: btn.dataset.act, seq: Number(btn.dataset.seq) });
+        btn.disabled = true;
+      });
+    }
+    return el;
+  }
+  function showErrors() {
+    const el = errorList();
+    el.replaceChildren();
+    for (const e of offline.errors.values()) {
+      const li = document.createElement("li");
+      li.dataset.seq = String(e.seq);
+      const what = "A saved " + (KIND[e.kind] || "note");
+      const msg = document.createElement("span");
+      msg.textContent = e.failed
+        ? what + " was refused by the node: " + e.error.message
+        : what + " could not be sent yet (" + e.error.message + "): it is tried again.";
+      li.append(msg);
+      if (e.failed) {
+        for (const [act, label] of [["rae-retry", "Send again"], ["rae-discard", "Discard"]]) {
+          const btn = document.createElement("button");
+          btn.type = "button";
+          btn.dataset.act = act;
+          btn.dataset.seq = String(e.seq);
+          btn.textContent = label;
+          li.append(" ", btn);
+        }
+      }
+      el.append(li);
+    }
+    el.hidden = offline.errors.size === 0;
   }
 
   // ---------- "offline, as of HH:MM" on the briefing ----------
@@ -79,8 +124,10 @@
 
   navigator.serviceWorker.addEventListener("message", (e) => {
     const m = e.data || {};
-    if (m.type === "rae-queue") showCount(m.count);
-    else if (m.type === "rae-queued") { showCount(m.count); sayQueued(m.kind); }
+    if (m.type === "rae-queue") {
+      showCount(m.count);
+      if (m.errors) { offline.errors = new Map(m.errors.map((e) => [e.seq, e])); showErrors(); }
+    } else if (m.type === "rae-queued") { showCount(m.count); sayQueued(m.kind); }
     else if (m.type === "rae-briefing") {
       offline.asOf = m.offline ? m.as_of : null;
       offline.machine = m.machine_id;
@@ -88,10 +135,10 @@
       setTimeout(() => mark(offline.asOf), 0);
       setTimeout(() => mark(offline.asOf), 150);
     } else if (m.type === "rae-rejected") {
-      const el = banner();
-      el.hidden = false;
-      el.textContent = "A saved " + (m.kind === "voice-notes" ? "voice note" : "note") +
-        " was refused by the node: " + m.message;
+      offline.errors.set(m.seq, m);
+      showErrors();
+    } else if (m.type === "rae-sent") {
+      if (offline.errors.delete(m.seq)) showErrors();
     }
   });
 
@@ -100,5 +147,6 @@
     .catch((err) => console.warn("offline mode unavailable:", err && err.message));
   window.addEventListener("online", () => post({ type: "rae-flush" }));
   document.addEventListener("visibilitychange", () => { if (!document.hidden) post({ type: "rae-flush" }); });
-  setInterval(() => { if (offline.count > 0) post({ type: "rae-flush" }); }, FLUSH_EVERY_MS);
+  const refused = () => [...offline.errors.values()].filter((e) => e.failed).length;
+  setInterval(() => { if (offline.count > refused()) post({ type: "rae-flush" }); }, FLUSH_EVERY_MS);
 })();

@@ -8,9 +8,13 @@
      with "offline": {"as_of": ISO time} added, and the page is told.
    - Writes (POST corrections, incidents, voice notes, feedback): each gets an Idempotency-Key if it
      has none. When the node cannot be reached, the request (headers, body, key) is queued
-     in IndexedDB and answered 202 {"queued": true}; the queue is sent in order, once, when
-     the node answers again (the key makes a resend after a lost answer store nothing new).
-     Writes made while others wait join the end of the queue, so order is kept.
+     in IndexedDB and answered 202 {"queued": true}. When the node answers again the queue
+     is sent REPLAY_WIDTH at a time (each keeps its key, so a resend after a lost answer
+     stores nothing new; no queued write depends on another, so their order does not
+     matter). A sent one leaves the queue. One that fails stays queued with its error:
+     unreachable, 5xx, 401, 408, 409 or 429 are tried again later (after 5xx, 408, 409 or
+     429 nothing is sent for Retry-After or BUSY_PAUSE_MS); another 4xx (the node refused
+     it: bad input) waits for the user to send it again (with a new key) or discard it.
    Served at /sw.js (scope /) by routes.pwa; the manifest is /static/manifest.webmanifest. */
 "use strict";
 
@@ -25,36 +29,58 @@ const DB_NAME = "rae-offline";
 const QUEUE = "queue";
 
 // ---------- IndexedDB: the queue of writes ----------
+let dbOpen = null;  // one connection while the worker lives (reopened if the browser closes it)
 function openDb() {
-  return new Promise((resolve, reject) => {
-    const req = indexedDB.open(DB_NAME, 1);
-    req.onupgradeneeded = () => req.result.createObjectStore(QUEUE, { keyPath: "seq", autoIncrement: true });
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error);
-  });
+  if (!dbOpen) {
+    dbOpen = new Promise((resolve, reject) => {
+      const req = indexedDB.open(DB_NAME, 1);
+      req.onupgradeneeded = () => req.result.createObjectStore(QUEUE, { keyPath: "seq", autoIncrement: true });
+      req.onsuccess = () => {
+        const db = req.result;
+        db.onclose = () => { dbOpen = null; };
+        db.onversionchange = () => { db.close(); dbOpen = null; };
+        resolve(db);
+      };
+      req.onerror = () => { dbOpen = null; reject(req.error); };
+    });
+  }
+  return dbOpen;
 }
 async function tx(mode, fn) {
   const db = await openDb();
-  try {
-    return await new Promise((resolve, reject) => {
-      const t = db.transaction(QUEUE, mode);
-      const out = fn(t.objectStore(QUEUE));
-      t.oncomplete = () => resolve(out && "result" in out ? out.result : undefined);
-      t.onerror = () => reject(t.error);
-      t.onabort = () => reject(t.error);
-    });
-  } finally { db.close(); }
+  return new Promise((resolve, reject) => {
+    const t = db.transaction(QUEUE, mode);
+    const out = fn(t.objectStore(QUEUE));
+    t.oncomplete = () => resolve(out && "result" in out ? out.result : undefined);
+    t.onerror = () => reject(t.error);
+    t.onabort = () => reject(t.error);
+  });
 }
 const queueAll = () => tx("readonly", (s) => s.getAll());
+const queueCount = () => tx("readonly", (s) => s.count());
+const queueGet = (seq) => tx("readonly", (s) => s.get(seq));
 const queueAdd = (item) => tx("readwrite", (s) => s.add(item));
+const queuePut = (item) => tx("readwrite", (s) => s.put(item));
 const queueDelete = (seq) => tx("readwrite", (s) => s.delete(seq));
 
 async function tellClients(msg) {
   for (const c of await self.clients.matchAll({ includeUncontrolled: true, type: "window" })) c.postMessage(msg);
 }
-async function tellCount() {
+// What the page shows of a queued write (never its body or token).
+function summary(item) {
+  return { seq: item.seq, kind: item.kind, at: item.at, failed: !!item.failed,
+    error: item.error || null };
+}
+// The count, and with full: every item that has an error (read from the whole queue).
+async function tellCount(full = true) {
+  if (!full) {
+    const count = await queueCount();
+    await tellClients({ type: "rae-queue", count });
+    return count;
+  }
   const items = await queueAll();
-  await tellClients({ type: "rae-queue", count: items.length });
+  await tellClients({ type: "rae-queue", count: items.length,
+    errors: items.filter((i) => i.error).map(summary) });
   return items.length;
 }
 
@@ -80,6 +106,8 @@ self.addEventListener("message", (event) => {
   if (event.data && event.data.token) pageToken = event.data.token;
   if (t === "rae-flush") event.waitUntil(flush());
   else if (t === "rae-count") event.waitUntil(tellCount());
+  else if (t === "rae-retry") event.waitUntil(retry(event.data.seq));
+  else if (t === "rae-discard") event.waitUntil(discard(event.data.seq));
 });
 
 // ---------- routing ----------
@@ -203,14 +231,16 @@ async function write(req) {
   const body = await req.arrayBuffer();
   const item = { url: req.url, method: "POST", headers, body, at: new Date().toISOString(),
     kind: new URL(req.url).pathname.split("/").pop() };
-  if ((await queueAll()).length === 0) {
+  // Sent at once unless others wait to be sent (the node was unreachable a moment ago: do
+  // not make the user wait for a dead network); refused ones waiting for the user don't count.
+  if ((await queueCount()) === 0 || !(await queueAll()).some((i) => !i.failed)) {
     try {
       const r = await fetch(req.url, { method: "POST", headers, body });
       if (r.status < 500) return r;  // answered (a 4xx is the page's to show)
     } catch { /* the node cannot be reached: queue it */ }
   }
   await queueAdd(item);
-  const count = await tellCount();
+  const count = await tellCount(false);
   await tellClients({ type: "rae-queued", kind: item.kind, count });
   flush();
   return new Response(JSON.stringify({ queued: true, offline: true, waiting: count,
@@ -218,35 +248,102 @@ async function write(req) {
     status: 202, headers: { "Content-Type": "application/json", "X-RAE-Queued": "1" } });
 }
 
+// ---------- sending the queue ----------
+const REPLAY_WIDTH = 6;  // writes in flight at once (a browser's connections per host)
+const RETRY_LATER = new Set([401, 408, 409, 429]);  // and 5xx: the same write may pass later
+const BUSY_PAUSE_MS = 5000;  // after a 5xx/408/409/429: the node is unwell or busy, let it be
+
 let flushing = null;
-function flush() {
+let notBefore = 0;  // no automatic send before this time (Date.now() ms)
+function flush(force = false) {
+  if (!force && Date.now() < notBefore) return Promise.resolve();
   if (!flushing) flushing = sendQueue().finally(() => { flushing = null; });
   return flushing;
 }
+
+// Sends every queued write not refused before, REPLAY_WIDTH at a time; writes queued while
+// it runs are sent in the same call. Each is tried at most once per call. The first one
+// the network fails, or the node answers busy or unwell, stops new sends: the rest wait
+// for the next call (the page asks every second while notes wait; after "busy", the
+// node's Retry-After or BUSY_PAUSE_MS passes first).
 async function sendQueue() {
-  for (;;) {
-    const items = await queueAll();
+  const tried = new Set();
+  let stop = false;
+  while (!stop) {
+    const items = (await queueAll()).filter((i) => !i.failed && !tried.has(i.seq));
     if (!items.length) break;
-    const item = items[0];
-    let r;
-    try {
-      r = await fetch(item.url, { method: item.method, headers: item.headers, body: item.body });
-      const fresh = pageToken && "Bearer " + pageToken;
-      if (r.status === 401 && fresh && fresh !== item.headers.authorization) {
-        // The token it was made under was replaced on this tablet: send it under the new one.
-        item.headers.authorization = fresh;
-        r = await fetch(item.url, { method: item.method, headers: item.headers, body: item.body });
+    let next = 0;
+    const worker = async () => {
+      while (!stop && next < items.length) {
+        const item = items[next++];
+        tried.add(item.seq);
+        const outcome = await sendOne(item);
+        if (outcome === "unreachable" || outcome === "busy") stop = true;
       }
-    } catch { break; }  // still unreachable: keep it, try again later
-    if (r.status >= 500 || r.status === 401 || r.status === 409 || r.status === 429) break;  // retry later
-    await queueDelete(item.seq);
-    if (!r.ok) {
-      const data = await r.json().catch(() => ({}));
-      await tellClients({ type: "rae-rejected", kind: item.kind, status: r.status,
-        message: (data.error && data.error.message) || ("HTTP " + r.status) });
-    } else {
-      await tellClients({ type: "rae-sent", kind: item.kind });
-    }
+    };
+    await Promise.all(Array.from({ length: Math.min(REPLAY_WIDTH, items.length) }, worker));
   }
+  await tellCount();
+}
+
+async function post(item) {
+  return fetch(item.url, { method: item.method, headers: item.headers, body: item.body });
+}
+
+// One queued write: "sent" (it left the queue), "refused" (it stays, for the user),
+// "busy" (it stays, tried again later) or "unreachable" (the network failed: it stays as
+// it was).
+async function sendOne(item) {
+  let r;
+  try {
+    r = await post(item);
+    const fresh = pageToken && "Bearer " + pageToken;
+    if (r.status === 401 && fresh && fresh !== item.headers.authorization) {
+      // The token it was made under was replaced on this tablet: send it under the new one.
+      item.headers.authorization = fresh;
+      r = await post(item);
+    }
+  } catch { return "unreachable"; }
+  if (r.ok) {
+    await queueDelete(item.seq);
+    await tellClients({ type: "rae-sent", kind: item.kind, seq: item.seq });
+    await tellCount(false);
+    return "sent";
+  }
+  item.error = { status: r.status, at: new Date().toISOString(), message: await reason(r) };
+  const later = r.status >= 500 || RETRY_LATER.has(r.status);
+  item.failed = !later;  // refused: the user decides
+  await queuePut(item);
+  await tellClients(Object.assign({ type: "rae-rejected" }, summary(item)));
+  if (!later) return "refused";
+  if (r.status !== 401) {  // (401: this token is refused; the page's new one is tried next)
+    const wait = Number(r.headers.get("Retry-After")) * 1000 || BUSY_PAUSE_MS;
+    notBefore = Math.max(notBefore, Date.now() + Math.min(wait, 10 * 60e3));
+  }
+  return "busy";
+}
+
+// The node's reason in words: its message and the first field it named.
+async function reason(r) {
+  const err = (await r.json().catch(() => ({}))).error || {};
+  const first = Array.isArray(err.details) && err.details[0];
+  const field = first && first.message ? " (" + (first.key ? first.key + ": " : "") + first.message + ")" : "";
+  return (err.message || "HTTP " + r.status) + field;
+}
+
+// The user's answer to a refused write: send it again (after fixing what was wrong on the
+// node, e.g. adding the machine), or let it go.
+async function retry(seq) {
+  const item = await queueGet(seq);
+  if (item) {
+    delete item.failed;
+    // The node kept its refusal under the old key (and stored nothing): a new key asks again.
+    item.headers["idempotency-key"] = uuid();
+    await queuePut(item);
+  }
+  await flush(true);
+}
+async function discard(seq) {
+  await queueDelete(seq);
   await tellCount();
 }
