@@ -155,6 +155,16 @@ def test_series_exist_and_move_with_work(node_url: tuple[str, EdgeNode, dict[str
     assert value(after, "rae_transcribed_audio_seconds_total") - value(
         before, "rae_transcribed_audio_seconds_total") == pytest.approx(11.0, abs=0.5)
     assert value(after, "rae_sync_enabled") == 0
+    # Where a write's time goes: each step of the one write path is timed, per kind of fact
+    # (process-wide histograms: count what this test wrote, not what other tests did).
+    steps = "rae_write_step_seconds_count"
+    for step in ("store", "outbox", "wake_sync", "push", "index", "drift"):
+        assert value(after, steps, fact="correction", step=step) - value(
+            before, steps, fact="correction", step=step) >= 1, step
+        assert value(after, steps, fact="incident", step=step) - value(
+            before, steps, fact="incident", step=step) >= 1, step
+    assert value(after, "rae_write_step_seconds_sum", fact="incident", step="index") > value(
+        before, "rae_write_step_seconds_sum", fact="incident", step="index")
 
 
 def test_another_host_needs_an_admin_token(

@@ -3,6 +3,7 @@ queues read at scrape time.
 
 - :data:`EMBED_SECONDS` / :data:`EMBED_TEXTS`: every call of the embedding model;
 - :data:`TRANSCRIBE_SECONDS` / :data:`AUDIO_SECONDS`: every voice note transcribed;
+- :data:`WRITE_SECONDS`: each step of every write (:class:`rae_edge.write.Writer`);
 - :class:`NodeCollector`: push sockets and messages, outbox depth and age (the sync lag),
   the sync agent's counters, voice notes by status (the transcription queue), ingest jobs
   by status and the progress of running ones; read from the node when scraped;
@@ -51,6 +52,11 @@ TRANSCRIBE_SECONDS = Histogram(
     buckets=(0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160), registry=None)
 AUDIO_SECONDS = Counter("rae_transcribed_audio_seconds",
                         "Seconds of audio transcribed", registry=None)
+WRITE_SECONDS = Histogram(
+    "rae_write_step_seconds", "Wall time of each step of the one write path, by kind of fact",
+    ["fact", "step"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30),
+    registry=None)
 
 
 class Collector(Protocol):
@@ -118,7 +124,7 @@ class MetricsHost(Protocol):
 def collectors(node: MetricsHost) -> list[Any]:
     """What one node's registry holds: the process-wide timings, the node's state, and
     every registered collector."""
-    return [EMBED_SECONDS, EMBED_TEXTS, TRANSCRIBE_SECONDS, AUDIO_SECONDS,
+    return [EMBED_SECONDS, EMBED_TEXTS, TRANSCRIBE_SECONDS, AUDIO_SECONDS, WRITE_SECONDS,
             NodeCollector(node), _Registered()]
 
 

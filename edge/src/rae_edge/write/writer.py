@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 import duckdb
 
+from rae_edge.metrics import WRITE_SECONDS
 from rae_edge.push_kinds import PushBody
 from rae_edge.store.duck import DuckStore
 from rae_edge.store.idempotency import note_written
@@ -38,6 +40,8 @@ from rae_edge.store.outbox import OutboxMessage, enqueue
 from rae_sync.domain import Correction, Incident
 
 log = logging.getLogger(__name__)
+
+_marks = threading.local()  # per thread: when the current write's last step ended
 
 #: the steps of every write, in their order
 STEPS = ("store", "outbox", "wake_sync", "push", "index", "drift")
@@ -48,13 +52,15 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class WriteStep:
     """One step of one write, as observers see it: which fact kind, from where, the step
-    (one of :data:`STEPS`), the ids it concerned and how many rows/messages it made."""
+    (one of :data:`STEPS`), the ids it concerned, how many rows/messages it made and how
+    long it took."""
 
     fact: str
     origin: str
     step: str
     ids: tuple[str, ...]
     count: int
+    seconds: float = 0.0  # wall time of the step (the store step includes the outbox)
 
 
 class IndexPort(Protocol):
@@ -149,19 +155,31 @@ class Writer:
                     self._observers.remove(observer)
         return stop
 
+    @staticmethod
+    def _start() -> None:
+        """Marks the start of a write on this thread (its first step is timed from here)."""
+        _marks.at = time.perf_counter()
+
     def _note(self, fact: Fact[Any], origin: str, step: str, ids: tuple[str, ...],
               count: int) -> None:
+        # Each step's wall time (since the previous step of this write on this thread) goes
+        # to the node's metrics: where a write's time goes, per kind of fact and step.
+        now = time.perf_counter()
+        seconds = now - getattr(_marks, "at", now)
+        _marks.at = now
+        WRITE_SECONDS.labels(fact.name, step).observe(seconds)
         with self._lock:
             observers = list(self._observers)
         for o in observers:
             try:
-                o(WriteStep(fact.name, origin, step, ids, count))
+                o(WriteStep(fact.name, origin, step, ids, count, seconds))
             except Exception:
                 log.exception("write observer failed")
 
     # -- the one path ---------------------------------------------------------------------
     def write(self, fact: Fact[T], items: Sequence[T], origin: str) -> list[T]:
         """Stores ``items`` and runs every later step; returns the newly stored ones."""
+        self._start()
         ids = fact.ids(items)
         queue = self.sync_on and fact.to_outbox
         with self.duck.transaction() as cur:
