@@ -548,6 +548,16 @@ def _confirmations(node: Any, scored: list[Scored], retrieved: dict[str, Any],
                 query=qs[n].text, author="bench", origin_node="bench/node"), outbox=False)
         plan.append((x, [(n, q.group in groups) for n, q in enumerate(qs) if n not in chosen]))
 
+    # The verdicts on each query's candidates and its MRR without them, read once.
+    known: dict[tuple[str, int], tuple[dict[str, Any], float]] = {}
+    for x, todo in plan:
+        for n, _same in todo:
+            lists, exact, n_exact, _vec = retrieved[x.s.name][n]
+            ids = [str(r["id"]) for rows in lists.values() for r in rows]
+            w = code if n_exact else plain
+            known[(x.s.name, n)] = (node.memory.feedback.for_memories(x.s.tenant, ids),
+                                    _metrics(_rank(lists, exact, n_exact, w), x.s.queries[n])[0])
+
     def replay(x: Scored, todo: list[tuple[int, bool]],
                p: tuple[float, float, float]) -> dict[bool, list[float]]:
         """``{same group?: [MRR rise per query]}``."""
@@ -557,9 +567,7 @@ def _confirmations(node: Any, scored: list[Scored], retrieved: dict[str, Any],
             q = x.s.queries[n]
             lists, exact, n_exact, vec = retrieved[x.s.name][n]
             w = code if n_exact else plain
-            ids = [str(r["id"]) for rows in lists.values() for r in rows]
-            verdicts = node.memory.feedback.for_memories(x.s.tenant, ids)
-            before = _metrics(_rank(lists, exact, n_exact, w, None, f), q)[0]
+            verdicts, before = known[(x.s.name, n)]
             after = _metrics(_rank(lists, exact, n_exact, w, verdicts, f, vec), q)[0]
             out[same].append(after - before)
         return out

@@ -142,7 +142,7 @@ def test_confirmation_puts_a_close_fix_first_for_queries_like_its_own() -> None:
 
     def order(q: np.ndarray | None, y_exact: frozenset[str] = frozenset(),
               fusion: Fusion = f) -> list[str]:
-        cands = [Candidate({"id": "x"}, 1.0), Candidate({"id": "y"}, 0.5, exact=y_exact),
+        cands = [Candidate({"id": "x"}, 1.0), Candidate({"id": "y"}, 0.4, exact=y_exact),
                  Candidate({"id": "z"}, 0.9)]
         apply_feedback(cands, confirmed, q, fusion)
         return [c.row["id"] for c in sorted(cands, key=lambda c: -c.score)]
@@ -157,7 +157,7 @@ def test_confirmation_puts_a_close_fix_first_for_queries_like_its_own() -> None:
     assert order(unlike, frozenset({"E917"}), Fusion()) == ["y", "x", "z"]
     assert order(None, frozenset({"E917"}), Fusion()) == ["y", "x", "z"]
     # Far below the best candidate it is not "similar": it is not pulled up.
-    far = [Candidate({"id": "x"}, 1.0), Candidate({"id": "y"}, 0.5 * f.confirm_floor)]
+    far = [Candidate({"id": "x"}, 1.0), Candidate({"id": "y"}, 0.4 * f.confirm_floor)]
     apply_feedback(far, confirmed, like, f)
     assert far[1].score < far[0].score
 

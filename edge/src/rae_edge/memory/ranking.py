@@ -72,17 +72,18 @@ class Fusion:
     # bench_quality: plain, the combiner learnt on all three tuning sources (each source's
     # figure comes from the one learnt without it); code-like, the grid's choice with it.
     plain: Weights = field(default_factory=lambda: Weights(
-        "learned", coef=(3.175, 2.665, 0.167, 0.021, 0.727, 0.016, 2.144)))
+        "learned", coef=(3.1632, 2.6552, 0.1922, -0.0361, 0.7173, -0.0656, 2.1478)))
     code: Weights = field(default_factory=lambda: Weights("rrf", 0.25, 1.0, 1.0, 5.0))
     correction_boost: float = 1.3
     superseded_factor: float = 0.6
     candidates: int = 50  # per retriever, at least; 4 x k when k is larger
     pin_top: int = 3
     # x (1 + b * log2(1 + confirmations) + p * (plants - 1)). b: the replay's choice on the
-    # tuning sets (larger boosts lift other queries' wrong answers more than they help);
+    # tuning sets (on the learnt score, exp of the logit: 1 = +0.69 to the logit per
+    # doubling; larger boosts lift other queries' wrong answers more than they help);
     # p: not measurable on single-plant sets, set equal to b.
-    confirm_boost: float = 0.05
-    plant_boost: float = 0.05
+    confirm_boost: float = 1.0
+    plant_boost: float = 1.0
     # A query like one a fix was confirmed for (cosine >= confirm_similarity): that fix
     # first when it scores at least confirm_floor x the best (the replay's choice: 2, i.e.
     # never: on the shared sets query similarity does not tell which fixes carry over);
