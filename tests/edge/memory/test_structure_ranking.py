@@ -5,6 +5,7 @@ that uses it: exact codes kept in the top 3, query-type weights, verdicts. Real 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,9 +15,18 @@ import pytest
 from rae_edge import config
 from rae_edge.ingest.structure import extract
 from rae_edge.memory.feedback import MemoryFeedback
-from rae_edge.memory.ranking import Candidate, Fusion, Weights, apply_feedback, fuse, pin_exact
+from rae_edge.memory.ranking import (
+    FEATURES,
+    Candidate,
+    Fusion,
+    Weights,
+    apply_feedback,
+    features,
+    fuse,
+    pin_exact,
+)
 from rae_edge.node import EdgeNode
-from rae_sync.domain import Incident, Machine
+from rae_sync.domain import Incident, Machine, Verdict
 
 
 def test_extract_finds_codes_parts_and_components() -> None:
@@ -106,3 +116,88 @@ def test_pin_keeps_rare_exact_matches_in_the_top_3_and_in_their_order() -> None:
     assert [c.row["id"] for c in pin_exact(top, f)] == ["0", "1", "2", "3", "4"]
     common = [Candidate({"id": str(i)}, 10.0 - i, exact=frozenset({"P1"})) for i in range(5)]
     assert [c.row["id"] for c in pin_exact(common, f)] == ["0", "1", "2", "3", "4"]
+
+
+def test_learned_fusion_scores_by_its_features() -> None:
+    lists = {"vector": [_row("a", 0.1, 0), _row("b", 0.2, 0), _row("c", 0.5, 0)],
+             "text": [_row("c", 0, 9.0), _row("b", 0, 5.0), _row("a", 0, 1.0)]}
+    cands = fuse(lists, Weights("rrf"))
+    x = features(cands, lists, {}, 0)
+    assert x.shape == (3, len(FEATURES))
+    by_id = {c.row["id"]: row for c, row in zip(cands, x, strict=True)}
+    assert by_id["a"][0] == pytest.approx(0.9) and by_id["c"][3] == pytest.approx(1.0)
+    lean_vec = fuse(lists, Weights("learned", coef=(5.0, 0, 0, 0, 0, 0, 0)))
+    lean_text = fuse(lists, Weights("learned", coef=(0, 0, 0, 5.0, 0, 0, 0)))
+    assert [c.row["id"] for c in lean_vec] == ["a", "b", "c"]
+    assert [c.row["id"] for c in lean_text] == ["c", "b", "a"]
+    # exp of the logit over the best: the best scores 1, the others less, all positive.
+    assert lean_vec[0].score == pytest.approx(1.0)
+    assert lean_vec[2].score == pytest.approx(np.exp(5.0 * (0.5 - 0.9)))
+
+
+def test_confirmation_puts_a_close_fix_first_for_queries_like_its_own() -> None:
+    f = replace(Fusion(), confirm_floor=0.1)  # similarity promotion on (default: off)
+    asked = np.array([1.0, 0.0], dtype=np.float32)  # the query the fix was confirmed for
+    confirmed = {"y": MemoryFeedback(1, {"p1"}, [], [asked])}
+
+    def order(q: np.ndarray | None, y_exact: frozenset[str] = frozenset(),
+              fusion: Fusion = f) -> list[str]:
+        cands = [Candidate({"id": "x"}, 1.0), Candidate({"id": "y"}, 0.4, exact=y_exact),
+                 Candidate({"id": "z"}, 0.9)]
+        apply_feedback(cands, confirmed, q, fusion)
+        return [c.row["id"] for c in sorted(cands, key=lambda c: -c.score)]
+
+    like = np.array([0.95, 0.31], dtype=np.float32)  # cosine 0.95 with the asked query
+    unlike = np.array([0.0, 1.0], dtype=np.float32)
+    assert order(like) == ["y", "x", "z"]
+    assert order(like, fusion=Fusion()) == ["x", "z", "y"]  # the default: only the lift
+    assert order(unlike) == ["x", "z", "y"]  # only the small lift for other queries
+    # A query naming a code the confirmed memory carries (same machine: the prefilter),
+    # with the default fusion.
+    assert order(unlike, frozenset({"E917"}), Fusion()) == ["y", "x", "z"]
+    assert order(None, frozenset({"E917"}), Fusion()) == ["y", "x", "z"]
+    # Far below the best candidate it is not "similar": it is not pulled up.
+    far = [Candidate({"id": "x"}, 1.0), Candidate({"id": "y"}, 0.4 * f.confirm_floor)]
+    apply_feedback(far, confirmed, like, f)
+    assert far[1].score < far[0].score
+
+
+def test_verdicts_through_the_node_change_order_for_like_queries_only(node: EdgeNode) -> None:
+    twin_a = _inc(1, "Hydraulic pump leaking oil at the shaft seal",
+                  action="Replaced the pump shaft seal")
+    twin_b = _inc(2, "Hydraulic pump leaking oil at the shaft seal",
+                  action="Replaced the pump shaft seal")
+    hose = _inc(3, "Hydraulic pump leaking oil at the pressure hose",
+                action="Tightened the pressure hose fitting on the pump")
+    curtain = _inc(4, "Light curtain fault stops the ram", action="Cleaned the light curtain")
+    node.memory.add_incidents("acme", [twin_a, twin_b, hose, curtain])
+    pump_q = "hydraulic pump leaking oil"
+
+    def ids(q: str, among: tuple[str, ...]) -> list[str]:
+        hits = node.memory.search("acme", q, machine_id="PRESS-07", k=10).hits
+        return [h.id for h in hits if h.id in among]
+
+    # Two otherwise equal fixes: one confirmation (default fusion) puts it first.
+    twins = (twin_a.id, twin_b.id)
+    second = ids(pump_q, twins)[1]
+    node.memory.feedback.record("acme", memory_id=second, verdict=Verdict.FIXED,
+                                author="ana", query=pump_q, machine_id="PRESS-07")
+    assert ids(pump_q, twins)[0] == second
+
+    # Put first for queries like the confirmed one only (similarity promotion on; without
+    # the small lift for any query, so an unlike query's order must not move at all).
+    node.memory.searcher.fusion = replace(Fusion(), confirm_boost=0.0, confirm_floor=0.1)
+    other_q = "oil leaking from hydraulic pump"  # like pump_q
+    far_q = "ram stops, light curtain and pump"  # not like pump_q
+    pair = (second, hose.id)
+    before = ids(far_q, pair)
+    assert ids(pump_q, pair)[0] == second and ids(other_q, pair)[0] == second
+    node.memory.feedback.record("acme", memory_id=hose.id, verdict=Verdict.FIXED,
+                                author="bo", query=pump_q, machine_id="PRESS-07")
+    assert ids(far_q, pair) == before  # a query unlike the confirmed one: as before
+    # "Not relevant" for one query lowers that hit for it and not for another query.
+    first_far = ids(far_q, pair)[0]
+    node.memory.feedback.record("acme", memory_id=first_far, verdict=Verdict.NOT_RELEVANT,
+                                author="ana", query=far_q, machine_id="PRESS-07")
+    assert ids(far_q, pair)[0] != first_far
+    assert ids(pump_q, pair) == ids(other_q, pair) and len(ids(pump_q, pair)) == 2

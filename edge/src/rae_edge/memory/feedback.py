@@ -4,12 +4,13 @@ A verdict is an append-only fact (:class:`rae_sync.domain.Feedback`, idempotent 
 in DuckDB ``feedback`` with who and when (``origin_node`` is ``site/node``: plants are
 counted by site); a local one is queued for sync in the same transaction (central fans it
 out like a correction), one from another plant is stored with ``outbox=False``. The query a
-verdict answered is embedded once, at store time, so ranking can tell whether a later query
-is "like that one" without embedding it again.
+verdict answered (either verdict) is embedded once, at store time, so ranking can tell
+whether a later query is "like that one" without embedding it again.
 
 Ranking reads :meth:`FeedbackService.for_memories`: confirmations (count, plants) per
-memory and the query vectors of its "not relevant" verdicts. Which memories carry any
-verdict is cached in memory, so a search whose candidates carry none costs no query.
+memory, the query vectors of its confirmations and those of its "not relevant" verdicts.
+Which memories carry any verdict is cached in memory, so a search whose candidates carry
+none costs no query.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class MemoryFeedback:
     confirmations: int = 0
     plants: set[str] = field(default_factory=set)
     rejections: list[np.ndarray] = field(default_factory=list)  # unit query vectors
+    confirmed: list[np.ndarray] = field(default_factory=list)  # unit query vectors
 
 
 class FeedbackService:
@@ -85,7 +87,7 @@ class FeedbackService:
     def store(self, fb: Feedback, *, outbox: bool) -> bool:
         """Stores a verdict (idempotent on id); False when it was stored already."""
         vec: list[float] | None = None
-        if fb.query and fb.verdict is Verdict.NOT_RELEVANT:
+        if fb.query:
             norm = self.abbreviations.expand(fb.query)
             vec = [float(x) for x in self._embedder().embed_one(norm)]
         facts = FeedbackFacts(vectors={fb.id: vec} if vec is not None else {},
@@ -120,12 +122,17 @@ class FeedbackService:
                 "SELECT memory_id, verdict, origin_node, query_vector FROM feedback "
                 "WHERE tenant_id = ? AND list_contains(?, memory_id)", [tenant_id, ids]):
             mf = out.setdefault(str(mid), MemoryFeedback())
+            unit = None
+            if vec is not None:
+                v = np.asarray(vec, dtype=np.float32)
+                unit = v / max(float(np.linalg.norm(v)), 1e-9)
             if verdict == Verdict.FIXED.value:
                 mf.confirmations += 1
                 mf.plants.add(str(origin).split("/", 1)[0])  # "site/node": one per plant
-            elif vec is not None:
-                v = np.asarray(vec, dtype=np.float32)
-                mf.rejections.append(v / max(float(np.linalg.norm(v)), 1e-9))
+                if unit is not None:
+                    mf.confirmed.append(unit)
+            elif unit is not None:
+                mf.rejections.append(unit)
         return out
 
     def entries(self, tenant_id: str, memory_id: str) -> list[Feedback]:

@@ -5,20 +5,24 @@ and the quality benchmark (bench/bench_quality.py) rank with the same code.
 1. :func:`profile` reads the query: the error codes and part/serial numbers it names
    (:mod:`rae_edge.ingest.structure`). A query naming any is *code-like*.
 2. :func:`fuse` merges the retrievers' ranked lists (``vector``, ``text``, ``exact``) with
-   the weights of the query's type (``Fusion.plain`` or ``Fusion.code``): either reciprocal
-   rank fusion (``rrf``: ``sum w / (k0 + rank)``) or a weighted sum of normalised scores
+   the weights of the query's type (``Fusion.plain`` or ``Fusion.code``): reciprocal rank
+   fusion (``rrf``: ``sum w / (k0 + rank)``), a weighted sum of normalised scores
    (``score``: cosine similarity min-max scaled over the list, BM25 divided by the list's
-   best, exact = share of the query's codes the memory names).
-3. :func:`apply_feedback`: a memory confirmed "this fixed it" is raised (more for more
-   confirmations and more plants); one marked "not relevant" for a query like this one
-   (cosine of the query embeddings at or above ``reject_similarity``) is lowered, for that
-   kind of query only.
+   best, exact = share of the query's codes the memory names), or a learnt linear
+   combiner (``learned``) over :data:`FEATURES` of each candidate (cosine, its gap to the
+   best, -log rank in each list, BM25 share of the best, in both lists, exact share),
+   trained with a listwise softmax loss by bench/bench_quality.py.
+3. :func:`apply_feedback`: a memory confirmed "this fixed it" is raised a little for any
+   query (more for more confirmations and more plants) and put first, when it scores
+   close to the best, for a query like one it was confirmed for or one naming a code it
+   carries; one marked "not relevant" for a query like this one (cosine of the query
+   embeddings at or above ``reject_similarity``) is lowered, for that kind of query only.
 4. :func:`pin_exact`: a memory naming a code or part number of the query that at most
    ``pin_top`` memories (within the prefilter) name is moved into the top ``pin_top``.
 
-Every weight of :class:`Fusion` was chosen by leave-one-set-out over the shared data sets
-(bench/bench_quality.py prints the choice of each fold and of all sets together; the
-defaults are the latter).
+Every weight of :class:`Fusion` comes from bench/bench_quality.py: learnt or chosen by
+leave-one-set-out over the shared data sets (each set is scored with what was learnt
+without it; the defaults are those learnt on all of them).
 """
 
 from __future__ import annotations
@@ -36,7 +40,10 @@ from rae_edge.ingest.structure import find_parts
 if TYPE_CHECKING:
     from rae_edge.memory.feedback import MemoryFeedback
 
-Method = Literal["rrf", "score"]
+Method = Literal["rrf", "score", "learned"]
+# What the learned combiner reads of each candidate (:func:`features`), in this order.
+FEATURES = ("vector similarity", "vector similarity below the best", "vector -log rank",
+            "BM25 share of the best", "BM25 -log rank", "in both lists", "exact share")
 
 
 @dataclass(frozen=True)
@@ -48,8 +55,11 @@ class Weights:
     text: float = 0.5
     exact: float = 0.5
     k0: float = 20.0  # rrf only
+    coef: tuple[float, ...] = ()  # learned only: one weight per FEATURES
 
     def label(self) -> str:
+        if self.method == "learned":
+            return "learned " + " ".join(f"{c:+.3g}" for c in self.coef)
         if self.method == "rrf":
             return f"rrf k0={self.k0:g} w_vec={self.vector:g} w_text={self.text:g}"
         return f"score w_vec={self.vector:g} w_text={self.text:g}"
@@ -59,18 +69,30 @@ class Weights:
 class Fusion:
     """Weights of the fusion, per query type, and of the reflective/feedback adjustments."""
 
-    # Leave-one-set-out choices of bench_quality (all three tuning sources together).
-    plain: Weights = field(default_factory=lambda: Weights("rrf", 0.5, 1.0, 1.0, 20.0))
+    # bench_quality: plain, the combiner learnt on all three tuning sources (each source's
+    # figure comes from the one learnt without it); code-like, the grid's choice with it.
+    plain: Weights = field(default_factory=lambda: Weights(
+        "learned", coef=(3.1632, 2.6552, 0.1922, -0.0361, 0.7173, -0.0656, 2.1478)))
     code: Weights = field(default_factory=lambda: Weights("rrf", 0.25, 1.0, 1.0, 5.0))
     correction_boost: float = 1.3
     superseded_factor: float = 0.6
     candidates: int = 50  # per retriever, at least; 4 x k when k is larger
     pin_top: int = 3
     # x (1 + b * log2(1 + confirmations) + p * (plants - 1)). b: the replay's choice on the
-    # tuning sets (larger boosts lift other queries' wrong answers more than they help);
+    # tuning sets (on the learnt score, exp of the logit: 1 = +0.69 to the logit per
+    # doubling; larger boosts lift other queries' wrong answers more than they help);
     # p: not measurable on single-plant sets, set equal to b.
-    confirm_boost: float = 0.05
-    plant_boost: float = 0.05
+    confirm_boost: float = 1.0
+    plant_boost: float = 1.0
+    # A query like one a fix was confirmed for (cosine >= confirm_similarity): that fix
+    # first when it scores at least confirm_floor x the best (the replay's choice: 2, i.e.
+    # never: on the shared sets query similarity does not tell which fixes carry over);
+    # a query naming a code the confirmed memory carries (same machine: the prefilter):
+    # first above confirm_code_floor x the best (a choice: no grouped set has codes).
+    confirm_similarity: float = 0.7
+    confirm_floor: float = 2.0
+    confirm_code_floor: float = 0.1
+    confirm_lead: float = 0.01
     reject_factor: float = 0.3
     reject_similarity: float = 0.8
 
@@ -127,26 +149,85 @@ def fuse(lists: Mapping[str, Sequence[dict[str, Any]]], w: Weights,
             c = fused.get(rid)
             if c is None:
                 c = fused[rid] = Candidate(r, 0.0, {}, exact=frozenset(exact.get(rid, ())))
-            part = norm[rank - 1] if w.method == "score" else 1.0 / (w.k0 + rank)
-            c.score += weights[name] * part
+            if w.method == "score":
+                c.score += weights[name] * norm[rank - 1]
+            elif w.method == "rrf":
+                c.score += weights[name] / (w.k0 + rank)
             assert c.ranks is not None
             c.ranks[name] = rank
-    return sorted(fused.values(), key=lambda c: (-c.score, str(c.row["id"])))
+    cands = list(fused.values())
+    if w.method == "learned" and cands:
+        logits = features(cands, lists, exact, n_exact) @ np.asarray(w.coef, dtype=float)
+        # exp of the logit over the best one: positive, so the multiplicative adjustments
+        # (corrections, verdicts) read as shifts of the logit, as they do for the others.
+        for c, s in zip(cands, np.exp(logits - logits.max()), strict=True):
+            c.score = float(s)
+    return sorted(cands, key=lambda c: (-c.score, str(c.row["id"])))
+
+
+def features(cands: Sequence[Candidate], lists: Mapping[str, Sequence[dict[str, Any]]],
+             exact: Mapping[str, set[str]], n_exact: int) -> np.ndarray:
+    """One row of :data:`FEATURES` per candidate. Ranks are by value, ties sharing the
+    best (two identical memories score the same); a candidate a retriever did not bring
+    gets that list's worst values: it ranks below the list's last."""
+    vec = lists.get("vector") or ()
+    txt = lists.get("text") or ()
+    sims = {str(r["id"]): 1.0 - float(r.get("_distance", 1.0)) for r in vec}
+    bm25 = {str(r["id"]): float(r.get("_score", 0.0)) for r in txt}
+    ids = [str(c.row["id"]) for c in cands]
+    lo = min(sims.values(), default=0.0)
+    sim = np.array([sims.get(i, lo) for i in ids])
+    bm = np.array([bm25.get(i, 0.0) for i in ids])
+    in_v = np.array([i in sims for i in ids])
+    in_t = np.array([i in bm25 for i in ids])
+    out = np.empty((len(ids), len(FEATURES)))
+    out[:, 0] = sim
+    out[:, 1] = sim - max(sims.values(), default=0.0)
+    out[:, 2] = np.where(in_v, -np.log(_rank_of(sim, list(sims.values()))), -math.log(len(vec) + 1))
+    out[:, 3] = bm / (max(bm25.values(), default=0.0) or 1.0)
+    out[:, 4] = np.where(in_t, -np.log(_rank_of(bm, list(bm25.values()))), -math.log(len(txt) + 1))
+    out[:, 5] = in_v & in_t
+    out[:, 6] = [len(exact.get(i, ())) / max(1, n_exact) for i in ids]
+    return out
+
+
+def _rank_of(values: np.ndarray, listed: Sequence[float]) -> np.ndarray:
+    """1 + how many of ``listed`` score above each value (ties share the best rank)."""
+    desc = -np.sort(-np.asarray(listed, dtype=float)) if listed else np.zeros(0)
+    return 1.0 + np.searchsorted(-desc, -values, side="left")
 
 
 def apply_feedback(cands: Sequence[Candidate], verdicts: Mapping[str, MemoryFeedback],
                    query_vector: np.ndarray | None, f: Fusion) -> None:
-    """Confirmed fixes up; memories judged not relevant to a query like this one down."""
+    """Confirmed fixes up; memories judged not relevant to a query like this one down, for
+    that kind of query only.
+
+    A confirmation lifts its memory a little for any query. It goes first for a query
+    naming a code it carries (the prefilter keeps the machine: same machine and code)
+    when it scores at least ``confirm_code_floor`` x the best candidate, and for a query
+    like one it was confirmed for (cosine >= ``confirm_similarity``) above
+    ``confirm_floor`` x the best: among similar candidates the confirmed fix ranks first
+    (more confirmations and plants first among those)."""
     q = None
     if query_vector is not None:
         q = query_vector / max(float(np.linalg.norm(query_vector)), 1e-9)
+    top = max((c.score for c in cands), default=0.0)
     for c in cands:
         v = verdicts.get(str(c.row["id"]))
         if v is None:
             continue
         if v.confirmations:
-            c.score *= (1.0 + f.confirm_boost * math.log2(1 + v.confirmations)
-                        + f.plant_boost * max(0, len(v.plants) - 1))
+            boost = (1.0 + f.confirm_boost * math.log2(1 + v.confirmations)
+                     + f.plant_boost * max(0, len(v.plants) - 1))
+            sim = max((float(r @ q) for r in v.confirmed), default=0.0) if q is not None \
+                else 0.0
+            named = bool(c.exact) and c.score >= f.confirm_code_floor * top
+            like = sim >= f.confirm_similarity and c.score >= f.confirm_floor * top
+            if top > 0 and (named or like):
+                # first; the fix confirmed for the query most like this one before others
+                c.score = top * (1.0 + f.confirm_lead + (1.0 if named else sim)) * boost
+            else:
+                c.score *= boost
         if q is not None and any(float(r @ q) >= f.reject_similarity for r in v.rejections):
             c.score *= f.reject_factor
             c.rejected = True

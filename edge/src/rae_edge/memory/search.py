@@ -11,8 +11,10 @@
    queries and plain language weigh the retrievers differently).
 4. Reflective memory outranks what it amends: corrections are boosted; a memory that a
    correction (in force at ``as_of``) amends is demoted and carries ``superseded_by``.
-5. Verdicts: confirmed fixes up, "not relevant" down for queries like the one it was
-   given for; then a memory with a rare exact code of the query is kept in the top 3.
+5. Verdicts: confirmed fixes up (first among close candidates for a query like one they
+   were confirmed for, or naming a code they carry), "not relevant" down for queries like
+   the one it was given for; then a memory with a rare exact code of the query is kept in
+   the top 3.
 
 With a machine, the prefilter keeps that machine's memories and the general ones (manual
 sections and documents tied to no machine); another machine's memories never pass it.
@@ -125,7 +127,7 @@ class HybridSearch:
         verdicts = self.feedback.for_memories(
             tenant_id, [str(c.row["id"]) for c in cands])
         if verdicts:
-            if vec is None and any(v.rejections for v in verdicts.values()):
+            if vec is None and any(v.rejections or v.confirmed for v in verdicts.values()):
                 vec = self._embedder().embed_one(norm)
             apply_feedback(cands, verdicts, vec, f)
         cands.sort(key=lambda c: (-c.score, str(c.row["id"])))
