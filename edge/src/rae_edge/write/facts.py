@@ -177,7 +177,7 @@ class DocumentFacts:
 class FeedbackFacts:
     """"This fixed it" / "not relevant" verdicts (:mod:`rae_edge.memory.feedback`),
     idempotent on id: given here (queued for central) or from another plant
-    (``to_outbox=False``). ``vectors`` holds the embedding of a "not relevant" verdict's
+    (``to_outbox=False``). ``vectors`` holds the embedding of a verdict's
     query by verdict id (made before the write). Nothing to index or push: the ranking
     and the briefing read them from DuckDB."""
 
