@@ -42,6 +42,7 @@ from rae_sync.messages import CorrectionMsg, FeedbackMsg, NodeRef
 log = logging.getLogger("rae_edge.sync")
 
 Applied = tuple[str, int]  # (message id, down seq): what is acked up
+LARGE = 32  # a batch this large means a catch-up (see DownApplier.busy)
 _COLS = ("tenant_id", "id", "machine_id", "text", "author", "target_id", "method",
          "valid_from", "valid_to", "origin_node", "audio_sha256", "hlc")
 _TYPES = ("VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR",
@@ -131,7 +132,7 @@ class DownApplier:
         self._queue: queue.Queue[_Down | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._last_apply = 0.0
+        self._last_large = 0.0  # when the last large batch was applied
 
     def start(self) -> None:
         if self._thread is None:
@@ -157,10 +158,10 @@ class DownApplier:
     def waiting(self) -> int:
         return self._queue.qsize()
 
-    def busy(self, quiet_s: float = 0.5) -> bool:
-        """Whether down messages are waiting or a batch was applied in the last
-        ``quiet_s`` (a catch-up under way)."""
-        return self.waiting > 0 or time.monotonic() - self._last_apply < quiet_s
+    def busy(self, quiet_s: float = 2.0) -> bool:
+        """Whether a catch-up is under way: down messages waiting, or a batch of at least
+        :data:`LARGE` applied in the last ``quiet_s`` (live traffic comes a few at a time)."""
+        return self.waiting > 0 or time.monotonic() - self._last_large < quiet_s
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -233,5 +234,6 @@ class DownApplier:
             marks.append((mid, d.env.type.value))
         flush()
         self.ledger.mark_applied_many(marks)
-        self._last_apply = time.monotonic()
+        if len(items) >= LARGE:
+            self._last_large = time.monotonic()
         self.on_applied([(d.env.message_id, d.env.seq) for d in items], stored)

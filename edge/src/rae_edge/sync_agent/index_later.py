@@ -6,8 +6,9 @@ stores, pushes and acks a batch without waiting for it, as central does with its
 indexer, and hands the stored corrections here. One thread indexes what has gathered, up
 to ``batch`` at a time (one embedding call, one LanceDB append). Until then a correction is
 in every briefing (DuckDB) and in the pushes; search finds it seconds later. While the
-applier is busy (a catch-up), the thread waits: embedding would take the cores the catch-up
-needs, and the corrections reach the briefings and tablets first.
+applier is busy (a catch-up), the thread waits (at most ``max_wait_s``): embedding would
+take the cores the catch-up needs, and the corrections reach the briefings and tablets
+first. Batches are small so that one under way when a catch-up starts ends soon.
 
 Nothing is left unindexed by a crash: on start, the thread first indexes every correction
 created since the previous start's sweep (the indexer skips rows already present), and
@@ -40,13 +41,15 @@ _COLS = ("tenant_id, id, machine_id, text, author, target_id, method, valid_from
 class IndexLater:
     """Indexes corrections in the background (see the module docstring)."""
 
-    def __init__(self, duck: DuckStore, indexer: IndexPort, *, batch: int = 1024,
-                 busy: Callable[[], bool] = lambda: False, busy_wait_s: float = 0.2) -> None:
+    def __init__(self, duck: DuckStore, indexer: IndexPort, *, batch: int = 128,
+                 busy: Callable[[], bool] = lambda: False, busy_wait_s: float = 0.2,
+                 max_wait_s: float = 60.0) -> None:
         self.duck = duck
         self.indexer = indexer
         self.batch = batch
         self.busy = busy  # True while the applier has work: indexing waits
         self.busy_wait_s = busy_wait_s
+        self.max_wait_s = max_wait_s  # a busy applier holds indexing back this long at most
         self._queue: queue.Queue[Correction | None] = queue.Queue()
         self._stop = threading.Event()
         self._pending = 0  # handed over, not yet indexed (or given up on)
@@ -88,7 +91,9 @@ class IndexLater:
             first = self._queue.get()
             if first is None:
                 continue
-            while self.busy() and not self._stop.is_set():
+            held = time.monotonic()
+            while (self.busy() and not self._stop.is_set()
+                   and time.monotonic() - held < self.max_wait_s):
                 time.sleep(self.busy_wait_s)
             items = [first]
             while len(items) < self.batch:
