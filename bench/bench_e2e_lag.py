@@ -292,7 +292,8 @@ def run(quick: bool = False) -> list[Row]:
             ("to_central", "sealed at A → committed at central",
              "corrections.received_at: MQTT, worker batch, Postgres commit"),
             ("to_b_bus", "committed → on B's push bus",
-             "fan-out publish, B verifies, stores, indexes"),
+             "fan-out publish, B verifies, queues and stores it (indexed after, in the "
+             "background)"),
             ("to_socket", "B's push bus → B's socket", "the WebSocket frame")]:
         q = percentiles(got[key])
         qq = percentiles(quiet[key])
