@@ -178,9 +178,20 @@ class DownApplier:
                     items.append(nxt)
             try:
                 self.apply(items)
-            except Exception:  # not acked: central sends them again (resume, resend)
-                log.exception("sync: applying %d down messages failed; central keeps "
-                              "them and sends them again", len(items))
+            except Exception:
+                if len(items) == 1:  # not acked: central keeps it and sends it again
+                    log.exception("sync: applying a down message failed; central keeps it "
+                                  "and sends it again")
+                    continue
+                # one bad message must not hold back the others: one by one
+                log.warning("sync: applying %d down messages at once failed; one by one",
+                            len(items), exc_info=True)
+                for item in items:
+                    try:
+                        self.apply([item])
+                    except Exception:
+                        log.exception("sync: applying down message %s failed; central "
+                                      "keeps it and sends it again", item.env.message_id)
 
     def apply(self, items: Sequence[_Down]) -> None:
         """Applies a batch (in order; the corrections among them in one write), marks it
