@@ -3,7 +3,9 @@ plant B, everything a real process on this machine (two ``rae-edge serve`` nodes
 ``rae-central serve`` with 2 workers and a local Qdrant folder, mosquitto, PostgreSQL;
 :class:`tests.fixtures.stack.Stack`).
 
-Figures (``quick``: 30 corrections; full: 100; at a nominal 2 corrections/s):
+Figures, with plain MQTT and then with TLS and per-node ACL (the production broker
+setup, each node on its certificate; same run), ``quick``: 30 corrections; full: 100; at
+a nominal 2 corrections/s:
 - lag to B's push socket (a tablet at B watching every machine): POST sent → frame
   received; p50/p95/p99, target p95 ≤ 1 s;
 - lag to B's briefing: POST sent → the correction in ``GET /machines/{id}/briefing`` at B
@@ -247,7 +249,98 @@ def _measure(stack: Any, n: int, load: bool = True) -> dict[str, Any]:
             "briefing_rt": poller.round_trips_ms or [float("nan")], **parts}
 
 
+def _secure_stack(tmp: Path, pg: Any) -> Any:
+    """The same stack on the production broker setup, built as an operator does: ``pki
+    init``, ``enroll`` (identities with certificate, key, CA, broker password and the
+    ``mqtts://`` URL), ``broker-config`` (TLS listener requiring a client certificate,
+    dynamic security: each node its own topics and client id); central's workers use
+    their own certificate; each node takes its broker from its identity."""
+    from rae_central.broker_setup import write_broker_config
+    from rae_central.config import CentralSettings
+    from rae_central.enroll import enroll
+    from rae_central.pki import PkiLayout
+    from tests.fixtures.mosquitto import Mosquitto, free_port
+    from tests.fixtures.stack import Stack
+
+    port = free_port()
+    mqtts = f"mqtts://127.0.0.1:{port}"
+    pki = tmp / "pki"
+    PkiLayout(pki).init(["127.0.0.1", "localhost"])
+    broker = Mosquitto(tmp / "mosquitto-tls", port=port)
+
+    class SecureStack(Stack):
+        def settings(self) -> CentralSettings:
+            return CentralSettings(database_url=self.database_url, mqtt_url=mqtts,
+                                   mqtt_pki_dir=pki, signing_key_file=self.central.signing_key)
+
+        def enroll(self, tenant: str, site: str, node_id: str, out: Path) -> Path:
+            return enroll(self.settings(), (tenant, site, node_id), out)
+
+    stack = SecureStack(tmp / "stack-tls", pg, broker)
+    stack.central.mqtt_url = mqtts
+    stack.central.env.update({"RAE_CENTRAL_ALLOW_PLAIN_MQTT": "false",
+                              "RAE_CENTRAL_MQTT_PKI_DIR": str(pki)})
+    stack.add_node("a", start=False, mqtt_flag=False)
+    stack.add_node("b", start=False, mqtt_flag=False)
+    broker.conf = write_broker_config(stack.settings(), tmp / "broker-tls", port=port,
+                                      bind="127.0.0.1")  # with both nodes
+    broker.start()
+    stack.start_central()
+    stack.start_nodes()
+    return stack
+
+
+def _lag_rows(got: dict[str, Any], quiet: dict[str, Any], r: dict[str, float], n: int,
+              mode: str) -> list[Row]:
+    p, b = percentiles(got["push"]), percentiles(got["briefing"])
+    post = percentiles(got["post"])
+    q_push, q_brief = percentiles(quiet["push"]), percentiles(quiet["briefing"])
+    cond = (f"{n} corrections at {RATE_PER_S:g}/s with background scans (4/s per plant) and "
+            f"incidents (1/s at A)")
+    part_rows = []
+    for key, label, what in [
+            ("seal", "POST sent → sealed at A", "the HLC stamp the sync agent gives it"),
+            ("to_central", "sealed at A → committed at central",
+             "corrections.received_at: MQTT, worker batch, Postgres commit"),
+            ("to_b_bus", "committed → on B's push bus",
+             "fan-out publish, B verifies, queues and stores it (indexed after, in the "
+             "background)"),
+            ("to_socket", "B's push bus → B's socket", "the WebSocket frame")]:
+        q = percentiles(got[key])
+        qq = percentiles(quiet[key])
+        part_rows.append(row(f"  part: {label}, p50 ({mode})", q["p50"], "ms",
+                             notes=f"p95 {q['p95']:.0f} ms; without background load p50 "
+                                   f"{qq['p50']:.0f} ms, p95 {qq['p95']:.0f} ms ({what})"))
+    return [
+        row(f"A POST → B push socket, p95 ({mode})", p["p95"], "ms", target="<= 1000 ms",
+            baseline="raw MQTT QoS1 pub→sub p95 (plain)", baseline_value=r["p95"],
+            ok=p["p95"] <= 1000,
+            notes=f"p50 {p['p50']:.0f} ms, p99 {p['p99']:.0f} ms; {cond}"),
+        row(f"A POST → B briefing, p95 ({mode})", b["p95"], "ms", target="<= 1000 ms",
+            baseline="raw MQTT QoS1 pub→sub p95 (plain)", baseline_value=r["p95"],
+            ok=b["p95"] <= 1000,
+            notes=f"p50 {b['p50']:.0f} ms, p99 {b['p99']:.0f} ms (polled at B every 0.1 s; "
+                  f"counted when the answer is in hand, so it includes one briefing round "
+                  f"trip: p50 {percentiles(got['briefing_rt'])['p50']:.0f} ms)"),
+        row(f"A POST → B push socket, p50 ({mode})", p["p50"], "ms"),
+        row(f"A POST → B briefing, p50 ({mode})", b["p50"], "ms"),
+        row(f"  part: POST at A answered, p50 ({mode})", post["p50"], "ms",
+            notes=f"p95 {post['p95']:.0f} ms"),
+        *part_rows,
+        row(f"A POST → B push socket, p95, no background load ({mode})", q_push["p95"], "ms",
+            target="<= 1000 ms", ok=q_push["p95"] <= 1000,
+            notes=f"p50 {q_push['p50']:.0f} ms, p99 {q_push['p99']:.0f} ms; briefing p95 "
+                  f"{q_brief['p95']:.0f} ms; the same {n} corrections, no scans or incidents"),
+        row(f"CPU of the stack during the loaded run ({mode})", sum(got["cores"].values()),
+            "cores",
+            notes=", ".join(f"{k} {v:.2f}" for k, v in got["cores"].items()) +
+            f"; without background load: {sum(quiet['cores'].values()):.2f} cores "
+            f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the end)"),
+    ]
+
+
 def run(quick: bool = False) -> list[Row]:
+    """Plain MQTT, then TLS with per-node ACL: the same measurement side by side."""
     from rae_central.embedded_pg import PgServer, find_pg_bin
     from tests.fixtures.mosquitto import Mosquitto
     from tests.fixtures.stack import Stack
@@ -260,73 +353,45 @@ def run(quick: bool = False) -> list[Row]:
     tmp.chmod(0o755)  # as root, PostgreSQL runs as user postgres under this folder
     pg = PgServer(bin_dir, tmp / "pg")
     broker = Mosquitto(tmp / "mosquitto")
+    machines = [{"id": m, "name": m, "qr_code": f"QR-{m}", "site": "x"} for m in MACHINES]
+    measured: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
     stack: Stack | None = None
     try:
         pg.init()
         pg.start()
         broker.start()
         raw = _raw_mqtt_ms(broker.port, n)
-        stack = Stack(tmp / "stack", pg, broker).start_central()
-        stack.add_node("a", start=False)
-        stack.add_node("b", start=False)
-        stack.start_nodes()
-        machines = [{"id": m, "name": m, "qr_code": f"QR-{m}", "site": "x"} for m in MACHINES]
-        stack.add_machines(["a", "b"], machines)
-        _measure(stack, 4)  # warm-up: first requests, first sync round trips
-        got = _measure(stack, n)
-        quiet = _measure(stack, n, load=False)
+        for mode in ("plain", "TLS + ACL"):
+            if mode == "plain":
+                stack = Stack(tmp / "stack", pg, broker).start_central()
+                stack.add_node("a", start=False)
+                stack.add_node("b", start=False)
+                stack.start_nodes()
+            else:
+                stack = _secure_stack(tmp, pg)
+            stack.add_machines(["a", "b"], machines)
+            _measure(stack, 4)  # warm-up: first requests, first sync round trips
+            got = _measure(stack, n)
+            measured[mode] = (got, _measure(stack, n, load=False))
+            stack.close()
+            stack.broker.kill()
+            stack = None
     finally:
         if stack is not None:
             stack.close()
+            stack.broker.kill()
         broker.kill()
         pg.destroy()
         shutil.rmtree(tmp, ignore_errors=True)
-    p, b, r = percentiles(got["push"]), percentiles(got["briefing"]), percentiles(raw)
-    post = percentiles(got["post"])
-    q_push, q_brief = percentiles(quiet["push"]), percentiles(quiet["briefing"])
-    cond = (f"{n} corrections at {RATE_PER_S:g}/s with background scans (4/s per plant) and "
-            f"incidents (1/s at A)")
-    part_rows = []
-    for key, label, what in [
-            ("seal", "POST sent → sealed at A", "the HLC stamp the sync agent gives it"),
-            ("to_central", "sealed at A → committed at central",
-             "corrections.received_at: MQTT, worker batch, Postgres commit"),
-            ("to_b_bus", "committed → on B's push bus",
-             "fan-out publish, B verifies, stores, indexes"),
-            ("to_socket", "B's push bus → B's socket", "the WebSocket frame")]:
-        q = percentiles(got[key])
-        qq = percentiles(quiet[key])
-        part_rows.append(row(f"  part: {label}, p50", q["p50"], "ms",
-                             notes=f"p95 {q['p95']:.0f} ms; without background load p50 "
-                                   f"{qq['p50']:.0f} ms, p95 {qq['p95']:.0f} ms ({what})"))
-    return [
-        row("A POST → B push socket, p95", p["p95"], "ms", target="<= 1000 ms",
-            baseline="raw MQTT QoS1 pub→sub p95", baseline_value=r["p95"],
-            ok=p["p95"] <= 1000,
-            notes=f"p50 {p['p50']:.0f} ms, p99 {p['p99']:.0f} ms; {cond}"),
-        row("A POST → B briefing, p95", b["p95"], "ms", target="<= 1000 ms",
-            baseline="raw MQTT QoS1 pub→sub p95", baseline_value=r["p95"],
-            ok=b["p95"] <= 1000,
-            notes=f"p50 {b['p50']:.0f} ms, p99 {b['p99']:.0f} ms (polled at B every 0.1 s; "
-                  f"counted when the answer is in hand, so it includes one briefing round "
-                  f"trip: p50 {percentiles(got['briefing_rt'])['p50']:.0f} ms)"),
-        row("A POST → B push socket, p50", p["p50"], "ms"),
-        row("A POST → B briefing, p50", b["p50"], "ms"),
-        row("  part: POST at A answered, p50", post["p50"], "ms",
-            notes=f"p95 {post['p95']:.0f} ms"),
-        *part_rows,
-        row("A POST → B push socket, p95, no background load", q_push["p95"], "ms",
-            target="<= 1000 ms", ok=q_push["p95"] <= 1000,
-            notes=f"p50 {q_push['p50']:.0f} ms, p99 {q_push['p99']:.0f} ms; briefing p95 "
-                  f"{q_brief['p95']:.0f} ms; the same {n} corrections, no scans or incidents"),
-        row("CPU of the stack during the loaded run", sum(got["cores"].values()), "cores",
-            notes=", ".join(f"{k} {v:.2f}" for k, v in got["cores"].items()) +
-            f"; without background load: {sum(quiet['cores'].values()):.2f} cores "
-            f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the end)"),
-        row("raw MQTT QoS1 publish → delivered, p50", r["p50"], "ms",
-            notes=f"p95 {r['p95']:.2f} ms, p99 {r['p99']:.2f} ms; same broker, {len(raw)} "
-                  f"messages"),
-    ]
+    r = percentiles(raw)
+    rows: list[Row] = []
+    for mode in ("TLS + ACL", "plain"):
+        if mode in measured:
+            rows += _lag_rows(*measured[mode], r, n, mode)
+    return [*rows,
+            row("raw MQTT QoS1 publish → delivered, p50 (plain)", r["p50"], "ms",
+                notes=f"p95 {r['p95']:.2f} ms, p99 {r['p99']:.2f} ms; same broker, "
+                      f"{len(raw)} messages")]
 
 
 if __name__ == "__main__":

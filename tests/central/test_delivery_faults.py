@@ -1,9 +1,11 @@
 """Exactly-once in effect through faults, with ``rae-central serve`` as a real process
 (two ingest workers, the vector indexer on a local Qdrant folder), a real mosquitto and
 PostgreSQL: one worker killed mid-stream, a broker restart, a whole-central crash. Each
-time every correction is in Postgres once, in Qdrant once, and reached the other plant:
-a real ``rae-edge serve`` node, which acked applying each one (central owes it nothing)
-and holds each exactly once in its DuckDB (counted, not a set)."""
+fault is shown to land while messages were in flight: at its moment some of the stream
+had been acked by central, the chunk just published had not, and the rest was still to
+be sent. Each time every correction is in Postgres once, in Qdrant once, and reached the
+other plant: a real ``rae-edge serve`` node, which acked applying each one (central owes
+it nothing) and holds each exactly once in its DuckDB (counted, not a set)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 import sqlalchemy as sa
@@ -31,19 +34,46 @@ pytestmark = pytest.mark.faults
 N = 300
 
 
+@dataclass(frozen=True)
+class AtFault:
+    """The stream at the moment of the fault."""
+
+    sent: int  # published, the broker's PUBACK back
+    acked: int  # acked by central (stored)
+    total: int
+
+
 def _stream(edge: EdgeSim, envs: list[Envelope], fault_at: int, fault: Callable[[], None],
-            ) -> None:
-    """Publishes in chunks; runs ``fault`` once ``fault_at`` messages are out."""
-    done_fault = False
+            ) -> AtFault:
+    """Publishes in chunks of 25. Once ``fault_at`` messages are out and central has
+    acked some of them, publishes one more chunk and runs ``fault`` at once, with that
+    chunk in flight; then the rest. Returns the counts taken just before the fault."""
+    ids = [e.message_id for e in envs]
+    at: AtFault | None = None
     for i in range(0, len(envs), 25):
-        if not done_fault and i >= fault_at:
+        if at is None and i >= fault_at:
+            before = set(ids[:i])
+            wait_for(lambda: before & edge.acked, timeout=60,  # noqa: B023 (used at once)
+                     what="central acking part of the stream")
+            edge.send(envs[i:i + 25])  # raises if the broker is away: not expected here
+            with edge.lock:
+                acked = len(set(ids) & edge.acked)
+            at = AtFault(sent=i + len(envs[i:i + 25]), acked=acked, total=len(envs))
             fault()
-            done_fault = True
+            continue
         try:
             edge.send(envs[i:i + 25])
         except Exception:
             time.sleep(0.3)  # broker away: deliver_all sends what is not acked
         time.sleep(0.02)
+    assert at is not None, "the stream ended before the fault"
+    return at
+
+
+def _landed_in_flight(at: AtFault) -> None:
+    """Some of the stream was stored before the fault, the chunk just published was not
+    yet acked, and more was sent after it."""
+    assert 0 < at.acked < at.sent < at.total, at
 
 
 def _check_exactly_once(central: Central, serve: ServeProc, a: EdgeSim, b: NodeProcess,
@@ -110,7 +140,8 @@ def test_one_of_two_workers_killed_mid_stream(central: Central) -> None:
     try:
         victims = serve.worker_pids()
         assert len(victims) == 2
-        _stream(a, envs[1:], N // 3, lambda: os.kill(victims[0], signal.SIGKILL))
+        _landed_in_flight(_stream(a, envs[1:], N // 3,
+                                  lambda: os.kill(victims[0], signal.SIGKILL)))
         _check_exactly_once(central, serve, a, b, envs)
     finally:
         serve.kill()
@@ -125,7 +156,7 @@ def test_broker_restart_mid_stream(central: Central) -> None:
             central.broker.stop()
             threading.Timer(2.0, central.broker.start).start()
 
-        _stream(a, envs[1:], N // 3, restart)
+        _landed_in_flight(_stream(a, envs[1:], N // 3, restart))
         wait_for(lambda: central.broker.running, what="the broker back")
         _check_exactly_once(central, serve, a, b, envs)
     finally:
@@ -141,7 +172,7 @@ def test_central_crash_and_restart_mid_stream(central: Central) -> None:
             serve.kill()
             threading.Timer(1.0, serve.start).start()
 
-        _stream(a, envs[1:], N // 3, crash)
+        _landed_in_flight(_stream(a, envs[1:], N // 3, crash))
         wait_for(lambda: serve.proc is not None and serve.proc.poll() is None, timeout=90,
                  what="central back")
         _check_exactly_once(central, serve, a, b, envs)

@@ -4,6 +4,8 @@ off nothing is queued; one rule decides it (``EdgeSettings.sync_on``)."""
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -109,3 +111,39 @@ def test_sync_off_queues_nothing_and_on_queues_typed_rows(tmp_path: Path) -> Non
         assert [(s.fact, s.step, s.count) for s in steps if s.step in ("store", "outbox")] == [
             ("incident", "store", 1), ("incident", "outbox", queued // 2),
             ("correction", "store", 1), ("correction", "outbox", queued // 2)]
+
+
+def test_write_many_runs_the_same_steps_with_one_push_transaction(tmp_path: Path) -> None:
+    """The batch path (corrections from other plants): the steps of ``write`` in their
+    order, each new correction stored and pushed once (a repeat in the batch and one
+    stored before are not), the pushes of the batch in one transaction (consecutive
+    cursors, one ``created_at``)."""
+    from rae_edge.sync_agent.down_apply import RemoteCorrections
+    from rae_sync.messages import NodeRef
+
+    node = _node(tmp_path, mqtt_url="mqtt://127.0.0.1:9")
+    steps: list[WriteStep] = []
+    node.writer.observe(steps.append)
+    origin = NodeRef(tenant_id=T, site_id="plant-2", node_id="node-7")
+    made = [_correction(f"belt {i} re-tensioned") for i in range(50)]
+    try:
+        node.writer.write(CorrectionFacts(to_outbox=False, index_it=False), made[:1], "remote")
+        stored = node.writer.write_many(
+            RemoteCorrections(origins={c.id: origin for c in made}, index_it=False),
+            [*made, made[3]], "remote")
+        ids = [str(r[0]) for r in node.duck.query("SELECT id FROM corrections")]
+        pushes = node.duck.query("SELECT seq, created_at, payload FROM push_messages "
+                                 "WHERE type = 'correction' ORDER BY seq")
+        outbox = node.duck.outbox_depth()
+    finally:
+        node.close()
+    assert [c.id for c in stored] == [c.id for c in made[1:]]
+    assert Counter(ids) == Counter(c.id for c in made), "each once"
+    batch = pushes[1:]
+    assert Counter(json.loads(p)["correction"]["id"] for *_, p in pushes) == \
+        Counter(c.id for c in made), "each pushed once"
+    assert [s for s, *_ in batch] == list(range(batch[0][0], batch[0][0] + 49))
+    assert len({at for _, at, _ in batch}) == 1, "one push transaction"
+    assert all(json.loads(p)["origin"]["site_id"] == "plant-2" for *_, p in batch)
+    assert [s.step for s in steps] == list(STEPS) * 2
+    assert outbox == 0, "a correction from another plant is not queued again"

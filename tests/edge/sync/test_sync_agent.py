@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from rae_edge import config
 from rae_edge.node import EdgeNode
 from rae_edge.sync_agent import SyncAgent
+from rae_edge.write.writer import WriteStep
 from rae_sync.domain import Correction
 from rae_sync.envelope import seal
 from rae_sync.hlc import Hlc
@@ -153,6 +155,54 @@ def test_correction_from_another_plant_is_applied_once_and_pushed(rig: Rig) -> N
     assert agent.clock.last > Hlc.parse(c.hlc), "the clock moved past the remote stamp"
 
 
+def test_a_burst_from_central_is_applied_in_batches_each_once(rig: Rig) -> None:
+    """What a node that was away receives at once is applied a batch at a time (one
+    write each, not one per correction), each correction once although some come twice
+    (the same envelope again, the same fact under a new message id), each pushed once,
+    and every message id acked up only after it was applied."""
+    n = 300
+    rig.central.acking.clear()  # no acks of its own messages come down meanwhile
+    agent = rig.agent()
+    steps: list[WriteStep] = []
+    rig.node.writer.observe(steps.append)
+    other = ("acme", "plant-2", "node-7")
+    made = [Correction(tenant_id="acme", machine_id=f"press-{i % 4}", author="bo",
+                       text=f"burst {i}: belt tension set to {40 + i % 17} N")
+            for i in range(n)]
+    with rig.node.duck.transaction():  # the node is busy: what comes down waits queued
+        envs = [rig.central.send_correction(NODE, c, other) for c in made]
+        for e in envs[:20]:  # the broker delivers these again
+            rig.central.send(NODE, e.message_as(CorrectionMsg), message_id=e.message_id)
+        again = [rig.central.send_correction(NODE, c, other) for c in made[:5]]
+        # all delivered: queued (the applier took the first few and waits on the store)
+        seen: list[int] = []
+
+        def settled() -> bool:
+            seen.append(agent.applier.waiting)
+            time.sleep(0.5)
+            return seen[-1] >= n // 2 and seen[-1] == agent.applier.waiting
+
+        assert _wait(settled), seen
+        assert not rig.central.of_type("ack"), "nothing acked before it was applied"
+    rig.central.acking.set()
+    assert _wait(lambda: agent.stats.applied == n), agent.stats
+    want = {e.message_id for e in envs + again}
+    assert rig.central.wait_until(lambda c: want <= {
+        m for e in c.of_type("ack") for m in e.payload["message_ids"]})
+    stored = Counter(str(r[0]) for r in rig.node.duck.query("SELECT id FROM corrections"))
+    assert stored == Counter(c.id for c in made), "each correction once"
+    pushed = Counter(json.loads(p)["correction"]["id"] for (p,) in rig.node.duck.query(
+        "SELECT payload FROM push_messages WHERE type = 'correction'"))
+    assert pushed == Counter(c.id for c in made), "each pushed once"
+    writes = [s for s in steps if s.step == "store" and s.origin == "remote"]
+    assert sum(s.count for s in writes) == n
+    assert len(writes) <= 4, f"{len(writes)} writes for {n} corrections: not batched"
+    marked = rig.node.duck.query("SELECT message_id FROM sync_applied")
+    assert Counter(str(m) for (m,) in marked) == Counter(want), "each message id marked once"
+    assert rig.node.duck.outbox_depth() == 0, "nothing from central is sent back"
+    assert agent.stats.rejected == 0
+
+
 def test_forged_or_misaddressed_down_messages_are_dropped_and_the_loop_goes_on(rig: Rig) -> None:
     agent = rig.agent()
     c = Correction(tenant_id="acme", machine_id="press-1", text="forged", author="mallory")
@@ -230,8 +280,24 @@ def test_a_correction_from_central_becomes_searchable(rig: Rig) -> None:
                    author="bo", origin_node="node-7")
     rig.central.send_correction(NODE, c, ("acme", "plant-2", "node-7"))
     assert _wait(lambda: agent.stats.applied == 1, timeout=120)
+    # indexed in the background, off the apply and ack path
+    assert agent.index_later is not None and agent.index_later.wait_idle(120)
     hits = rig.node.memory.search("acme", "pump cavitation air in suction", k=5)
     assert c.id in [h.id for h in hits.hits]
+
+
+def test_a_correction_stored_but_not_indexed_is_indexed_on_the_next_start(rig: Rig) -> None:
+    """A crash after an apply committed and before the background indexer got to it:
+    the next start's sweep indexes it, and records where it got to."""
+    c = Correction(tenant_id="acme", machine_id="press-4", author="bo", origin_node="node-7",
+                   text="gearbox whine at 40 Hz: the coupling insert was worn")
+    assert rig.node.duck.insert_correction(c)  # stored, never indexed (killed meanwhile)
+    assert not rig.node.lance.existing_ids("acme", [c.id])
+    agent = SyncAgent(rig.node, rig.identity, rig.broker.make("rae-edge-indexing"), index=True)
+    rig.agents.append(agent)
+    agent.start()
+    assert _wait(lambda: rig.node.lance.existing_ids("acme", [c.id]) == {c.id}, timeout=120)
+    assert _wait(lambda: "index_swept_at" in agent.ledger.state())
 
 
 def test_from_settings_builds_the_agent_serve_runs(tmp_path: Path, mosquitto: Mosquitto) -> None:

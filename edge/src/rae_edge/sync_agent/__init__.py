@@ -4,6 +4,10 @@ Modules:
 - ``agent``: :class:`SyncAgent` (outbox → signed envelopes → central, acks, replays,
   corrections from other plants applied and pushed) with :class:`SyncOptions` and
   :class:`SyncStats`;
+- ``down_apply``: :class:`DownApplier`, what central sends down applied in batches off the
+  MQTT thread (one write per batch), acked up only once applied;
+- ``index_later``: :class:`IndexLater`, corrections from other plants made searchable in
+  the background (a start-up sweep covers a crash);
 - ``ledger``: :class:`SyncLedger`, the agent's durable state in DuckDB (seq, HLC, sealed
   envelopes until acked, unsendable rows, applied down messages);
 - ``codec``: outbox rows → wire messages;

@@ -11,12 +11,15 @@ At most ``window`` envelopes are sealed and unacked at a time. Above ``outbox_li
 the agent raises an alert (stats, node status, log): it never drops a row.
 
 Down (``rae/v1/{tenant}/{site}/{node}/down/#``, signed by central): ``AckMsg`` acks;
-``ReplayRequestMsg`` re-sends a seq range; ``CorrectionMsg`` (from another plant) is stored
-(idempotent on its id, never put in the outbox again), indexed for search, pushed to the
-tablets watching its machine, and acked up: central keeps it until that ack, and the
-node's position (the highest such seq applied) moves. On every connect the agent sends a
-``ResumeMsg`` with that position: central sends again whatever it still owes the node,
-so nothing depends on what the broker kept.
+``ReplayRequestMsg`` re-sends a seq range; ``CorrectionMsg`` (from another plant) and
+``FeedbackMsg`` are queued for the :class:`~rae_edge.sync_agent.down_apply.DownApplier`,
+which applies them in batches (stored idempotent on their ids, never put in the outbox
+again, pushed to the tablets watching their machines; indexed for search in the
+background by :class:`~rae_edge.sync_agent.index_later.IndexLater`) and only then
+has them acked up: central keeps each until that ack, and the node's position (the
+highest such seq applied) moves. On every connect the agent sends a ``ResumeMsg`` with
+that position: central sends again whatever it still owes the node, so nothing depends
+on what the broker kept.
 
 A bad down message never stalls the stream: one that does not verify, or a correction
 whose clock stamps lie more than ``max_clock_skew_s`` ahead of this node's clocks, is set
@@ -40,8 +43,10 @@ from typing import Any, Protocol
 
 from rae_edge.config import EdgeSettings
 from rae_edge.store.duck import DuckStore
+from rae_edge.sync_agent.down_apply import Applied, DownApplier
+from rae_edge.sync_agent.index_later import IndexLater
 from rae_edge.sync_agent.ledger import Sealed, SyncLedger
-from rae_edge.write.writer import FactWriter
+from rae_edge.write.writer import FactWriter, IndexPort
 from rae_sync.domain import Feedback
 from rae_sync.envelope import Envelope, open_envelope, seal_encoded
 from rae_sync.errors import ClockSkew, TransportError, VerificationError
@@ -61,6 +66,7 @@ from rae_sync.transport import InboundMessage, PublishHandle, Transport
 from rae_sync.validation import DEFAULT_MAX_AHEAD_S, check_ordering
 
 log = logging.getLogger("rae_edge.sync")
+ACK_MAX = 1000  # down messages acked up in one AckMsg
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,7 @@ class SyncOptions:
     poll_s: float = 0.2  # how often an idle agent looks at the outbox
     publish_timeout_s: float = 30.0
     max_clock_skew_s: float = DEFAULT_MAX_AHEAD_S  # down stamps further ahead are refused
+    apply_batch: int = 256  # most down messages applied in one write
 
 
 @dataclass(frozen=True)
@@ -120,6 +127,9 @@ class SyncHost(Protocol):
     def writer(self) -> FactWriter: ...
 
     @property
+    def indexer(self) -> IndexPort: ...
+
+    @property
     def feedback(self) -> FeedbackSink: ...
 
 
@@ -154,6 +164,14 @@ class SyncAgent:
         self._unsendable = 0
         self._counts = {"published": 0, "acked": 0, "applied": 0, "rejected": 0}
         self._lock = threading.Lock()
+        # index=False: no embedding model (tests); the indexer loads it on first use
+        self.index_later = (IndexLater(node.duck, node.indexer, busy=lambda: self.applier.busy())
+                            if index else None)
+        self.applier = DownApplier(
+            tenant_id=identity.tenant_id, ledger=self.ledger, writer=node.writer,
+            feedback=lambda fb: node.feedback.store(fb, outbox=False), clock=self.clock,
+            on_applied=self._applied, batch=self.options.apply_batch,
+            index=self.index_later)
 
     @classmethod
     def from_settings(cls, node: SyncHost, identity: NodeIdentity | None = None,
@@ -191,6 +209,9 @@ class SyncAgent:
         if self._thread is not None:
             return
         t, s, n = self.identity.node
+        if self.index_later is not None:
+            self.index_later.start()
+        self.applier.start()
         # subscribe before connecting: a kept session delivers its backlog right away
         self.transport.subscribe(node_down_filter(t, s, n), self._on_down)
         self.transport.add_connection_listener(self._on_connection)
@@ -207,6 +228,9 @@ class SyncAgent:
             self._thread.join(timeout)
             self._thread = None
         self.transport.close()
+        self.applier.stop(timeout)
+        if self.index_later is not None:
+            self.index_later.stop(timeout)
 
     def notify(self) -> None:
         """Wakes the agent at once (e.g. after a write that queued a row)."""
@@ -362,7 +386,7 @@ class SyncAgent:
             if kind == "replay":
                 self._replay(item)
             elif kind == "ack_up":
-                acks.append(item)
+                acks += item
             elif kind == "reconnected":
                 self._sent_upto = 0
                 self._last_status = 0.0
@@ -370,11 +394,12 @@ class SyncAgent:
                 cursor, applied = self.ledger.down_position()
                 self.ledger.seal_message(ResumeMsg(cursor=cursor, applied=applied),
                                          self.clock, self._seal)
-        if acks:
-            self.ledger.seal_message(AckMsg(message_ids=tuple(m for m, _ in acks),
-                                            seqs=tuple(s for _, s in acks)),
+        for i in range(0, len(acks), ACK_MAX):  # a catch-up's acks: a few messages
+            part = acks[i:i + ACK_MAX]
+            self.ledger.seal_message(AckMsg(message_ids=tuple(m for m, _ in part),
+                                            seqs=tuple(s for _, s in part)),
                                      self.clock, self._seal)
-            self.ledger.advance_down([s for _, s in acks])
+            self.ledger.advance_down([s for _, s in part])
 
     def _replay(self, req: ReplayRequestMsg) -> None:
         retained = self.ledger.retained_range()
@@ -451,45 +476,15 @@ class SyncAgent:
         elif isinstance(m, ReplayRequestMsg):
             self._work.put(("replay", m))
             self._wake.set()
-        elif isinstance(m, CorrectionMsg):
-            if not self.ledger.applied(env.message_id):
-                self._apply_correction(env, m)
-            self._work.put(("ack_up", (env.message_id, env.seq)))
-            self._wake.set()
-        elif isinstance(m, FeedbackMsg):
-            if not self.ledger.applied(env.message_id):
-                self._apply_feedback(env, m)
-            self._work.put(("ack_up", (env.message_id, env.seq)))
-            self._wake.set()
+        elif isinstance(m, CorrectionMsg | FeedbackMsg):
+            # applied in batches off this thread, acked up once applied (see DownApplier)
+            self.applier.put(env, m)
         else:
             log.warning("sync: ignored a %s message on %s", env.type, msg.topic)
 
-    def _apply_feedback(self, env: Envelope, m: FeedbackMsg) -> None:
-        """Stores a verdict recorded at another plant (idempotent on its id): its
-        confirmations count here too."""
-        fb = m.feedback
-        if fb.tenant_id != self.identity.tenant_id:
-            log.warning("sync: dropped feedback %s of tenant %s", fb.id, fb.tenant_id)
-            return
-        self.node.feedback.store(fb, outbox=False)
-        self.ledger.mark_applied(env.message_id, env.type.value)
-
-    def _apply_correction(self, env: Envelope, m: CorrectionMsg) -> None:
-        """Stores, indexes and pushes a correction made at another plant; idempotent, so
-        a redelivery (after a crash before the broker ack) changes nothing twice."""
-        c = m.correction
-        if c.tenant_id != self.identity.tenant_id:
-            log.warning("sync: dropped correction %s of tenant %s", c.id, c.tenant_id)
-            return
-        if c.hlc:
-            self.clock.update(c.hlc)
-        # The node's one write path, as for a typed or voiced correction: stored (never
-        # queued again), indexed, pushed to the tablets watching its machine, drift.
-        from rae_edge.write.facts import CorrectionFacts
-
-        stored = self.node.writer.write(
-            CorrectionFacts(origin=m.origin, to_outbox=False, index_it=self.index), [c],
-            "remote")
-        self.ledger.mark_applied(env.message_id, env.type.value)
+    def _applied(self, items: list[Applied], stored: int) -> None:
+        """From the applier, once a batch is applied: ack it up (from the agent thread)."""
         with self._lock:
-            self._counts["applied"] += len(stored)
+            self._counts["applied"] += stored
+        self._work.put(("ack_up", items))
+        self._wake.set()

@@ -218,6 +218,23 @@ class SyncLedger:
         return bool(self.duck.query("SELECT 1 FROM sync_applied WHERE message_id = ?",
                                     [message_id]))
 
+    def applied_among(self, message_ids: Sequence[str]) -> set[str]:
+        """Which of ``message_ids`` were applied (or set aside) before: one query."""
+        if not message_ids:
+            return set()
+        rows = self.duck.query("SELECT message_id FROM sync_applied WHERE message_id IN "
+                               "(SELECT unnest(?::VARCHAR[]))", [list(message_ids)])
+        return {str(r[0]) for r in rows}
+
+    def mark_applied_many(self, marks: Sequence[tuple[str, str]]) -> None:
+        """Marks (message id, type) pairs applied, in one transaction."""
+        if not marks:
+            return
+        with self.duck.transaction() as cur:
+            cur.execute("INSERT OR IGNORE INTO sync_applied (message_id, type) "
+                        "SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[])",
+                        [[m for m, _ in marks], [t for _, t in marks]])
+
     def mark_applied(self, message_id: str, type_: str) -> None:
         with self.duck.transaction() as cur:
             cur.execute("INSERT OR IGNORE INTO sync_applied (message_id, type) VALUES (?, ?)",

@@ -79,6 +79,8 @@ class PushPort(Protocol):
 
     def send(self, tenant_id: str, body: PushBody) -> int: ...
 
+    def send_many(self, items: Sequence[tuple[str, PushBody]]) -> list[int]: ...
+
 
 class DriftPort(Protocol):
     """What the writer needs of the drift monitor."""
@@ -122,6 +124,8 @@ class FactWriter(Protocol):
     it through this, never through the node)."""
 
     def write(self, fact: Fact[T], items: Sequence[T], origin: str) -> list[T]: ...
+
+    def write_many(self, fact: Fact[T], items: Sequence[T], origin: str) -> list[T]: ...
 
 
 class Writer:
@@ -179,6 +183,17 @@ class Writer:
     # -- the one path ---------------------------------------------------------------------
     def write(self, fact: Fact[T], items: Sequence[T], origin: str) -> list[T]:
         """Stores ``items`` and runs every later step; returns the newly stored ones."""
+        return self._write(fact, items, origin, batch_push=False)
+
+    def write_many(self, fact: Fact[T], items: Sequence[T], origin: str) -> list[T]:
+        """:meth:`write` for a large batch (e.g. the corrections a node missed, applied a
+        few hundred at a time): the same steps in the same order, with the pushes of the
+        whole batch stored in ONE push transaction instead of one each. Storing,
+        indexing (one embedding call, one LanceDB append) and drift are per call in both."""
+        return self._write(fact, items, origin, batch_push=True)
+
+    def _write(self, fact: Fact[T], items: Sequence[T], origin: str, *,
+               batch_push: bool) -> list[T]:
         self._start()
         ids = fact.ids(items)
         queue = self.sync_on and fact.to_outbox
@@ -194,7 +209,14 @@ class Writer:
             self._wake()
         self._note(fact, origin, "wake_sync", new_ids, int(queued > 0))
         pushed = 0
-        for tenant, body in fact.pushes(stored):
+        pushes = fact.pushes(stored)
+        if batch_push and pushes:
+            try:
+                pushed = len(self._push.send_many(pushes))
+            except Exception:  # as below: tablets see the facts when they reload
+                log.exception("push of %d %s facts failed", len(pushes), fact.name)
+            pushes = []
+        for tenant, body in pushes:
             try:
                 self._push.send(tenant, body)
                 pushed += 1
