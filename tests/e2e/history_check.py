@@ -1,0 +1,184 @@
+"""The checker of the history test (:mod:`tests.e2e.test_history`): what every place
+(central's PostgreSQL, each plant's DuckDB) holds, compared with what the writers were
+told (:class:`tests.e2e.history_load.Ack`), and whether each fault landed while
+corrections were in flight.
+
+Every place is read as a *list* of rows in its own order (duplicates kept, counted with
+:class:`collections.Counter`): an acknowledged correction must be at each place exactly
+once, with the same hybrid-clock stamp everywhere, and any two corrections in the same
+relative order at every place; a plant's own corrections carry growing stamps in the
+order they were acknowledged (each writer waits for its answer before the next).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.history_faults import Fault
+from tests.e2e.history_load import Ack
+
+KEY_RE = re.compile(r"^\[(hist-[a-z]+-\d+)\] ")
+# A node's briefing order (rae_edge.store.duck: unstamped last, then by stamp).
+NODE_ORDER = " ORDER BY hlc = '', hlc, valid_from, id"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One correction as a place holds it; ``at`` is when that place stored it (epoch
+    seconds by that place's clock)."""
+
+    id: str
+    hlc: str
+    origin: str
+    key: str
+    at: float
+
+
+def _row(r: Iterable[Any]) -> Row:
+    id_, hlc, origin, text, at = r
+    m = KEY_RE.match(str(text))
+    stamp = at.timestamp() if isinstance(at, datetime) else float("nan")
+    return Row(str(id_), str(hlc or ""), str(origin), m.group(1) if m else "", stamp)
+
+
+def central_rows(sql: Any, tenant: str = "acme") -> list[Row]:
+    """Central's corrections in its order (by stamp), ``at`` = ``received_at``."""
+    return [_row(r) for r in sql(
+        "SELECT id, hlc, origin_node, text, received_at FROM corrections "
+        "WHERE tenant_id = :t ORDER BY hlc, id", t=tenant)]
+
+
+def node_rows(duckdb_file: Path, tenant: str = "acme") -> list[Row]:
+    """A stopped node's corrections in its briefing order, ``at`` = ``created_at``."""
+    import duckdb
+
+    con = duckdb.connect(str(duckdb_file), read_only=True)
+    try:
+        return [_row(r) for r in con.execute(
+            "SELECT id, hlc, origin_node, text, created_at FROM corrections "
+            "WHERE tenant_id = ?" + NODE_ORDER, [tenant]).fetchall()]
+    finally:
+        con.close()
+
+
+def _short(items: list[str], n: int = 12) -> str:
+    return ", ".join(items[:n]) + (f" ... (+{len(items) - n})" if len(items) > n else "")
+
+
+def problems(acks: list[Ack], unacked: list[str], places: dict[str, list[Row]]) -> list[str]:
+    """Everything that breaks the promise, one line each (empty: the history holds)."""
+    out: list[str] = []
+    acked = {a.id: a for a in acks}
+    if len(acked) != len(acks):
+        dup = [i for i, n in Counter(a.id for a in acks).items() if n > 1]
+        out.append(f"one id answered for two keys: {_short(dup)}")
+    hlc_at: dict[str, dict[str, str]] = {}
+    for place, rows in places.items():
+        counts = Counter(r.id for r in rows)
+        missing = [f"{i} ({acked[i].key})" for i in acked if counts[i] == 0]
+        doubled = [f"{i} x{counts[i]}" for i in acked if counts[i] > 1]
+        if missing:
+            out.append(f"{place}: {len(missing)} acknowledged corrections missing: "
+                       f"{_short(missing)}")
+        if doubled:
+            out.append(f"{place}: {len(doubled)} acknowledged corrections more than once: "
+                       f"{_short(doubled)}")
+        unstamped = [r.id for r in rows if not r.hlc]
+        if unstamped:
+            out.append(f"{place}: {len(unstamped)} corrections without a stamp: "
+                       f"{_short(unstamped)}")
+        hlc_at[place] = {r.id: r.hlc for r in rows}
+        # a retry under the same key stored a second correction
+        by_key = Counter(r.key for r in rows if r.key)
+        twice = [f"{k} x{n}" for k, n in by_key.items() if n > 1]
+        if twice:
+            out.append(f"{place}: a key stored more than once (a retry duplicated): "
+                       f"{_short(twice)}")
+        strangers = [r.id for r in rows if r.key == "" or (r.id not in acked
+                                                           and r.key not in unacked)]
+        if strangers:
+            out.append(f"{place}: corrections no writer made or lost track of: "
+                       f"{_short(strangers)}")
+    # the same stamp everywhere
+    for i in acked:
+        stamps = {p: h[i] for p, h in hlc_at.items() if i in h}
+        if len(set(stamps.values())) > 1:
+            out.append(f"{i}: different stamps at different places: {stamps}")
+    # the same relative order everywhere: each place's sequence of the ids all hold
+    common = set(acked).intersection(*(set(h) for h in hlc_at.values()))
+    seqs = {p: [r.id for r in rows if r.id in common] for p, rows in places.items()}
+    ref_place, ref = next(iter(seqs.items()))
+    for p, seq in seqs.items():
+        if seq != ref:
+            k = next((j for j, (x, y) in enumerate(zip(seq, ref, strict=False)) if x != y),
+                     min(len(seq), len(ref)))
+            out.append(f"order differs between {ref_place} and {p} at position {k}: "
+                       f"{ref[k:k + 4]} vs {seq[k:k + 4]}")
+    # each plant's own corrections: stamps grow in the order they were acknowledged
+    central = hlc_at.get("central", {})
+    for plant in sorted({a.plant for a in acks}):
+        mine = [(a.key, central.get(a.id, "")) for a in acks if a.plant == plant]
+        mine = [(k, h) for k, h in mine if h]
+        back = [f"{mine[j][0]} {mine[j][1]} after {mine[j - 1][0]} {mine[j - 1][1]}"
+                for j in range(1, len(mine)) if mine[j][1] <= mine[j - 1][1]]
+        if back:
+            out.append(f"plant {plant}: stamps not growing in the order acknowledged: "
+                       f"{_short(back, 4)}")
+    return out
+
+
+@dataclass(frozen=True)
+class Landing:
+    """Evidence that one fault struck while corrections were in flight."""
+
+    fault: Fault
+    acked_before: int  # acknowledged before it began
+    acked_during: int  # acknowledged while it lasted
+    acked_after: int  # acknowledged after it ended
+    in_flight: int  # acknowledged before it began, stored at central / applied after it began
+    skewed_stamps: int = 0  # clock-skew: corrections stamped ahead of true time by >= 30 s
+
+    @property
+    def landed(self) -> bool:
+        if self.fault.kind == "clock-skew":
+            return self.skewed_stamps > 0
+        return self.acked_before > 0 and self.acked_after > 0 and self.in_flight > 0
+
+    def __str__(self) -> str:
+        extra = f", {self.skewed_stamps} stamped ahead" if self.fault.kind == "clock-skew" else ""
+        return (f"{self.fault}: acks before/during/after {self.acked_before}/"
+                f"{self.acked_during}/{self.acked_after}, {self.in_flight} in flight{extra}")
+
+
+def landings(faults: list[Fault], acks: list[Ack], places: dict[str, list[Row]],
+             plant_of: dict[str, str], skewed: str) -> list[Landing]:
+    """Per fault: acks around it and the corrections in flight when it began (up: acked
+    before, stored at central after; down, for a node fault: stored at central before,
+    applied at that node after; the skewed node's own clock is not used for this)."""
+    central = {r.id: r for r in places["central"]}
+    out = []
+    for f in faults:
+        node_fault = f.target in plant_of
+        mine = [a for a in acks if not node_fault or a.plant == f.target]
+        up = [a for a in mine if a.acked_at < f.start and a.id in central
+              and central[a.id].at >= f.start]
+        down: list[Row] = []
+        if node_fault and f.target != skewed:
+            down = [r for r in places[f.target] if r.origin != plant_of[f.target]
+                    and r.id in central and central[r.id].at < f.start <= r.at]
+        ahead = 0
+        if f.kind == "clock-skew":
+            ahead = sum(1 for a in acks if a.plant == f.target and f.start <= a.acked_at
+                        <= f.end and a.id in central
+                        and int(central[a.id].hlc[:13]) - a.acked_at * 1000 > 30_000)
+        out.append(Landing(
+            f, sum(a.acked_at < f.start for a in acks),
+            sum(f.start <= a.acked_at <= f.end for a in acks),
+            sum(a.acked_at > f.end for a in acks), len(up) + len(down), ahead))
+    return out
