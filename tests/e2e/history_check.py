@@ -7,7 +7,8 @@ Every place is read as a *list* of rows in its own order (duplicates kept, count
 :class:`collections.Counter`): an acknowledged correction must be at each place exactly
 once, with the same hybrid-clock stamp everywhere, and any two corrections in the same
 relative order at every place; a plant's own corrections carry growing stamps in the
-order they were acknowledged (each writer waits for its answer before the next).
+order they were acknowledged (each writer waits for its answer before the next); each
+plant's push log (what its tablets are sent) holds each of them exactly once.
 """
 
 from __future__ import annotations
@@ -20,12 +21,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from rae_edge.store.duck import _CORRECTION_ORDER as NODE_ORDER  # the briefing's order
 from tests.e2e.history_faults import Fault
 from tests.e2e.history_load import Ack
 
 KEY_RE = re.compile(r"^\[(hist-[a-z]+-\d+)\] ")
-# A node's briefing order (rae_edge.store.duck: unstamped last, then by stamp).
-NODE_ORDER = " ORDER BY hlc = '', hlc, valid_from, id"
 
 
 @dataclass(frozen=True)
@@ -47,22 +47,34 @@ def _row(r: Iterable[Any]) -> Row:
     return Row(str(id_), str(hlc or ""), str(origin), m.group(1) if m else "", stamp)
 
 
-def central_rows(sql: Any, tenant: str = "acme") -> list[Row]:
-    """Central's corrections in its order (by stamp), ``at`` = ``received_at``."""
-    return [_row(r) for r in sql(
-        "SELECT id, hlc, origin_node, text, received_at FROM corrections "
-        "WHERE tenant_id = :t ORDER BY hlc, id", t=tenant)]
+def central_rows(engine: Any, tenant: str = "acme") -> list[Row]:
+    """Central's corrections in its own order (:data:`rae_central.store.CORRECTION_ORDER`),
+    ``at`` = ``received_at``."""
+    from sqlalchemy import select
+
+    from rae_central.db.models import CorrectionRow as C
+    from rae_central.store import CORRECTION_ORDER
+
+    with engine.connect() as conn:
+        return [_row(r) for r in conn.execute(
+            select(C.id, C.hlc, C.origin_node, C.text, C.received_at)
+            .where(C.tenant_id == tenant).order_by(*CORRECTION_ORDER)).all()]
 
 
-def node_rows(duckdb_file: Path, tenant: str = "acme") -> list[Row]:
-    """A stopped node's corrections in its briefing order, ``at`` = ``created_at``."""
+def node_rows(duckdb_file: Path, tenant: str = "acme") -> tuple[list[Row], list[str]]:
+    """A stopped node's corrections in its briefing order (``at`` = ``created_at``), and
+    the correction ids of its push log (what its tablets were sent), in push order."""
     import duckdb
 
     con = duckdb.connect(str(duckdb_file), read_only=True)
     try:
-        return [_row(r) for r in con.execute(
+        rows = [_row(r) for r in con.execute(
             "SELECT id, hlc, origin_node, text, created_at FROM corrections "
             "WHERE tenant_id = ?" + NODE_ORDER, [tenant]).fetchall()]
+        pushed = [str(r[0]) for r in con.execute(
+            "SELECT json_extract_string(payload, '$.correction.id') FROM push_messages "
+            "WHERE tenant_id = ? AND type = 'correction' ORDER BY seq", [tenant]).fetchall()]
+        return rows, pushed
     finally:
         con.close()
 
@@ -71,10 +83,18 @@ def _short(items: list[str], n: int = 12) -> str:
     return ", ".join(items[:n]) + (f" ... (+{len(items) - n})" if len(items) > n else "")
 
 
-def problems(acks: list[Ack], unacked: list[str], places: dict[str, list[Row]]) -> list[str]:
-    """Everything that breaks the promise, one line each (empty: the history holds)."""
+def problems(acks: list[Ack], unacked: list[str], places: dict[str, list[Row]],
+             pushed: dict[str, list[str]]) -> list[str]:
+    """Everything that breaks the promise, one line each (empty: the history holds);
+    ``pushed``: per plant, the correction ids its push log holds."""
     out: list[str] = []
     acked = {a.id: a for a in acks}
+    for plant, ids in pushed.items():
+        counts = Counter(ids)
+        wrong = [f"{i} x{counts[i]}" for i in acked if counts[i] != 1]
+        if wrong:
+            out.append(f"{plant}: {len(wrong)} acknowledged corrections not pushed to its "
+                       f"tablets exactly once: {_short(wrong)}")
     if len(acked) != len(acks):
         dup = [i for i, n in Counter(a.id for a in acks).items() if n > 1]
         out.append(f"one id answered for two keys: {_short(dup)}")

@@ -102,8 +102,9 @@ class Fault:
 def schedule(rng: random.Random, duration: float, plants: list[str], skewed: str
              ) -> list[Fault]:
     """The run's faults, drawn from ``rng``: the seven short kinds in a random order on
-    equal slots, a broker kill among them, a node offline for about half the run around
-    that kill, and the clock skew of ``skewed`` (not the offline node)."""
+    equal slots, a broker kill among them, a node offline around that kill for about two
+    thirds of the run (two minutes of a 3-minute run), and the clock skew of ``skewed``
+    (not the offline node)."""
     kinds = list(SHORT_KINDS)
     rng.shuffle(kinds)
     kinds.insert(rng.randrange(2, len(kinds) - 1), "broker-kill")  # not first nor last
@@ -120,7 +121,7 @@ def schedule(rng: random.Random, duration: float, plants: list[str], skewed: str
                   }.get(kind) or rng.choice([p for p in plants if p != offline_node])
         faults.append(Fault(kind, target, at, length))
     [bk] = [f for f in faults if f.kind == "broker-kill"]
-    off_len = rng.uniform(0.5, 0.6) * duration
+    off_len = rng.uniform(0.62, 0.7) * duration  # two minutes of a 3-minute run
     off_at = max(0.05 * duration, min(bk.at - rng.uniform(8.0, 20.0),
                                       0.95 * duration - off_len))
     off_at = min(off_at, bk.at - 5.0)  # the broker dies while the node is away
@@ -201,6 +202,11 @@ class Nemesis:
         elif f.kind == "broker-stop":
             self.broker.signal(signal.SIGSTOP)
         elif f.kind in ("worker-kill", "worker-stop"):
+            deadline = time.monotonic() + 15  # a worker killed before is being respawned
+            while len(self.stack.central.worker_pids()) < self.stack.central.workers:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
             pid = random.Random(f.at).choice(self.stack.central.worker_pids())
             f.note = f"worker pid {pid}"
             self._stopped[f.kind] = [pid]

@@ -13,13 +13,14 @@ Everything is a real process on the secure deployment an operator builds (as in
   failed post with the same key, recording each acknowledgement (2xx) with its time;
 - nemesis (:mod:`tests.e2e.history_faults`): from ``random.Random(seed)``: SIGKILL and
   SIGSTOP/SIGCONT of the broker, of a central worker, of PostgreSQL and of nodes; a node
-  offline for about half the run with the broker killed meanwhile; one node's clock one to
-  three minutes ahead (inside the 5-minute window: nothing may be refused);
+  offline for two thirds of the run (two minutes) with the broker killed meanwhile; one
+  node's clock one to three minutes ahead (inside the 5-minute window: nothing may be refused);
 - checker (:mod:`tests.e2e.history_check`): after healing and a bounded wait for
   quiescence, every acknowledged correction is exactly once at central and at each of the
   three plants (lists counted), with the same stamp and in the same relative order
-  everywhere; no retry stored a second copy; each fault landed while corrections were in
-  flight.
+  everywhere, and once in each plant's push log; no retry stored a second copy; each
+  fault landed while corrections were in flight (acknowledged before it began, reaching
+  central or the faulted node after), the broker kill inside the node's offline window.
 
 The seed is printed and is in every failure message: ``RAE_HISTORY_SEED=<seed>`` replays
 the schedule (timings of a real run vary, the faults and their order do not).
@@ -179,16 +180,17 @@ def test_every_acknowledged_correction_everywhere_once_in_one_order_under_faults
         quiet = False  # the diff below says what is missing where
     quiesce_s = time.time() - t_heal
 
-    places: dict[str, list[Row]] = {"central": central_rows(stack.sql)}
+    places: dict[str, list[Row]] = {"central": central_rows(stack.engine)}
     stoppers = [threading.Thread(target=stack.nodes[p].stop) for p in PLANTS]
     for t in stoppers:
         t.start()
     for t in stoppers:
         t.join()
+    pushed: dict[str, list[str]] = {}
     for p in PLANTS:  # each plant's DuckDB, now that its node let go of it
-        places[p] = node_rows(stack.nodes[p].data_dir / "node.duckdb")
+        places[p], pushed[p] = node_rows(stack.nodes[p].data_dir / "node.duckdb")
     plant_of = {p: stack.nodes[p].node_id for p in PLANTS}
-    found = problems(acks, unacked, places)
+    found = problems(acks, unacked, places, pushed)
     landed = landings(faults, acks, places, plant_of, skewed)
     summary = (f"{tag} {len(acks)} acknowledged "
                f"({dict(Counter(a.plant for a in acks))}), {len(unacked)} unacknowledged, "
@@ -199,6 +201,10 @@ def test_every_acknowledged_correction_everywhere_once_in_one_order_under_faults
     print(summary)
     assert quiet and not found, (f"{tag} history broken:\n  " + "\n  ".join(found)
                                  + f"\n{summary}")
+    [off] = [f for f in faults if f.kind == "node-offline"]
+    [bk] = [f for f in faults if f.kind == "broker-kill"]
+    assert off.start < bk.start and bk.end < off.end, (
+        f"{tag} the broker was not killed while {off.target} was offline\n{summary}")
     kinds = {x.fault.kind for x in landed if x.landed}
     assert kinds == set(ALL_KINDS), (f"{tag} faults that did not land while corrections "
                                      f"were in flight: {set(ALL_KINDS) - kinds}\n{summary}")
