@@ -178,27 +178,27 @@ class Landing:
 
 def landings(faults: list[Fault], acks: list[Ack], places: dict[str, list[Row]],
              plant_of: dict[str, str], skewed: str) -> list[Landing]:
-    """Per fault: acks around it and the corrections in flight when it began (up: acked
-    before, stored at central after; down, for a node fault: stored at central before,
-    applied at that node after; the skewed node's own clock is not used for this)."""
+    """Per fault: acks around it and the acknowledged corrections still on their way when
+    it began: up (acked before, stored at central after) and down (acked at another plant
+    before, applied at a plant after; at the faulted node for a node fault, at any plant
+    otherwise). The skewed plant's own clock does not date its applications."""
     central = {r.id: r for r in places["central"]}
+    applied = {p: {r.id: r.at for r in places[p] if r.origin != plant_of[p]}
+               for p in plant_of if p != skewed}
     out = []
     for f in faults:
         node_fault = f.target in plant_of
-        mine = [a for a in acks if not node_fault or a.plant == f.target]
-        up = [a for a in mine if a.acked_at < f.start and a.id in central
-              and central[a.id].at >= f.start]
-        down: list[Row] = []
-        if node_fault and f.target != skewed:
-            down = [r for r in places[f.target] if r.origin != plant_of[f.target]
-                    and r.id in central and central[r.id].at < f.start <= r.at]
+        before = [a for a in acks if a.acked_at < f.start]
+        up = [a for a in before if (not node_fault or a.plant == f.target)
+              and a.id in central and central[a.id].at >= f.start]
+        down = [a for a in before for p in ([f.target] if node_fault else list(applied))
+                if p in applied and a.plant != p and applied[p].get(a.id, 0.0) >= f.start]
         ahead = 0
         if f.kind == "clock-skew":
             ahead = sum(1 for a in acks if a.plant == f.target and f.start <= a.acked_at
                         <= f.end and a.id in central
                         and int(central[a.id].hlc[:13]) - a.acked_at * 1000 > 30_000)
         out.append(Landing(
-            f, sum(a.acked_at < f.start for a in acks),
-            sum(f.start <= a.acked_at <= f.end for a in acks),
+            f, len(before), sum(f.start <= a.acked_at <= f.end for a in acks),
             sum(a.acked_at > f.end for a in acks), len(up) + len(down), ahead))
     return out

@@ -12,6 +12,9 @@ Kinds (each a :class:`Fault` with its target and start/end times, ``time.time()`
   of the postmaster and every backend);
 - ``node-kill`` (SIGKILL of a node's process group, started again), ``node-stop``
   (SIGSTOP ... SIGCONT of its group), ``node-offline`` (one node stopped for minutes);
+  each strikes just after another plant had a correction acknowledged (so one is on its
+  way to the struck node), and kill and stop strike the plant that is neither offline nor
+  skewed (its own clock dates what it applied: the evidence that the fault landed);
 - ``clock-skew``: one node runs under libfaketime; its wall clock is put ahead by one to
   three minutes (inside the 5-minute window receivers accept, so nothing is refused) and
   set back to true time at the window's end.
@@ -118,7 +121,7 @@ def schedule(rng: random.Random, duration: float, plants: list[str], skewed: str
         at = first + i * slot + rng.uniform(0, slot * 0.5)
         target = {"broker-stop": "broker", "broker-kill": "broker", "pg-kill": "postgres",
                   "pg-stop": "postgres", "worker-kill": "worker", "worker-stop": "worker"
-                  }.get(kind) or rng.choice([p for p in plants if p != offline_node])
+                  }.get(kind) or rng.choice([p for p in plants if p not in (offline_node, skewed)])
         faults.append(Fault(kind, target, at, length))
     [bk] = [f for f in faults if f.kind == "broker-kill"]
     off_len = rng.uniform(0.62, 0.7) * duration  # two minutes of a 3-minute run
@@ -188,25 +191,28 @@ class Nemesis:
         self._restarts.append(t)
 
     # -- one fault's beginning and end ------------------------------------------------------
-    def _just_acked(self, plant: str, within: float = 0.02, wait: float = 5.0) -> None:
+    def _just_acked(self, plants: list[str], within: float = 0.005, wait: float = 5.0) -> None:
+        """Waits (a while at most) until one of ``plants`` has just had a correction
+        acknowledged: it is then on its way to the other plants."""
         deadline = time.monotonic() + wait
-        while time.time() - self.last_ack(plant) > within and time.monotonic() < deadline:
-            time.sleep(0.002)
+        while (min(time.time() - self.last_ack(p) for p in plants) > within
+               and time.monotonic() < deadline):
+            time.sleep(0.001)
 
     def _begin(self, f: Fault) -> None:
         node = self.stack.nodes.get(f.target)
         if node is not None and f.kind != "clock-skew":
-            self._just_acked(f.target)
+            self._just_acked([p for p in self.stack.nodes if p != f.target])
+        deadline = time.monotonic() + 15  # a worker killed before is being respawned
+        while (f.kind.startswith("worker-") and time.monotonic() < deadline
+               and len(self.stack.central.worker_pids()) < self.stack.central.workers):
+            time.sleep(0.1)
+        f.start = time.time()  # before the signal: what is acked after it is not "before"
         if f.kind == "broker-kill":
             self.broker.kill()
         elif f.kind == "broker-stop":
             self.broker.signal(signal.SIGSTOP)
         elif f.kind in ("worker-kill", "worker-stop"):
-            deadline = time.monotonic() + 15  # a worker killed before is being respawned
-            while len(self.stack.central.worker_pids()) < self.stack.central.workers:
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.1)
             pid = random.Random(f.at).choice(self.stack.central.worker_pids())
             f.note = f"worker pid {pid}"
             self._stopped[f.kind] = [pid]
@@ -226,7 +232,6 @@ class Nemesis:
             node.stop()
         elif f.kind == "clock-skew":
             self.skew_file.write_text(f.note.rstrip("s") + "\n")  # seconds
-        f.start = time.time()
         self._say(f"begin {f}")
 
     def _end(self, f: Fault) -> None:
