@@ -130,7 +130,7 @@ def test_every_acknowledged_correction_everywhere_once_in_one_order_under_faults
     stack, broker, skew_file, skewed = secure_stack
     duration = float(os.environ.get("RAE_HISTORY_SECONDS", "180"))
     rng = random.Random(seed)
-    rng.random()  # the draw that chose the skewed plant (the fixture's)
+    assert rng.choice(PLANTS) == skewed  # the fixture's draw, made again
     stack.add_machines(PLANTS, MACHINES)
     ids = [str(i) for i in stack.post_incidents("a", INCIDENTS)["ids"]]
     for p in PLANTS[1:]:  # incident ids derive from content: the same at every plant
@@ -191,6 +191,9 @@ def test_every_acknowledged_correction_everywhere_once_in_one_order_under_faults
         places[p], pushed[p] = node_rows(stack.nodes[p].data_dir / "node.duckdb")
     plant_of = {p: stack.nodes[p].node_id for p in PLANTS}
     found = problems(acks, unacked, places, pushed)
+    if not quiet:
+        found.insert(0, f"not quiescent within {QUIESCE_S:.0f}s: "
+                        f"{stack.sql('SELECT count(*) FROM fanout')[0][0]} down rows unacked")
     landed = landings(faults, acks, places, plant_of, skewed)
     summary = (f"{tag} {len(acks)} acknowledged "
                f"({dict(Counter(a.plant for a in acks))}), {len(unacked)} unacknowledged, "
