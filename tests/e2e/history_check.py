@@ -84,9 +84,10 @@ def _short(items: list[str], n: int = 12) -> str:
 
 
 def problems(acks: list[Ack], unacked: list[str], places: dict[str, list[Row]],
-             pushed: dict[str, list[str]]) -> list[str]:
+             pushed: dict[str, list[str]], known: frozenset[str] = frozenset()) -> list[str]:
     """Everything that breaks the promise, one line each (empty: the history holds);
-    ``pushed``: per plant, the correction ids its push log holds."""
+    ``pushed``: per plant, the correction ids its push log holds; ``known``: keys whose
+    second copy is a known limit (:func:`retry_copies`), left out here."""
     out: list[str] = []
     acked = {a.id: a for a in acks}
     for plant, ids in pushed.items():
@@ -116,12 +117,12 @@ def problems(acks: list[Ack], unacked: list[str], places: dict[str, list[Row]],
         hlc_at[place] = {r.id: r.hlc for r in rows}
         # a retry under the same key stored a second correction
         by_key = Counter(r.key for r in rows if r.key)
-        twice = [f"{k} x{n}" for k, n in by_key.items() if n > 1]
+        twice = [f"{k} x{n}" for k, n in by_key.items() if n > 1 and k not in known]
         if twice:
             out.append(f"{place}: a key stored more than once (a retry duplicated): "
                        f"{_short(twice)}")
-        strangers = [r.id for r in rows if r.key == "" or (r.id not in acked
-                                                           and r.key not in unacked)]
+        strangers = [r.id for r in rows if r.key == "" or (
+            r.id not in acked and r.key not in unacked and r.key not in known)]
         if strangers:
             out.append(f"{place}: corrections no writer made or lost track of: "
                        f"{_short(strangers)}")
@@ -150,6 +151,25 @@ def problems(acks: list[Ack], unacked: list[str], places: dict[str, list[Row]],
         if back:
             out.append(f"plant {plant}: stamps not growing in the order acknowledged: "
                        f"{_short(back, 4)}")
+    return out
+
+
+def retry_copies(acks: list[Ack], central: list[Row], faults: list[Fault]) -> dict[str, str]:
+    """Keys stored twice at central because their node was killed (or stopped for its
+    offline window) while the first attempt ran, and the retry with the same key stored
+    again: the known limit of ``rae_tablet_api.idempotency`` (the handler's write and the
+    kept answer are two commits). Key -> the id of the unacknowledged copy."""
+    out: dict[str, str] = {}
+    by_key = {a.key: a for a in acks}
+    for key, n in Counter(r.key for r in central if r.key).items():
+        a = by_key.get(key)
+        if n != 2 or a is None or a.attempts < 2:
+            continue
+        if not any(f.kind in ("node-kill", "node-offline") and f.target == a.plant
+                   and a.sent_at <= f.start <= a.acked_at for f in faults):
+            continue
+        [other] = [r.id for r in central if r.key == key and r.id != a.id]
+        out[key] = other
     return out
 
 

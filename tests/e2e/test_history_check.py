@@ -6,7 +6,8 @@ places would hold them."""
 
 from __future__ import annotations
 
-from tests.e2e.history_check import Row, problems
+from tests.e2e.history_check import Row, problems, retry_copies
+from tests.e2e.history_faults import Fault
 from tests.e2e.history_load import Ack
 
 
@@ -67,3 +68,24 @@ def test_stamps_going_back_at_one_plant_and_a_double_push_are_named() -> None:
     assert any(line.startswith("plant a: stamps not growing") for line in out)
     assert any(line.startswith("b: 1 acknowledged corrections not pushed to its tablets "
                                "exactly once: cor_b1 x2") for line in out)
+
+
+def test_a_second_copy_from_a_retry_across_a_node_kill_is_told_apart() -> None:
+    """The known limit (write and kept answer are two commits) is named as such only
+    when that plant was killed while the key's first attempt ran."""
+    retried = Ack("a", "hist-a-00009", "cor_a9", 10.0, 40.0, 5)
+    acks = [*ACKS, retried]
+    places = _good()
+    extra = [_row(retried, "1000000000009-000000"),
+             Row("cor_lost_answer", "1000000000008-000000", "node-a", retried.key, 12.0)]
+    for p in places:
+        places[p] = sorted([*places[p], *extra], key=lambda r: r.hlc)
+    pushed = {p: [*ids, retried.id] for p, ids in _pushed().items()}
+    kill = Fault("node-kill", "a", 1.0, 2.0, start=11.0, end=13.0)
+    copies = retry_copies(acks, places["central"], [kill])
+    assert copies == {retried.key: "cor_lost_answer"}
+    assert problems(acks, [], places, pushed, frozenset(copies)) == []
+    # without a kill of that plant in the attempt's time it is a plain duplicate
+    assert retry_copies(acks, places["central"], [Fault("node-kill", "b", 1, 2, 11, 13)]) == {}
+    out = problems(acks, [], places, pushed)
+    assert any("a key stored more than once" in line and retried.key in line for line in out)
