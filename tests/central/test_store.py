@@ -157,6 +157,20 @@ def test_two_plants_correcting_one_target_both_survive_in_hlc_order(
     assert store.corrections_of("globex", "inc-1") == []
 
 
+def test_corrections_with_one_stamp_order_as_at_the_nodes(store: CentralStore) -> None:
+    """Two nodes' clocks can give the same stamp; the tie goes as in the nodes'
+    briefings (``rae_edge.store.duck``): the origin's wall clock first, then the id."""
+    stamp = "1764000000000-000007"
+    later, earlier = _cor(A, 1, target="inc-1"), _cor(B, 1, target="inc-1")
+    later.record.update(id="cor-0-later", hlc=stamp,
+                        valid_from=datetime(2026, 1, 1, 0, 2, tzinfo=UTC))
+    earlier.record.update(id="cor-1-earlier", hlc=stamp)
+    store.ingest([later])
+    store.ingest([earlier])
+    got = store.corrections_of("acme", "inc-1")
+    assert [c["id"] for c in got] == ["cor-1-earlier", "cor-0-later"]
+
+
 def test_status_revoke_and_dead_letters(store: CentralStore) -> None:
     store.ingest([Accepted(A, "st-1", 1, "h", "node_status", "status",
                            status=NodeStatus(outbox_depth=17, lag_s=3.5))])

@@ -54,6 +54,11 @@ AWAY_AFTER_S = 7 * 86_400.0  # the console's default horizon (ingest.away_after_
 #: what is fanned out to the tenant's other nodes (a verdict: :mod:`rae_central.feedback`)
 FANOUT_KINDS = ("correction", "feedback")
 
+#: the order of corrections, the nodes' briefing order (``rae_edge.store.duck``): by hybrid
+#: clock, then the origin's wall clock, then id. Two nodes' clocks can give the same stamp
+#: (both counting on from a stamp they received), so the tie-break must match too.
+CORRECTION_ORDER = (CorrectionRow.hlc, CorrectionRow.valid_from, CorrectionRow.id)
+
 # Core tables for the hot inserts (no ORM bulk machinery on the ingest path).
 _T_MESSAGES = cast(Table, Message.__table__)
 _T_CORRECTIONS = cast(Table, CorrectionRow.__table__)
@@ -680,7 +685,7 @@ class CentralStore:
         with self.tx(tenant) as conn:
             rows = Session(bind=conn).execute(select(CorrectionRow).where(
                 CorrectionRow.tenant_id == tenant, CorrectionRow.target_id == target_id,
-            ).order_by(CorrectionRow.hlc, CorrectionRow.id)).scalars().all()
+            ).order_by(*CORRECTION_ORDER)).scalars().all()
             return [{"id": c.id, "text": c.text, "hlc": c.hlc,
                      "origin": f"{c.origin_site}/{c.origin_node}"} for c in rows]
 
