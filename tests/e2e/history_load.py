@@ -119,7 +119,7 @@ class Writer:
             except httpx.HTTPError:
                 r = None
             if r is not None and 200 <= r.status_code < 300:
-                self.log.acks.append(Ack(self.plant, key, str(r.json()["id"]), first,
+                self.log.acks.append(Ack(self.plant, key, _stored_id(r.json()), first,
                                          time.time(), attempts))
                 return
             if r is not None and r.status_code not in RETRY_STATUSES:
@@ -128,3 +128,14 @@ class Writer:
             self.log.errors += 1
             self._give_up.wait(0.5)
         self.log.unacked.append(key)
+
+
+def _stored_id(answer: dict[str, object]) -> str:
+    """The correction's id from a 2xx answer: the correction itself, or (a node killed
+    after the write but before keeping its answer) the ``answer_lost`` replay naming what
+    the first attempt stored."""
+    if "id" in answer:
+        return str(answer["id"])
+    stored = answer.get("stored")
+    assert answer.get("answer_lost") and isinstance(stored, list), answer
+    return next(str(i) for s in stored if s["fact"] == "correction" for i in s["ids"])

@@ -22,10 +22,10 @@ Everything is a real process on the secure deployment an operator builds (as in
   fault landed while corrections were in flight (acknowledged before it began, reaching
   central or the faulted node after), the broker kill inside the node's offline window.
 
-One known limit is told apart: a node killed between a correction's write and the kept
-``Idempotency-Key`` answer (two commits, ``rae_tablet_api.idempotency``) makes the retry
-store a second correction; when that is all that broke, the test ends as xfail naming the
-key, both ids and the seed (seed 171451979 showed it once), so a fix turns it strict.
+A node killed between a correction's write and its kept ``Idempotency-Key`` answer is the
+case that once (seed 171451979) made a retry store a second correction; the key is now
+marked in the write's own transaction, and the retry gets the ``answer_lost`` replay
+naming what was stored, so any copy fails the test.
 
 The seed is printed and is in every failure message: ``RAE_HISTORY_SEED=<seed>`` replays
 the schedule (timings of a real run vary, the faults and their order do not).
@@ -196,7 +196,7 @@ def test_every_acknowledged_correction_everywhere_once_in_one_order_under_faults
         places[p], pushed[p] = node_rows(stack.nodes[p].data_dir / "node.duckdb")
     plant_of = {p: stack.nodes[p].node_id for p in PLANTS}
     copies = retry_copies(acks, places["central"], faults)
-    found = problems(acks, unacked, places, pushed, frozenset(copies))
+    found = problems(acks, unacked, places, pushed, frozenset())
     if not quiet:
         found.insert(0, f"not quiescent within {QUIESCE_S:.0f}s: "
                         f"{stack.sql('SELECT count(*) FROM fanout')[0][0]} down rows unacked")
@@ -217,8 +217,5 @@ def test_every_acknowledged_correction_everywhere_once_in_one_order_under_faults
     kinds = {x.fault.kind for x in landed if x.landed}
     assert kinds == set(ALL_KINDS), (f"{tag} faults that did not land while corrections "
                                      f"were in flight: {set(ALL_KINDS) - kinds}\n{summary}")
-    if copies:  # everything else held: the one known limit, shown with the seed
-        pytest.xfail(f"{tag} known limit of rae_tablet_api.idempotency (the handler's write "
-                     f"and the kept answer are two commits): a node killed between them, the "
-                     f"retry with the same Idempotency-Key stored a second correction: "
-                     f"{copies} (key -> unacknowledged copy, once at every place)")
+    assert not copies, (f"{tag} a retry with the same Idempotency-Key stored a second "
+                        f"correction: {copies}\n{summary}")
