@@ -211,7 +211,7 @@ async def _server_side(data: Path, token: str, n: int) -> list[Row]:
 
 
 def run(quick: bool = False) -> list[Row]:
-    n = 40 if quick else 200
+    n = 40 if quick else 100
     with tempfile.TemporaryDirectory(prefix="rae-mcp-") as tmp:
         data = Path(tmp) / "node"
         token = _prepare(data)
