@@ -170,6 +170,36 @@ def test_no_token_or_a_bad_token_is_refused(live: Served) -> None:
     assert err.group_contains(MCPError)
 
 
+def test_a_tool_call_is_one_json_exchange_audited_once(live: Served) -> None:
+    """Stateless JSON (what keeps MCP's cost beside the HTTP call's, ``bench/bench_mcp.py``):
+    a 2025-era agent's call, with no initialize before it, is answered as one
+    ``application/json`` body, no session is opened, and the call adds exactly one audit
+    entry (the tool's, with its ids: no second one from the HTTP audit layer)."""
+    def audit_count() -> int:
+        row = live.node.duck.query("SELECT count(*) FROM audit_log", [])[0]
+        return int(row[0])
+
+    call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": "list_machines", "arguments": {}}}
+    headers = {**live.h("acme_technician"), "Accept": "application/json, text/event-stream",
+               "MCP-Protocol-Version": "2025-11-25"}
+    with httpx.Client(timeout=30) as http:
+        for _ in range(2):  # the second call on the same connection is answered alike
+            before = audit_count()
+            r = http.post(live.url + "/mcp", json=call, headers=headers)
+            assert r.status_code == 200, r.text
+            assert r.headers["content-type"].startswith("application/json")
+            assert "mcp-session-id" not in r.headers
+            body = r.json()
+            assert body["id"] == 7 and not body["result"].get("isError")
+            machines = body["result"]["structuredContent"]["machines"]
+            assert sorted(m["id"] for m in machines) == ["cnc-2", "conveyor-3", "press-1",
+                                                          "robot-4"]
+            assert audit_count() == before + 1
+            assert audit_rows(live, "MCP tool list_machines")[-1][1] == [
+                m["id"] for m in machines]
+
+
 def test_another_tenants_memories_are_never_returned(live: Served) -> None:
     acme = set(_ids(run(live, "acme_technician", ("call_tool", (
         "search_memory", {"query": "E404 light curtain", "k": 20})))[0].structured_content))
