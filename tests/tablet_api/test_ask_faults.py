@@ -4,7 +4,9 @@ reason; search, briefing and context keep answering; ``/health`` says what is wr
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,3 +107,59 @@ def test_bad_questions_and_roles(tmp_path: Path) -> None:
             assert field in r.text
         r = a.client.post("/api/v1/ask", json=QUESTION)
         assert r.status_code == 401
+
+
+def test_a_request_that_timed_out_is_never_sent_again(tmp_path: Path) -> None:
+    """A slow LLM (busy with the prompt) gets each question once: resending it after a
+    timeout would make it compute the same answer twice. ``retries`` is for connections
+    that fail before the request reaches it."""
+    seen: list[str] = []
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.settimeout(0.2)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:  # reads each request line, never answers
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            held.append(conn)
+            conn.settimeout(2.0)
+            with contextlib.suppress(OSError):
+                first = conn.recv(65536).split(b"\r\n", 1)[0].decode("latin-1")
+                seen.append(first)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/v1"
+    try:
+        with api_for(tmp_path / "n", **llm(url, timeout_s=1.0, retries=2)) as a:
+            load_sample_plant(a.node)
+            for body in (QUESTION, {**QUESTION, "stream": True}):
+                r = a.post("/ask", body, who="acme_technician")
+                assert r.status_code == 504, r.text
+        asks = [line for line in seen if line.startswith("POST ") and "chat/completions" in line]
+        assert len(asks) == 2, seen  # one per question, none resent
+    finally:
+        stop.set()
+        t.join(timeout=5)
+        for c in held:
+            c.close()
+        server.close()
+
+
+def test_a_refused_connection_is_tried_again(tmp_path: Path) -> None:
+    """``retries`` resends a request that never reached the LLM: with nothing listening
+    the node tries 1 + retries times, then answers 503 with the reason."""
+    port = free_port()
+    with api_for(tmp_path / "n", **llm(f"http://127.0.0.1:{port}/v1", retries=2)) as a:
+        load_sample_plant(a.node)
+        started = time.monotonic()
+        r = a.post("/ask", QUESTION, who="acme_technician")
+        assert r.status_code == 503, r.text
+        assert r.json()["error"]["code"] == "llm_unavailable"
+        assert time.monotonic() - started >= 0.25 + 0.5  # the two back-offs between tries

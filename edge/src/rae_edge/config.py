@@ -83,7 +83,9 @@ class LlmSettings(_Section):
         "schema), 'off' (plain text; unknown citations are still removed)")
     timeout_s: float = Field(default=60.0, gt=0, description="whole-answer timeout (504)")
     connect_timeout_s: float = Field(default=5.0, gt=0, description="connect timeout")
-    retries: int = Field(default=1, ge=0, le=5, description="retries on connection errors")
+    retries: int = Field(default=1, ge=0, le=5,
+                         description="resends of a request that never reached the LLM "
+                                     "(a connection error; a timeout is never resent)")
     max_answer_tokens: int = Field(default=400, ge=16, le=8192, description="answer cap")
     budget_tokens: int = Field(default=2000, ge=100, le=200_000,
                                description="default context budget of /ask")

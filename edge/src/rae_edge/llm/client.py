@@ -95,10 +95,14 @@ class LlmClient:
                 "llm.model (README: 'Asking questions')")
         self.settings = settings
         self.base_url = settings.base_url
+        # The SDK would also retry a request that timed out while the server was still
+        # working on it (a slow prompt on a busy CPU): the server then computes the same
+        # answer twice and the first token comes later still. Retries here are only for
+        # requests that never reached it (:meth:`_create`).
         self._client = openai.OpenAI(
             base_url=settings.base_url, api_key=api_key(settings, env),
             timeout=openai.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
-            max_retries=settings.retries)
+            max_retries=0)
 
     def _params(self, messages: list[dict[str, str]],
                 schema: dict[str, Any] | None) -> dict[str, Any]:
@@ -113,10 +117,24 @@ class LlmClient:
                 "name": "cited_answer", "strict": True, "schema": schema}}
         return params
 
+    def _create(self, **params: Any) -> Any:
+        """One chat completion request, sent again (``retries`` times) only when the
+        connection failed before the server had it; a timeout is never resent."""
+        for attempt in range(self.settings.retries + 1):
+            try:
+                return self._client.chat.completions.create(**params)
+            except openai.APITimeoutError:
+                raise
+            except openai.APIConnectionError:
+                if attempt >= self.settings.retries:
+                    raise
+                time.sleep(min(2.0, 0.25 * 2 ** attempt))
+        raise AssertionError("unreachable")
+
     def complete(self, messages: list[dict[str, str]],
                  schema: dict[str, Any] | None = None) -> Completion:
         try:
-            r = self._client.chat.completions.create(**self._params(messages, schema))
+            r = self._create(**self._params(messages, schema))
         except openai.OpenAIError as exc:
             raise _fault(exc, self.base_url) from exc
         if not r.choices:
@@ -132,9 +150,8 @@ class LlmClient:
         Stops with :class:`LlmTimeoutError` once ``timeout_s`` has passed in total."""
         deadline = time.monotonic() + self.settings.timeout_s
         try:
-            chunks = self._client.chat.completions.create(
-                **self._params(messages, schema), stream=True,
-                stream_options={"include_usage": True})
+            chunks = self._create(**self._params(messages, schema), stream=True,
+                                  stream_options={"include_usage": True})
             for chunk in chunks:
                 state.model = chunk.model or state.model
                 if chunk.usage is not None:
