@@ -43,6 +43,12 @@ from tests.fixtures.stack import Stack
 SHORT_KINDS = ("broker-stop", "worker-kill", "worker-stop", "pg-kill", "pg-stop",
                "node-kill", "node-stop")
 ALL_KINDS = (*SHORT_KINDS, "broker-kill", "node-offline", "clock-skew")
+# what each fault hits: every part must be hit at least once while corrections are in
+# flight (a 3 s stop can fall in a lull between two writes even right after an ack)
+PART_OF = {"broker-kill": "broker", "broker-stop": "broker", "worker-kill": "central worker",
+           "worker-stop": "central worker", "pg-kill": "PostgreSQL", "pg-stop": "PostgreSQL",
+           "node-kill": "node", "node-stop": "node", "node-offline": "node offline",
+           "clock-skew": "clock skew"}
 
 
 class SecureBroker:
@@ -203,6 +209,8 @@ class Nemesis:
         node = self.stack.nodes.get(f.target)
         if node is not None and f.kind != "clock-skew":
             self._just_acked([p for p in self.stack.nodes if p != f.target])
+        elif node is None:  # broker, worker, PostgreSQL: hit while a fresh ack goes up
+            self._just_acked(list(self.stack.nodes))
         deadline = time.monotonic() + 15  # a worker killed before is being respawned
         while (f.kind.startswith("worker-") and time.monotonic() < deadline
                and len(self.stack.central.worker_pids()) < self.stack.central.workers):
