@@ -8,7 +8,8 @@ every origin (API, ingest, typed, voiced, another plant, and later sources):
    bad one fails the write, nothing is stored), and marks the ``Idempotency-Key`` of the
    request being served written (``mark``: :func:`rae_edge.store.idempotency.note_written`);
 2. ``wake_sync``: the sync agent is woken at once when rows were queued (it would poll);
-3. ``push``: one typed push message per new fact (:mod:`rae_edge.push_kinds`);
+3. ``push``: one typed push message per new fact (:mod:`rae_edge.push_kinds`), all of one
+   write stored in one transaction;
 4. ``index``: searchable rows (LanceDB) for the facts (after the push: indexing takes
    longer than everything before it, and the briefing reads DuckDB);
 5. ``drift``: the tenant's drift alerts are recomputed when the new facts can change them
@@ -72,6 +73,8 @@ class PushPort(Protocol):
     """What the writer needs of the push bus."""
 
     def send(self, tenant_id: str, body: PushBody) -> int: ...
+
+    def send_many(self, items: Sequence[tuple[str, PushBody]]) -> list[int]: ...
 
 
 class DriftPort(Protocol):
@@ -176,12 +179,11 @@ class Writer:
             self._wake()
         self._note(fact, origin, "wake_sync", new_ids, int(queued > 0))
         pushed = 0
-        for tenant, body in fact.pushes(stored):
-            try:
-                self._push.send(tenant, body)
-                pushed += 1
-            except Exception:  # a tablet that missed a push sees the fact when it reloads
-                log.exception("push of %s %s failed", fact.name, body.machine_id)
+        bodies = fact.pushes(stored)
+        try:  # one transaction for all (a bulk write's pushes: one disk flush, not one each)
+            pushed = len(self._push.send_many(bodies))
+        except Exception:  # a tablet that missed a push sees the fact when it reloads
+            log.exception("push of %d %s messages failed", len(bodies), fact.name)
         self._note(fact, origin, "push", new_ids, pushed)
         # Indexed after the push: the fact is in every briefing (DuckDB) once committed, and
         # indexing (embedding, a LanceDB append, a full-text refresh) would double the
