@@ -51,6 +51,8 @@ def test_similar_many_gives_the_one_by_one_answer(node: EdgeNode) -> None:
     batch = [_inc(f"M{1 + i % 3}", i, 10 * i + 5) for i in range(24, 36)]
     batch.append(_inc("M1", 3, -100))  # before every incident of its machine: none
     batch.append(_inc("M4", 1, 500))  # a machine without history: none
+    again = _inc(history[4].machine_id, 4, 41)  # the amended one's words, an hour later
+    batch.append(again)
     vectors = node.memory._embed_incidents(batch)
     many = node.memory.similar_many(batch, vectors)
     assert list(many) == [i.id for i in batch]
@@ -64,9 +66,12 @@ def test_similar_many_gives_the_one_by_one_answer(node: EdgeNode) -> None:
         assert (got.id, got.fix, got.superseded_by, got.action) == \
             (one.id, one.fix, one.superseded_by, one.action)
         assert got.similarity == pytest.approx(one.similarity, abs=2e-4)
-    assert many[batch[-1].id] is None and many[batch[-2].id] is None
-    amended = [s for s in many.values() if s is not None and s.id == history[4].id]
-    assert all(s.fix == "the seal was fine: the hose clamp was loose" for s in amended)
+    assert many[batch[-2].id] is None and many[batch[-3].id] is None
+    amended = many[again.id]
+    assert amended is not None and amended.id == history[4].id
+    assert amended.fix == "the seal was fine: the hose clamp was loose"
+    assert amended.action == history[4].action and amended.similarity == pytest.approx(1.0)
+    assert sum(s is None for s in many.values()) == 2  # those two only
 
 
 def test_a_bulk_write_pushes_at_most_max_announced_in_one_transaction(node: EdgeNode) -> None:
