@@ -246,19 +246,22 @@ class MemoryService:
             return {i.id: self.similar(i, vectors[i.id]) for i in incs}  # (or a null vector)
         mat = flat.reshape(table.num_rows, -1)
         ids = np.asarray(table.column("id").to_pylist(), dtype=object)
-        row_machine = np.asarray(table.column("machine_id").to_pylist(), dtype=object)
         when = table.column("occurred_at").to_numpy()  # datetime64[us], UTC
-        norms = np.linalg.norm(mat, axis=1)
+        of_machine: dict[str, list[int]] = {}
+        for k, m in enumerate(table.column("machine_id").to_pylist()):
+            of_machine.setdefault(str(m), []).append(k)
         best: dict[str, tuple[str, float]] = {}
         for inc in incs:
             q = np.asarray(vectors[inc.id], dtype=np.float32)
             at = np.datetime64(inc.occurred_at.astimezone(UTC).replace(tzinfo=None), "us")
             # the same rows as the one-by-one lookup: its machine, earlier or at once, not it
-            rows = np.flatnonzero((row_machine == inc.machine_id) & (ids != inc.id)
-                                  & (when <= at))
+            rows = np.asarray(of_machine.get(inc.machine_id, []), dtype=np.int64)
+            rows = rows[(when[rows] <= at) & (ids[rows] != inc.id)]
             if not len(rows):
                 continue
-            cos = (mat[rows] @ q) / np.clip(norms[rows] * np.linalg.norm(q), 1e-12, None)
+            sub = mat[rows]
+            cos = (sub @ q) / np.clip(np.linalg.norm(sub, axis=1) * np.linalg.norm(q), 1e-12,
+                                      None)
             top = int(np.argmax(cos))
             best[inc.id] = (str(ids[rows[top]]), float(cos[top]))
         past_ids = sorted({p for p, _ in best.values()})
