@@ -113,11 +113,12 @@ def test_sync_off_queues_nothing_and_on_queues_typed_rows(tmp_path: Path) -> Non
             ("correction", "store", 1), ("correction", "outbox", queued // 2)]
 
 
-def test_write_many_runs_the_same_steps_with_one_push_transaction(tmp_path: Path) -> None:
-    """The batch path (corrections from other plants): the steps of ``write`` in their
-    order, each new correction stored and pushed once (a repeat in the batch and one
-    stored before are not), the pushes of the batch in one transaction (consecutive
-    cursors, one ``created_at``)."""
+def test_a_batch_write_runs_the_same_steps_with_one_push_transaction(tmp_path: Path,
+                                                                    ) -> None:
+    """A batch (corrections from other plants, as the down applier writes them): the
+    steps of every write in their order, each new correction stored and pushed once (a
+    repeat in the batch and one stored before are not), the pushes of the batch in one
+    transaction (consecutive cursors, one ``created_at``)."""
     from rae_edge.sync_agent.down_apply import RemoteCorrections
     from rae_sync.messages import NodeRef
 
@@ -128,7 +129,7 @@ def test_write_many_runs_the_same_steps_with_one_push_transaction(tmp_path: Path
     made = [_correction(f"belt {i} re-tensioned") for i in range(50)]
     try:
         node.writer.write(CorrectionFacts(to_outbox=False, index_it=False), made[:1], "remote")
-        stored = node.writer.write_many(
+        stored = node.writer.write(
             RemoteCorrections(origins={c.id: origin for c in made}, index_it=False),
             [*made, made[3]], "remote")
         ids = [str(r[0]) for r in node.duck.query("SELECT id FROM corrections")]

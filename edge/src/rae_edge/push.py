@@ -258,10 +258,11 @@ class PushBus:
         return self.publish(tenant_id, body.machine_id, body.TYPE, body.data())
 
     def send_many(self, items: Sequence[tuple[str, PushBody]]) -> list[int]:
-        """Publishes typed messages (tenant, body) in one transaction, in order; returns
-        their cursors (a batch of corrections from central: one disk flush, not one each)."""
-        return self._publish_many([(t, b.machine_id, b.TYPE, b.data()) for t, b in items]
-                                  ) if items else []
+        """Publishes typed messages ``(tenant, body)`` in one transaction (one disk flush,
+        as a bulk write's pushes need); returns their cursors."""
+        if not items:
+            return []
+        return self._publish_many([(t, b.machine_id, b.TYPE, b.data()) for t, b in items])
 
     def send_soon(self, tenant_id: str, body: PushBody) -> None:
         """:meth:`publish_soon` of a typed message."""

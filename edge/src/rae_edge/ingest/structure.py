@@ -74,6 +74,8 @@ def normalise_part(value: str) -> str:
 
 
 def _is_identifier(tok: str) -> bool:
+    if not any(ch.isdigit() for ch in tok):  # most tokens are words: no regex for them
+        return False
     t = tok.upper()
     if _MEASURE.match(t) or _DATEISH.match(t):
         return False

@@ -231,6 +231,15 @@ class DuckStore:
         )
         return Incident(**rows[0]) if rows else None
 
+    def incidents_by_id(self, tenant_id: str, ids: Sequence[str]) -> list[Incident]:
+        """The stored incidents among ``ids`` (one query for a list)."""
+        if not ids:
+            return []
+        return [Incident(**r) for r in self.query_dicts(
+            "SELECT tenant_id, id, machine_id, occurred_at, error_code, symptom, action, source, "
+            "content_hash FROM incidents WHERE tenant_id = ? AND list_contains(?, id)",
+            [tenant_id, list(ids)])]
+
     # -- corrections ----------------------------------------------------------------
     def insert_correction(self, c: Correction, outbox: bool = True) -> bool:
         """Stores a correction (idempotent on id); queues it for sync in the same

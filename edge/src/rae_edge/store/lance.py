@@ -161,5 +161,9 @@ class LanceStore:
         )
         return list(q.to_list())
 
+    def arrow_rows(self, where: str, columns: Sequence[str], limit: int) -> pa.Table:
+        """:meth:`rows` as an Arrow table (vectors stay arrays, not Python floats)."""
+        return self.table.search().where(where).select(list(columns)).limit(limit).to_arrow()
+
     def rows(self, where: str, columns: Sequence[str], limit: int) -> list[dict[str, Any]]:
         return list(self.table.search().where(where).select(list(columns)).limit(limit).to_list())

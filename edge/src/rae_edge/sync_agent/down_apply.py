@@ -2,7 +2,7 @@
 
 The MQTT handler only verifies a down message and queues it (:meth:`DownApplier.put`); the
 applier's thread drains the queue, up to ``batch`` messages at a time, and applies the
-corrections among them through ONE :meth:`~rae_edge.write.writer.Writer.write_many`: one
+corrections among them through ONE :meth:`~rae_edge.write.writer.Writer.write`: one
 DuckDB transaction for the rows (stored in bulk, idempotent on the correction id), one
 push transaction, one drift refresh. A node that was away for a month catches up in a few
 dozen such batches instead of ten thousand single writes. Indexing for search (embedding,
@@ -212,7 +212,7 @@ class DownApplier:
             # covers a crash before it got there).
             nonlocal stored
             if corrections:
-                new = self.writer.write_many(
+                new = self.writer.write(
                     RemoteCorrections(origins=dict(origins), index_it=False),
                     list(corrections), "remote")
                 if self.index is not None:

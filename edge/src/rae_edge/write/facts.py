@@ -28,10 +28,14 @@ class IncidentFacts:
     ``vectors`` gives embeddings made beforehand (the API embeds while DuckDB stores);
     ``announce`` builds the push of one new incident (``None``: no per-incident push, as
     for a bulk ingest, whose job announces each machine's newest once it is done);
+    ``announce_many`` builds them for a list of new incidents at once (one lookup for
+    all: a bulk write's pushes; used instead of ``announce`` when given);
     ``max_announced`` bounds the pushes of one write."""
 
     vectors: Callable[[], Mapping[str, Sequence[float]]] | None = None
     announce: Callable[[Incident, Mapping[str, Sequence[float]]], PushBody | None] | None = None
+    announce_many: Callable[[Sequence[Incident], Mapping[str, Sequence[float]]],
+                            Sequence[PushBody | None]] | None = None
     max_announced: int = 100
     refresh: bool = True
     progress: Callable[[int], None] | None = None
@@ -69,11 +73,16 @@ class IncidentFacts:
                                 vectors=self._vectors())
 
     def pushes(self, stored: Sequence[Incident]) -> list[tuple[str, PushBody]]:
+        first = stored[:self.max_announced]
+        if self.announce_many is not None and first:
+            bodies = self.announce_many(first, self._vectors())
+            return [(i.tenant_id, b) for i, b in zip(first, bodies, strict=True)
+                    if b is not None]
         if self.announce is None:
             return []
         vecs = self._vectors()
         out: list[tuple[str, PushBody]] = []
-        for inc in stored[:self.max_announced]:
+        for inc in first:
             body = self.announce(inc, vecs)
             if body is not None:
                 out.append((inc.tenant_id, body))

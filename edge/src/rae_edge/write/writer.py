@@ -8,7 +8,8 @@ every origin (API, ingest, typed, voiced, another plant, and later sources):
    bad one fails the write, nothing is stored), and marks the ``Idempotency-Key`` of the
    request being served written (``mark``: :func:`rae_edge.store.idempotency.note_written`);
 2. ``wake_sync``: the sync agent is woken at once when rows were queued (it would poll);
-3. ``push``: one typed push message per new fact (:mod:`rae_edge.push_kinds`);
+3. ``push``: one typed push message per new fact (:mod:`rae_edge.push_kinds`), all of one
+   write stored in one transaction;
 4. ``index``: searchable rows (LanceDB) for the facts (after the push: indexing takes
    longer than everything before it, and the briefing reads DuckDB);
 5. ``drift``: the tenant's drift alerts are recomputed when the new facts can change them
@@ -125,8 +126,6 @@ class FactWriter(Protocol):
 
     def write(self, fact: Fact[T], items: Sequence[T], origin: str) -> list[T]: ...
 
-    def write_many(self, fact: Fact[T], items: Sequence[T], origin: str) -> list[T]: ...
-
 
 class Writer:
     """Stores facts for one node (see the module docstring for the steps)."""
@@ -183,17 +182,6 @@ class Writer:
     # -- the one path ---------------------------------------------------------------------
     def write(self, fact: Fact[T], items: Sequence[T], origin: str) -> list[T]:
         """Stores ``items`` and runs every later step; returns the newly stored ones."""
-        return self._write(fact, items, origin, batch_push=False)
-
-    def write_many(self, fact: Fact[T], items: Sequence[T], origin: str) -> list[T]:
-        """:meth:`write` for a large batch (e.g. the corrections a node missed, applied a
-        few hundred at a time): the same steps in the same order, with the pushes of the
-        whole batch stored in ONE push transaction instead of one each. Storing,
-        indexing (one embedding call, one LanceDB append) and drift are per call in both."""
-        return self._write(fact, items, origin, batch_push=True)
-
-    def _write(self, fact: Fact[T], items: Sequence[T], origin: str, *,
-               batch_push: bool) -> list[T]:
         self._start()
         ids = fact.ids(items)
         queue = self.sync_on and fact.to_outbox
@@ -209,19 +197,11 @@ class Writer:
             self._wake()
         self._note(fact, origin, "wake_sync", new_ids, int(queued > 0))
         pushed = 0
-        pushes = fact.pushes(stored)
-        if batch_push and pushes:
-            try:
-                pushed = len(self._push.send_many(pushes))
-            except Exception:  # as below: tablets see the facts when they reload
-                log.exception("push of %d %s facts failed", len(pushes), fact.name)
-            pushes = []
-        for tenant, body in pushes:
-            try:
-                self._push.send(tenant, body)
-                pushed += 1
-            except Exception:  # a tablet that missed a push sees the fact when it reloads
-                log.exception("push of %s %s failed", fact.name, body.machine_id)
+        bodies = fact.pushes(stored)
+        try:  # one transaction for all (a bulk write's pushes: one disk flush, not one each)
+            pushed = len(self._push.send_many(bodies))
+        except Exception:  # a tablet that missed a push sees the fact when it reloads
+            log.exception("push of %d %s messages failed", len(bodies), fact.name)
         self._note(fact, origin, "push", new_ids, pushed)
         # Indexed after the push: the fact is in every briefing (DuckDB) once committed, and
         # indexing (embedding, a LanceDB append, a full-text refresh) would double the
