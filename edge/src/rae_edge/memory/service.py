@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 
 MAX_K = 100
 MAX_ANNOUNCED = 100  # new incidents pushed one by one per request; the rest are stored
+# Up to this many new incidents, each is looked up by vector search (the pass of
+# similar_many reads all of their machines' rows: worth it for a bulk write, not for one).
+SIMILAR_ONE_BY_ONE = 4
 SIMILAR_SCAN_MAX = 50_000  # stored incidents read (~75 MiB of vectors) for one request's pushes
 
 
@@ -283,8 +286,11 @@ class MemoryService:
 
     def incident_pushes(self, incidents: Sequence[Incident],
                         vectors: Mapping[str, Sequence[float]]) -> list[IncidentPush]:
-        """The pushes of new incidents, each with its most similar past incident
-        (:meth:`similar_many`)."""
+        """The pushes of new incidents, each with its most similar past incident: one
+        vector search each for a few (the incident a technician or an alarm just logged),
+        one pass over their machines' rows for a bulk write (:meth:`similar_many`)."""
+        if len(incidents) <= SIMILAR_ONE_BY_ONE:
+            return [self._incident_push(i, vectors) for i in incidents]
         found = self.similar_many(incidents, vectors)
         return [IncidentPush(machine_id=i.machine_id, incident=IncidentView.of(i),
                              similar=found.get(i.id), new_count=1) for i in incidents]
