@@ -66,6 +66,12 @@ class OnnxEmbedder:
         if threads:
             opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+        # No busy-waiting between runs: by default the intra-op threads spin after each
+        # run, and on a 2-core node they take the core that the same request's next steps
+        # (DuckDB, Lance, the event loop) need. Measured at 20k memories (bench push):
+        # push p50 38-58 -> 25-28 ms, p95 48-150 -> 29-32 ms; a lone embedding is ~1 ms
+        # slower (2.2 -> 3.3 ms) and bulk throughput is unchanged.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(
             str(paths["model.onnx"]), sess_options=opts, providers=["CPUExecutionProvider"]
         )
