@@ -116,9 +116,12 @@ class Indexer:
                                refresh=refresh, progress=progress)
 
     def index_corrections(self, corrections: Sequence[Correction], *,
-                          refresh: bool = True) -> int:
-        """Indexes corrections (reflective memory); call after they are in DuckDB."""
-        return self.index_rows([self.correction_row(c) for c in corrections], refresh=refresh)
+                          refresh: bool = True,
+                          vectors: Mapping[str, Sequence[float]] | None = None) -> int:
+        """Indexes corrections (reflective memory); call after they are in DuckDB.
+        ``vectors``: the ones the caller embedded already (by id)."""
+        return self.index_rows([self.correction_row(c) for c in corrections], refresh=refresh,
+                               vectors=vectors)
 
     def index_rows(self, rows: Sequence[Row], *, refresh: bool = True,
                    progress: Callable[[int], None] | None = None,

@@ -155,4 +155,7 @@ class EdgeNode:
         if "voice" in self.__dict__:  # stop the transcription worker before the stores close
             self.voice.stop()
         self.push.flush(5.0)  # briefing pushes still being written
+        # Index upkeep commits nothing until it ends (an unfinished one is redone later),
+        # but a test or a restore that reopens the folder should find it settled.
+        self.lance.wait_for_upkeep(30.0)
         self.duck.close()

@@ -63,10 +63,12 @@ SIMILAR_SCAN_MAX = 50_000  # stored incidents read (~75 MiB of vectors) for one 
 
 
 class IncidentRows(Protocol):
-    """What the memory service needs of the indexer: an incident's row as it is stored
-    (its ``search_text`` is what gets embedded)."""
+    """What the memory service needs of the indexer: an incident's or a correction's row
+    as it is stored (its ``search_text`` is what gets embedded)."""
 
     def incident_row(self, inc: Incident) -> dict[str, Any]: ...
+
+    def correction_row(self, c: Correction) -> dict[str, Any]: ...
 
 
 class MemoryService:
@@ -334,9 +336,20 @@ class MemoryService:
         ``publish`` is kept for callers of the old signature: every new correction is
         pushed."""
         del publish  # the writer pushes every new fact: one path for every origin
-        self.writer.write(CorrectionFacts(to_outbox=outbox), [c],
-                               c.method.value if outbox else "remote")
+        # Embedded (for the index) while DuckDB stores and the push goes out, as incidents
+        # are: the answer waits for the index, and the embedding is most of it.
+        with ThreadPoolExecutor(1) as pool:
+            vectors = pool.submit(self._embed_corrections, [c])
+            self.writer.write(CorrectionFacts(to_outbox=outbox, vectors=vectors.result), [c],
+                              c.method.value if outbox else "remote")
         return c
+
+    def _embed_corrections(self, corrections: Sequence[Correction],
+                           ) -> dict[str, list[float]]:
+        """Each correction's vector as the indexer will store it (its ``search_text``)."""
+        texts = [self._indexer().correction_row(c)["search_text"] for c in corrections]
+        return {c.id: v.tolist() for c, v in zip(corrections, self._embedder().embed(texts),
+                                                 strict=True)}
 
     def check_target(self, tenant_id: str, machine_id: str, target_id: str | None) -> None:
         """The one rule of :mod:`rae_edge.write.targets` (typed and voiced alike)."""

@@ -10,6 +10,7 @@ LanceDB has no bound parameters, so every value in a ``where`` goes through
 
 from __future__ import annotations
 
+import logging
 import threading
 import warnings
 from collections.abc import Sequence
@@ -22,6 +23,8 @@ import pyarrow as pa
 from lancedb.query import LanceVectorQueryBuilder
 
 from rae_edge.errors import InvalidInputError
+
+log = logging.getLogger(__name__)
 
 TABLE = "memories"
 DIM = 384
@@ -69,9 +72,12 @@ def in_list(column: str, values: Sequence[str]) -> str:
 class LanceStore:
     """The node's vector + full-text store (folder ``lance/``)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, ann_min_rows: int = ANN_MIN_ROWS) -> None:
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.ann_min_rows = ann_min_rows
+        self.ann_builds = 0  # ANN indexes this store built (a rebuild would count again)
+        self._upkeep: threading.Thread | None = None  # background optimize / ANN build
         self._db = lancedb.connect(str(path))
         self._lock = threading.RLock()
         self._pending_adds = 0  # Lance versions written since the last optimize
@@ -103,25 +109,57 @@ class LanceStore:
 
     def refresh_indexes(self, force: bool = False) -> None:
         """After a batch of writes. Rows not yet in an index are still found (Lance scans
-        them flat, full-text included), so a write never waits for a full index rebuild:
-        the full-text index is built once, and ``optimize`` (which folds new rows into every
-        index incrementally and compacts the versions each ``add`` makes) runs every
-        ``OPTIMIZE_EVERY`` batches, or now with ``force``."""
+        them flat, full-text included), so a write never waits for index upkeep: the
+        full-text index is built once; every ``OPTIMIZE_EVERY`` batches a background
+        thread runs ``optimize`` (which folds new rows into every index and compacts the
+        versions each ``add`` makes: ~0.2 s at 100k rows on two cores) and, once the table
+        reaches ``ann_min_rows``, builds the ANN index (~25 s at 100k). With ``force`` (a
+        bulk load, searched right after) both run now, in the caller."""
         with self._lock:
             if not self._has_fts():
                 self.table.create_fts_index("search_text", replace=True, with_position=False)
-            if not force and self._pending_adds < OPTIMIZE_EVERY:
+            if not force:
+                if self._pending_adds >= OPTIMIZE_EVERY and not self._upkeep_running():
+                    self._pending_adds = 0
+                    self._upkeep = threading.Thread(target=self._run_upkeep,
+                                                    name="lance-upkeep", daemon=True)
+                    self._upkeep.start()
                 return
-            self.table.optimize()
+        self.wait_for_upkeep()
+        with self._lock:
             self._pending_adds = 0
-            n = self.count()
-            if n >= ANN_MIN_ROWS and not self._has_vector_index():
-                self.table.create_index(
-                    metric="cosine", vector_column_name="vector", index_type="IVF_HNSW_SQ"
-                )
+            self._optimize_and_build()
+
+    def _upkeep_running(self) -> bool:
+        return self._upkeep is not None and self._upkeep.is_alive()
+
+    def _run_upkeep(self) -> None:
+        # Outside the lock: rows keep being added meanwhile (appends commute with a
+        # compaction and an index build; they stay unindexed and are scanned flat).
+        try:
+            self._optimize_and_build()
+        except Exception:  # a later refresh tries again; searches stay exact meanwhile
+            log.exception("LanceDB index upkeep failed")
+
+    def _optimize_and_build(self) -> None:
+        self.table.optimize()
+        if not self._has_vector_index() and self.count() >= self.ann_min_rows:
+            self.table.create_index(metric="cosine", vector_column_name="vector",
+                                    index_type="IVF_HNSW_SQ", replace=False)
+            self.ann_builds += 1
+
+    def wait_for_upkeep(self, timeout: float | None = None) -> bool:
+        """Waits for background index upkeep, if it runs; True when none is running."""
+        thread = self._upkeep
+        if thread is not None:
+            thread.join(timeout)
+        return not self._upkeep_running()
 
     def _has_vector_index(self) -> bool:
-        return any(ix.index_type.startswith("IVF") for ix in self.table.list_indices())
+        # Lance names the kinds "IvfHnswSq", "IvfPq", ...: compared case-blind (an exact
+        # "IVF" prefix never matched, so every optimize rebuilt the index from scratch).
+        return any("vector" in ix.columns and ix.index_type.upper().startswith("IVF")
+                   for ix in self.table.list_indices())
 
     def _has_fts(self) -> bool:
         if not self._fts_built:

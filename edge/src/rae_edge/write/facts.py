@@ -100,6 +100,8 @@ class CorrectionFacts:
     origin: NodeRef | None = None
     to_outbox: bool = True
     index_it: bool = True  # False: a sync agent run without the embedding model (tests)
+    #: embeddings made beforehand (the API embeds a correction while DuckDB stores it)
+    vectors: Callable[[], Mapping[str, Sequence[float]]] | None = None
     name: str = "correction"
 
     def ids(self, items: Sequence[Correction]) -> tuple[str, ...]:
@@ -123,7 +125,8 @@ class CorrectionFacts:
         # All of them: a correction stored before a crash is indexed by its next write
         # (the indexer skips rows present).
         if self.index_it:
-            indexer.index_corrections(list(items))
+            indexer.index_corrections(list(items), vectors=self.vectors()
+                                      if self.vectors is not None else None)
 
     def pushes(self, stored: Sequence[Correction]) -> list[tuple[str, PushBody]]:
         return [(c.tenant_id, CorrectionPush(machine_id=c.machine_id, text=c.text,

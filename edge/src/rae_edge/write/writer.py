@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -72,7 +72,8 @@ class IndexPort(Protocol):
                         vectors: Any = None) -> int: ...
 
     def index_corrections(self, corrections: Sequence[Correction], *,
-                          refresh: bool = True) -> int: ...
+                          refresh: bool = True,
+                          vectors: Mapping[str, Sequence[float]] | None = None) -> int: ...
 
 
 class PushPort(Protocol):
