@@ -30,6 +30,7 @@ import duckdb
 
 from rae_edge.push_kinds import CorrectionPush, CorrectionView, PushBody
 from rae_edge.store.outbox import OutboxMessage
+from rae_edge.sync_agent.batches import take_more
 from rae_edge.sync_agent.index_later import IndexLater
 from rae_edge.sync_agent.ledger import SyncLedger
 from rae_edge.write.facts import CorrectionFacts
@@ -170,14 +171,7 @@ class DownApplier:
             first = self._queue.get()
             if first is None:
                 continue
-            items = [first]
-            while len(items) < self.batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is not None:
-                    items.append(nxt)
+            items = take_more(self._queue, first, self.batch)
             try:
                 self.apply(items)
             except Exception:

@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rae_edge.store.duck import DuckStore
+from rae_edge.sync_agent.batches import take_more
 from rae_edge.write.writer import IndexPort
 from rae_sync.domain import Correction, CorrectionMethod
 
@@ -95,14 +96,7 @@ class IndexLater:
             while (self.busy() and not self._stop.is_set()
                    and time.monotonic() - held < self.max_wait_s):
                 time.sleep(self.busy_wait_s)
-            items = [first]
-            while len(items) < self.batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is not None:
-                    items.append(nxt)
+            items = take_more(self._queue, first, self.batch)
             try:
                 self.indexer.index_corrections(items)
             except Exception:  # stored and acked: the next start's sweep indexes them
