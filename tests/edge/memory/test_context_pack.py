@@ -72,11 +72,12 @@ def test_pack_with_one_relevant_memory_stops_early_and_says_so(node: EdgeNode) -
     assert full.stopped in ("budget", "matches")
     assert full.items[0].id == leak_id(node) and len(full.items) > 20
     assert full.tokens_used > 10 * pack.tokens_used
-    # And the node's own packer (the default ratio, from bench_tokens) answers the same
-    # shape with its reason.
+    # The node's own packer (the default ratio, 1/1000, from bench_tokens) does not cut
+    # here: the learnt combiner puts these unrelated memories only 2-5 logits below the
+    # best, well above its floor (6.9), so the budget ends the pack, and says so.
     default = node.memory.context("acme", QUERY, budget_tokens=500)
     assert default.items[0].id == leak_id(node)
-    assert default.stopped in ("relevance", "budget", "matches")
+    assert default.stopped == "budget" and len(default.items) > 1
 
 
 def test_a_memory_never_goes_in_without_its_corrections(
