@@ -17,6 +17,9 @@ Two measurements in one run, each MCP figure beside the HTTP figure of the same 
   ``tools/call list_machines`` against ``GET /machines`` in turn: what the node itself
   spends on the MCP layer, the figure least moved by other processes' load.
 
+- **schema check**: the SDK client's ``jsonschema`` check of one ``context_pack`` answer,
+  against the published (compacted) output schema and pydantic's own, alternating.
+
 Both paths authenticate the token and put the call with its memory ids on the audit log
 (a DuckDB commit: most of a short call's time).
 """
@@ -139,7 +142,40 @@ async def _end_to_end(node: NodeProcess, token: str, mode: str, n: int) -> list[
             rows += _rows(f"MCP ({mode}) {tool}", f"GET {path}", res, "alternating",
                           {"node": "the node's process, from /proc: 10 ms ticks",
                            "client": "the calling process: the SDK client or httpx"})
+        if mode == "auto":
+            rows.append(await _schema_check(client))
     return rows
+
+
+async def _schema_check(client: Any) -> Row:
+    """The client's check of one context_pack answer (jsonschema, as the SDK does it)
+    against the schema the node publishes and against pydantic's own schema of the model
+    (``$ref``, nullable ``anyOf``), alternating in this process: CPU per check."""
+    from jsonschema.validators import validator_for
+    from pydantic import TypeAdapter
+
+    from rae_edge.memory.models import ContextPack
+
+    tool, args = PAIRS[2][0], PAIRS[2][1]
+    listed = {t.name: t for t in (await client.list_tools()).tools}
+    doc = (await client.call_tool(tool, args)).structured_content
+    schemas = {"published": listed[tool].output_schema,
+               "pydantic": TypeAdapter(ContextPack).json_schema()}
+    checks = {k: validator_for(v)(v) for k, v in schemas.items()}
+    spent = dict.fromkeys(checks, 0.0)
+    n = 300
+    for i in range(n + 20):
+        for name, v in (checks.items() if i % 2 else reversed(checks.items())):
+            t0 = time.process_time()
+            errors = list(v.iter_errors(doc))
+            if i >= 20:  # the first rounds warm both
+                spent[name] += time.process_time() - t0
+            assert not errors, errors[:1]
+    pub, pyd = (spent[k] / n * 1000 for k in ("published", "pydantic"))
+    return row("MCP client: schema check of a context_pack answer", pub, "ms",
+               baseline="pydantic's schema", baseline_value=round(pyd, 4),
+               notes=f"CPU per check, {n} each alternating, one {len(doc['items'])}-item "
+                     "pack; the published schema inlines $ref and folds nullable anyOf")
 
 
 async def _asgi(app: Any, scope_extra: dict[str, Any], method: str, path: str,

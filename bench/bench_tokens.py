@@ -5,7 +5,9 @@ more, one occurrence's PROBLEM is the query, the ACTIONs logged for the others a
 relevant memories; the same derivation as ``bench_quality``) and maintie's held-out set
 (same object and state type; the query's own text is indexed and stays in both the pack's
 and naive RAG's results): for each query, the context pack at budgets of 1k, 2k and 4k tokens
-(tokens it sends, recall of the relevant memories), against naive RAG: the top-k whole
+(tokens it sends, recall of the relevant memories; the pack as it is, which stops when
+relevance drops, and the pack that always fills its budget, as before, in the same run),
+against naive RAG: the top-k whole
 memories of a plain vector search, each rendered exactly as the pack renders it, for
 k = 1..200. Tokens are the embedder tokenizer's, on the same text for both.
 
@@ -103,11 +105,28 @@ def _measure(node: Any, s: EvalSet) -> list[Row]:
               mean([r[min(k, len(r) - 1)] if r else 0.0 for _, r in naive]))
              for k in range(NAIVE_K)]
     for budget in BUDGETS:
+        for before in (False, True):
+            out += _budget_rows(node, s, budget, before, naive, fixed, header, corpus)
+    return out
+
+
+def _budget_rows(node: Any, s: EvalSet, budget: int, before: bool,
+                 naive: list[tuple[list[int], list[float]]],
+                 fixed: list[tuple[float, float]], header: int, corpus: int) -> list[Row]:
+    """The figures of one budget: the pack as it is (it stops when relevance drops) or,
+    ``before``, the pack that always fills its budget (``Cutoff(0)``), in the same run."""
+    from rae_edge.memory.context import Cutoff
+
+    packer = node.memory.packer
+    kept = packer.cutoff
+    packer.cutoff = Cutoff(0.0) if before else kept
+    try:
         ctx_tokens: list[int] = []
         all_tokens: list[int] = []
         oracle_tokens: list[int] = []
         ctx_recall: list[float] = []
         eq_recall: list[float] = []
+        stopped: dict[str, int] = {}
         unreached = 0
         for q, (tokens, recall) in zip(s.queries, naive, strict=True):
             pack = node.memory.context(s.tenant, q.text, budget_tokens=budget)
@@ -116,6 +135,7 @@ def _measure(node: Any, s: EvalSet) -> list[Row]:
             ctx_tokens.append(pack.tokens_used)
             ctx_recall.append(r)
             all_tokens.append(pack.tokens_all_matches)
+            stopped[pack.stopped] = stopped.get(pack.stopped, 0) + 1
             k = next((n for n, rec in enumerate(recall) if rec >= r), None)
             if k is None:
                 unreached += 1
@@ -123,42 +143,48 @@ def _measure(node: Any, s: EvalSet) -> list[Row]:
             oracle_tokens.append(tokens[k] if tokens else header)
             fit = [n for n, t in enumerate(tokens) if t <= pack.tokens_used]
             eq_recall.append(recall[fit[-1]] if fit else 0.0)
-        n = len(s.queries)
-        pack_t, pack_r = mean(ctx_tokens), mean(ctx_recall)
-        k_eq = next((k for k, (_, rec) in enumerate(fixed) if rec >= pack_r), None)
-        tag = f"{s.name} @{budget // 1000}k"
-        if k_eq is None:
-            out.append(row(f"{tag}: saving vs naive top-k, equal recall", float("nan"), "%",
-                           baseline="naive top-k tokens", baseline_value=None,
-                           notes=f"pack {pack_t:.0f} tokens, recall {pack_r:.3f}; no fixed "
-                                 f"k <= {NAIVE_K} reaches that recall (k={NAIVE_K}: recall "
-                                 f"{fixed[-1][1]:.3f}, {fixed[-1][0]:.0f} tokens)"))
-        else:
-            naive_t = fixed[k_eq][0]
-            out.append(row(f"{tag}: saving vs naive top-k, equal recall",
-                           (1 - pack_t / naive_t) * 100, "%", baseline="naive top-k tokens",
-                           baseline_value=round(naive_t, 1),
-                           notes=f"pack {pack_t:.0f} tokens, recall {pack_r:.3f}; naive top-"
-                                 f"{k_eq + 1} (one k for all queries) recall "
-                                 f"{fixed[k_eq][1]:.3f} with {naive_t:.0f} tokens"))
-        oracle = mean(oracle_tokens)
-        out.append(row(f"{tag}: saving vs per-query best k", (1 - pack_t / oracle) * 100, "%",
-                       baseline="oracle top-k tokens", baseline_value=round(oracle, 1),
-                       notes=f"naive stopped, per query, at the smallest k that reaches the "
-                             f"pack's recall (it cannot know it: a lower bound on naive RAG's "
-                             f"tokens); {unreached}/{n} queries not reached within k={NAIVE_K}"))
-        out.append(row(f"{tag}: recall", pack_r, "", baseline="naive, equal tokens",
-                       baseline_value=round(mean(eq_recall), 4), higher_is_better=True,
-                       notes=f"naive: per query the top-k that fits the pack's tokens; "
-                             f"{n} queries, {len(s.docs)} memories"))
-        out.append(row(f"{tag}: saving vs all matches", (1 - pack_t / mean(all_tokens)) * 100,
-                       "%", baseline="every match sent", baseline_value=round(mean(all_tokens)),
-                       notes="the pack's own tokens_all_matches: every candidate its search "
-                             "returned, whole"))
-        out.append(row(f"{tag}: saving vs every memory", (1 - pack_t / corpus) * 100, "%",
-                       baseline="whole corpus tokens", baseline_value=corpus,
-                       notes=f"all {len(s.docs)} memories of the set sent (the seed's "
-                             "'instead of 100k')"))
+    finally:
+        packer.cutoff = kept
+    n = len(s.queries)
+    pack_t, pack_r = mean(ctx_tokens), mean(ctx_recall)
+    k_eq = next((k for k, (_, rec) in enumerate(fixed) if rec >= pack_r), None)
+    tag = f"{s.name} @{budget // 1000}k" + (" fill (before)" if before else "")
+    why = ", ".join(f"{v} {k}" for k, v in sorted(stopped.items()))
+    out: list[Row] = []
+    if k_eq is None:
+        out.append(row(f"{tag}: saving vs naive top-k, equal recall", float("nan"), "%",
+                       baseline="naive top-k tokens", baseline_value=None,
+                       notes=f"pack {pack_t:.0f} tokens, recall {pack_r:.3f}; no fixed "
+                             f"k <= {NAIVE_K} reaches that recall (k={NAIVE_K}: recall "
+                             f"{fixed[-1][1]:.3f}, {fixed[-1][0]:.0f} tokens)"))
+    else:
+        naive_t = fixed[k_eq][0]
+        out.append(row(f"{tag}: saving vs naive top-k, equal recall",
+                       (1 - pack_t / naive_t) * 100, "%", baseline="naive top-k tokens",
+                       baseline_value=round(naive_t, 1),
+                       notes=f"pack {pack_t:.0f} tokens, recall {pack_r:.3f}, stopped by: "
+                             f"{why}; naive top-{k_eq + 1} (one k for all queries) recall "
+                             f"{fixed[k_eq][1]:.3f} with {naive_t:.0f} tokens"))
+    out.append(row(f"{tag}: recall", pack_r, "", baseline="naive, equal tokens",
+                   baseline_value=round(mean(eq_recall), 4), higher_is_better=True,
+                   notes=f"naive: per query the top-k that fits the pack's tokens; "
+                         f"{n} queries, {len(s.docs)} memories"))
+    if before:
+        return out
+    oracle = mean(oracle_tokens)
+    out.append(row(f"{tag}: saving vs per-query best k", (1 - pack_t / oracle) * 100, "%",
+                   baseline="oracle top-k tokens", baseline_value=round(oracle, 1),
+                   notes=f"naive stopped, per query, at the smallest k that reaches the "
+                         f"pack's recall (it cannot know it: a lower bound on naive RAG's "
+                         f"tokens); {unreached}/{n} queries not reached within k={NAIVE_K}"))
+    out.append(row(f"{tag}: saving vs all matches", (1 - pack_t / mean(all_tokens)) * 100,
+                   "%", baseline="every match sent", baseline_value=round(mean(all_tokens)),
+                   notes="the pack's own tokens_all_matches: every candidate its search "
+                         "returned, whole"))
+    out.append(row(f"{tag}: saving vs every memory", (1 - pack_t / corpus) * 100, "%",
+                   baseline="whole corpus tokens", baseline_value=corpus,
+                   notes=f"all {len(s.docs)} memories of the set sent (the seed's "
+                         "'instead of 100k')"))
     return out
 
 

@@ -124,6 +124,67 @@ def _ids(body: Any) -> list[str]:
     return list(memory_ids(body))
 
 
+def test_answers_are_dumped_once_and_schemas_published_compact(live: Served) -> None:
+    """The text block is the structured content as compact JSON (not an indented second
+    dump); each output schema is published without $ref or nullable anyOf and accepts and
+    refuses exactly what pydantic's own schema of the model does."""
+    import json
+
+    from jsonschema.validators import validator_for
+    from pydantic import TypeAdapter
+
+    from rae_edge.memory.models import Briefing, ContextPack, SearchResult
+
+    listed, pack, brief, search = run(
+        live, "acme_technician", ("list_tools", ()),
+        ("call_tool", ("context_pack", {"query": "light curtain keeps tripping",
+                                        "budget_tokens": 900})),
+        ("call_tool", ("machine_briefing", {"code": "press-1"})),
+        ("call_tool", ("search_memory", {"query": "oil temperature", "k": 5})))
+    by = {t.name: t for t in listed.tools}
+    for name, model, result in [("context_pack", ContextPack, pack),
+                                ("machine_briefing", Briefing, brief),
+                                ("search_memory", SearchResult, search)]:
+        assert not result.is_error, result.content
+        (block,) = result.content
+        assert json.loads(block.text) == result.structured_content
+        assert "\n  " not in block.text  # compact: no indentation
+        published = by[name].output_schema
+        dumped = json.dumps(published)
+        assert "$ref" not in dumped and "$defs" not in dumped
+        original = TypeAdapter(model).json_schema()
+        assert "$ref" in json.dumps(original)  # what the compaction removed
+        new, old = (validator_for(s)(s) for s in (published, original))
+        doc = result.structured_content
+        assert new.is_valid(doc) and old.is_valid(doc)
+        broken = _broken(doc)
+        verdicts = [(new.is_valid(bad), old.is_valid(bad)) for bad in broken]
+        assert [n for n, _ in verdicts] == [o for _, o in verdicts]  # the same verdicts
+        assert sum(not o for _, o in verdicts) >= 8, name  # and most changes refused
+    assert "stopped" in by["context_pack"].output_schema["properties"]
+    assert pack.structured_content["stopped"] in ("relevance", "budget", "matches")
+
+
+def _broken(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """``doc`` changed in one place each: an unknown field, a string or an integer field
+    given another type or null, each field of the first listed record given an object
+    (or, where it holds a string, number or null, something else)."""
+    import copy
+
+    out = [{**doc, "unexpected": 1}]
+    for key, value in doc.items():
+        if isinstance(value, str):
+            out.append({**doc, key: 5})
+        if isinstance(value, int) and not isinstance(value, bool):
+            out.append({**doc, key: None})
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            for k, v in value[0].items():
+                bad = copy.deepcopy(doc)
+                bad[key][0][k] = {"x": 1} if v is None or isinstance(v, str | int) else 7
+                out.append(bad)
+    return out
+
+
 @pytest.mark.skipif(ESPEAK is None, reason="espeak-ng is not installed (scripts/test installs it)")
 def test_voice_note_status_tool(live: Served, tmp_path: Path) -> None:
     wav = speak("Tighten the bracket of sensor X", tmp_path / "note.wav")

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -164,5 +164,9 @@ class ContextPack(_Out):
     tokens_all_matches: int
     tokens_saved: int
     matches: int
+    stopped: Literal["relevance", "budget", "matches"] = Field(
+        default="budget", description="why the pack ended: relevance (the rest scored too "
+        "far below the best match; a larger budget adds nothing), budget (more relevant "
+        "memories did not fit) or matches (every match is in)")
     items: list[ContextItem]
     text: str
