@@ -36,6 +36,7 @@ Modules:
 - ``metrics``: Prometheus timings (embedding, transcription), the node's queues read at
   scrape time, and ``metrics.register`` for parts with state of their own (alarm sources);
 - ``tls``: the tablet API's self-signed HTTPS certificate; plain HTTP on loopback only;
+- ``allocator``: caps glibc's malloc arenas for the long-running node process;
 - ``cli``: the ``rae-edge`` commands other than ``serve`` (which lives in the tablet API);
 - ``commands``: one module per command family, registered in ``commands.registry``.
 

@@ -11,6 +11,7 @@ import uvicorn
 
 from rae_edge import cli as edge_cli
 from rae_edge import config, tls
+from rae_edge.allocator import limit_malloc_arenas
 from rae_edge.node import EdgeNode
 from rae_edge.sync_agent import EnrollmentError, settings_from_identity
 from rae_tablet_api.app import create_app
@@ -44,6 +45,7 @@ def serve(args: argparse.Namespace) -> int:
     tls_files = tls.resolve_for_serving(settings.api.host, settings.data_dir,
                                         args.tls_cert, args.tls_key)
     install_token_redaction()
+    limit_malloc_arenas()  # before the node's threads exist: see the function
     node = EdgeNode(settings)
     app = create_app(node)
     # Commands beside this node find it by its runtime file and come in over the local

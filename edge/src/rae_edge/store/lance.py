@@ -30,6 +30,12 @@ TABLE = "memories"
 DIM = 384
 ANN_MIN_ROWS = 50_000  # below this, exact (flat) search with prefilters is fast enough
 OPTIMIZE_EVERY = 16  # add() batches between two optimize() calls
+# LanceDB's caches are unbounded by default, and every add() leaves metadata of a version
+# that is never read again: ~55 MiB per 1,000 single-incident writes, so a node's memory
+# grew for as long as it ran. The indexes of 100k memories (ANN, full text, bitmaps) take
+# ~70 MiB in all, so they stay cached.
+INDEX_CACHE_BYTES = 256 * 2**20
+METADATA_CACHE_BYTES = 32 * 2**20
 
 SCHEMA = pa.schema(
     [
@@ -78,7 +84,9 @@ class LanceStore:
         self.ann_min_rows = ann_min_rows
         self.ann_builds = 0  # ANN indexes this store built (a rebuild would count again)
         self._upkeep: threading.Thread | None = None  # background optimize / ANN build
-        self._db = lancedb.connect(str(path))
+        self._db = lancedb.connect(str(path), session=lancedb.Session(
+            index_cache_size_bytes=INDEX_CACHE_BYTES,
+            metadata_cache_size_bytes=METADATA_CACHE_BYTES))
         self._lock = threading.RLock()
         self._pending_adds = 0  # Lance versions written since the last optimize
         self._fts_built = False
