@@ -79,7 +79,7 @@ class Fusion:
     # bench_quality: plain, the combiner learnt on all three tuning sources (each source's
     # figure comes from the one learnt without it); code-like, the grid's choice with it.
     plain: Weights = field(default_factory=lambda: Weights(
-        "learned", coef=(1.7882, 1.5077, 0.2387, -0.2389, 0.6305, -0.0628, 2.1693, 2.9449)))
+        "learned", coef=(1.88, 1.58, 0.219, -0.302, 0.655, -0.102, 2.15, 2.92)))
     code: Weights = field(default_factory=lambda: Weights("rrf", 0.25, 1.0, 1.0, 5.0))
     correction_boost: float = 1.3
     superseded_factor: float = 0.6
