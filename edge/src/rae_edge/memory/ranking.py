@@ -86,16 +86,18 @@ class Fusion:
     candidates: int = 50  # per retriever, at least; 4 x k when k is larger
     pin_top: int = 3
     # x (1 + b * log2(1 + confirmations) + p * (plants - 1)). b: the replay's choice on the
-    # tuning sets (on the learnt score, exp of the logit: 1 = +0.69 to the logit per
-    # doubling; larger boosts lift other queries' wrong answers more than they help);
-    # p: not measurable on single-plant sets, set equal to b.
-    confirm_boost: float = 1.0
-    plant_boost: float = 1.0
+    # tuning sets (on the learnt score, exp of the logit: 0.05 = +0.05 to the logit per
+    # doubling: enough to order otherwise equal fixes; larger boosts lift other queries'
+    # wrong answers more than they help, and the same machine and code puts a fix first
+    # without it); p: not measurable on single-plant sets, set equal to b.
+    confirm_boost: float = 0.05
+    plant_boost: float = 0.05
     # A query like one a fix was confirmed for (cosine >= confirm_similarity): that fix
     # first when it scores at least confirm_floor x the best (the replay's choice: 2, i.e.
     # never: on the shared sets query similarity does not tell which fixes carry over);
     # a query naming a code the confirmed memory carries (same machine: the prefilter):
-    # first above confirm_code_floor x the best (a choice: no grouped set has codes).
+    # first above confirm_code_floor x the best (a choice: the replay's memories carry no
+    # codes, so it does not measure this one).
     confirm_similarity: float = 0.7
     confirm_floor: float = 2.0
     confirm_code_floor: float = 0.1
