@@ -32,8 +32,9 @@ Recall@5 divides by min(|relevant|, 5). Every query is retrieved once (the embed
 are cached on disk across runs, bench/.cache); each setting only re-ranks the lists.
 
 Also: MRR@10 per query type; the exact-code top-3 rate through the whole service path;
-a confirmation replay (20% of the grouped queries say "this fixed it"; MRR@10 of the same
-group's other queries and of all others; its parameters chosen on the tuning sets); search
+a confirmation replay (each grouped query names its group's error code on its machine;
+20% say "this fixed it"; MRR@10 of the other queries of the same machine and code and of
+all others; its parameters chosen on the tuning sets); search
 p95 at 100k memories (20k with --quick) against the search of before (alternating).
 """
 
@@ -276,7 +277,7 @@ def _fit_combiner(per_set: list[list[tuple[Any, Any]]], l2: float = 1e-2,
     return tuple(round(float(c), 4) for c in w / sd)  # the mean shift changes no order
 
 
-def _training_rows(s: EvalSet, got: list[tuple[Any, dict[str, set[str]], int, Any]],
+def _training_rows(s: EvalSet, got: list[tuple[Any, dict[str, set[str]], int]],
                    ) -> list[tuple[Any, Any]]:
     """The combiner's training rows of one set: per query with a relevant candidate, the
     candidates' features (the query itself, where it is in the corpus, left out)."""
@@ -285,12 +286,12 @@ def _training_rows(s: EvalSet, got: list[tuple[Any, dict[str, set[str]], int, An
     from rae_edge.memory.ranking import Weights, features, fuse
 
     out = []
-    for q, (lists, exact, n_exact, _vec) in zip(s.queries, got, strict=True):
+    for q, (lists, exact, n_exact) in zip(s.queries, got, strict=True):
         cands = [c for c in fuse(lists, Weights("rrf"), exact, n_exact)
                  if str(c.row["id"]) != q.exclude]
         y = np.array([str(c.row["id"]) in q.relevant for c in cands])
         if y.any():
-            out.append((features(cands, lists, exact, n_exact), y))
+            out.append((features(cands, lists, exact, n_exact, q.text), y))
     return out
 
 
@@ -333,16 +334,18 @@ def run(quick: bool = False) -> list[Row]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _rank(lists: dict[str, list[dict[str, Any]]], exact: dict[str, set[str]], n_exact: int,
-          w: Any, verdicts: dict[str, Any] | None = None, f: Any = None,
-          vec: Any = None) -> list[str]:
-    """The service's ranking (:mod:`rae_edge.memory.ranking`) of already retrieved lists."""
-    from rae_edge.memory.ranking import Fusion, apply_feedback, fuse, pin_exact
+def _rank(lists: dict[str, list[dict[str, Any]]], exact: dict[str, set[str]], w: Any,
+          verdicts: dict[str, Any] | None = None, f: Any = None, vec: Any = None,
+          query: str = "", machine_id: str | None = None) -> list[str]:
+    """The service's ranking (:mod:`rae_edge.memory.ranking`) of already retrieved lists
+    (as :meth:`rae_edge.memory.search.HybridSearch.candidates` ranks them)."""
+    from rae_edge.memory.ranking import Fusion, apply_feedback, fuse, pin_exact, profile
 
     f = f or Fusion()
-    cands = fuse(lists, w, exact, n_exact)
+    asked = profile(query)
+    cands = fuse(lists, w, exact, len(asked.exact), query)
     if verdicts:
-        apply_feedback(cands, verdicts, vec, f)
+        apply_feedback(cands, verdicts, vec, f, asked, machine_id)
         cands.sort(key=lambda c: (-c.score, str(c.row["id"])))
     return [str(c.row["id"]) for c in pin_exact(cands, f)]
 
@@ -361,14 +364,13 @@ def _evaluate(node: Any, tuning: list[tuple[str, EvalSet]], check: EvalSet,
     search = node.memory.searcher
     depth = Fusion().candidates + 1
     # Every retriever's lists, once per query; each setting then only re-ranks them.
-    retrieved: dict[str, list[tuple[Any, dict[str, set[str]], int, Any]]] = {}
+    retrieved: dict[str, list[tuple[Any, dict[str, set[str]], int]]] = {}
     for _source, s in [*tuning, ("check", check)]:
         retrieved[s.name] = []
         for q in s.queries:
             where = where_clause(s.tenant, q.machine_id, (), q.as_of, True)
             lists, exact = search.retrieve(s.tenant, q.text, where, depth, q.machine_id)
-            vec = node.embedder.embed_one(search.normalize(q.text))  # the feedback's cosine
-            retrieved[s.name].append((lists, exact, len(profile(q.text).exact), vec))
+            retrieved[s.name].append((lists, exact, len(profile(q.text).exact)))
     # The learned combiner, trained per fold on the tuning sets of the other sources
     # (never on the set scored), and on all of them for the product default.
     rows = {s.name: _training_rows(s, retrieved[s.name]) for _, s in tuning}
@@ -382,9 +384,10 @@ def _evaluate(node: Any, tuning: list[tuple[str, EvalSet]], check: EvalSet,
     scored: list[Scored] = []
     for source, s in [*tuning, ("check", check)]:
         per_grid, vec_m, txt_m, code_like = [], [], [], []
-        for q, (lists, exact, n_exact, _v) in zip(s.queries, retrieved[s.name], strict=True):
-            code_like.append(n_exact > 0)
-            per_grid.append([_metrics(_rank(lists, exact, n_exact, w), q) for w in grid])
+        for q, (lists, exact, _n) in zip(s.queries, retrieved[s.name], strict=True):
+            code_like.append(bool(exact))  # as the service: code weights when one is found
+            per_grid.append([_metrics(_rank(lists, exact, w, query=q.text), q)
+                             for w in grid])
             vec_m.append(_metrics([str(r["id"]) for r in lists["vector"]], q))
             txt_m.append(_metrics([str(r["id"]) for r in lists["text"]], q))
         scored.append(Scored(s, source, code_like, np.array(per_grid), np.array(vec_m),
@@ -449,7 +452,9 @@ def _evaluate(node: Any, tuning: list[tuple[str, EvalSet]], check: EvalSet,
     i_all, j_all, m_all = choose(tune_sets, [learned[None]], [*static, learned[None]])
     figure(chk, i_all, j_all, "untouched check set", choose(tune_sets, static, static)[:2])
     default = Fusion()
-    same = grid[i_all] == default.plain and grid[j_all] == default.code
+    # Fusion() holds the weights as this table prints them (3 significant digits): the
+    # same within 0.01 per weight.
+    same = _close(grid[i_all], default.plain) and _close(grid[j_all], default.code)
     out.append(row("fusion learnt on all tuning sets", m_all, "margin",
                    ok=same, notes=f"plain: {grid[i_all].label()}; code-like: "
                    f"{grid[j_all].label()}; the code's Fusion() default: plain "
@@ -478,9 +483,19 @@ def _evaluate(node: Any, tuning: list[tuple[str, EvalSet]], check: EvalSet,
                                  f"BM25-only {tm:.3f} (the tuning sets' own queries are in "
                                  f"this pool: a breakdown, not a held-out figure)"))
     out.extend(_exact_codes(node, codes, search, depth))
-    out.extend(_confirmations(node, scored, retrieved, grid[i_all], grid[j_all]))
+    out.extend(_confirmations(node, scored, grid[i_all], grid[j_all]))
     out.extend(_latency(node, [x.s for x in scored] + [codes], quick))
     return out
+
+
+def _close(a: Any, b: Any, tol: float = 0.01) -> bool:
+    """The same fusion, learnt weights within ``tol`` of each other."""
+    from dataclasses import replace
+
+    if a.method != "learned" or b.method != "learned":
+        return bool(a == b)
+    return len(a.coef) == len(b.coef) and replace(a, coef=()) == replace(b, coef=()) and all(
+        abs(x - y) <= tol for x, y in zip(a.coef, b.coef, strict=True))
 
 
 def _exact_codes(node: Any, codes: EvalSet, search: Any, depth: int) -> list[Row]:
@@ -497,7 +512,7 @@ def _exact_codes(node: Any, codes: EvalSet, search: Any, depth: int) -> list[Row
         hit_new += any(h.id in q.relevant for h in res.hits[:3])
         lists, _ = search.retrieve(codes.tenant, q.text, where_clause(codes.tenant), depth)
         lists.pop("exact", None)
-        hit_old += any(i in q.relevant for i in _rank(lists, {}, 0, old)[:3])
+        hit_old += any(i in q.relevant for i in _rank(lists, {}, old)[:3])
     n = max(1, len(codes.queries))
     return [row("exact code/serial in the top 3", hit_new / n, "", target=">= 0.99",
                 baseline="RRF before (no exact)", baseline_value=hit_old / n,
@@ -512,71 +527,108 @@ CONFIRM_GRID = [(b, sim, floor) for b in (0.05, 0.25, 1.0, 3.0) for sim in (0.7,
                 for floor in (0.1, 2.0)]
 
 
-def _confirmations(node: Any, scored: list[Scored], retrieved: dict[str, Any],
-                   plain: Any, code: Any) -> list[Row]:
-    """Replay: 20% of the queries of each set with machine/problem groups get "this fixed
-    it" on a relevant memory (the best ranked relevant one, as a technician confirms what
-    they found; the first relevant by id when none is in the top 10), stored through the
-    node's feedback service with the query. Then MRR@10 of the other queries of the same
-    group (same machine and problem: the sets' stand-in for "same machine and error code")
-    and of all other queries (where a boosted memory can only intrude), without and with
-    the verdicts. The confirmation parameters (:data:`CONFIRM_GRID`) are chosen on the
-    tuning sets (best net change over all their non-confirming queries) and reported on
-    the check set too."""
+def fault_code(group: str) -> str:
+    """The error code the replay gives a group (same machine, same problem): a stand-in
+    for the code an alarm reports, derived from the group only (the sets carry none)."""
+    return f"E{10000 + zlib.crc32(group.encode()) % 90000}"
+
+
+def _confirmations(node: Any, scored: list[Scored], plain: Any, code: Any) -> list[Row]:
+    """Replay, as the issue states it: every query of a set with machine/problem groups
+    names its group's error code (:func:`fault_code`; the memories do not carry it) and
+    is searched on its machine; 20% of them get "this fixed it" on a relevant memory (the
+    best ranked relevant one, as a technician confirms what they found; the first
+    relevant by id when none is in the top 10), stored through the node's feedback
+    service with the query and machine. Then MRR@10 of the other queries of the same
+    machine and error code, and of all other queries (where a boosted memory can only
+    intrude), without and with the verdicts. The confirmation parameters
+    (:data:`CONFIRM_GRID`) are chosen on the tuning sets (best net change over all their
+    non-confirming queries) and reported on the check set too."""
     from dataclasses import replace
 
     from rae_edge.memory.ranking import Fusion
+    from rae_edge.memory.search import where_clause
     from rae_sync.domain import Feedback, Verdict
 
+    search = node.memory.searcher
+    depth = Fusion().candidates + 1
     rng = random.Random(23)
-    # per set: [(query index, in a confirmed group)] and the verdicts stored
-    plan: list[tuple[Scored, list[tuple[int, bool]]]] = []
+    # per set: {variant: (queries, their lists)}, [(query index, in a confirmed group)].
+    # "coded": each query names its group's code (the figure); "plain": the same queries
+    # without it (what a confirmation does for words alone; the settings are chosen on
+    # both, so the lift for any query is weighed against what it costs).
+    Lists = tuple[list[Query], list[Any]]
+    plan: list[tuple[Scored, dict[str, Lists], list[tuple[int, bool]]]] = []
     for x in scored:
-        qs = x.s.queries
-        grouped = [n for n, q in enumerate(qs) if q.group]
+        grouped = [q for q in x.s.queries if q.group]
         if not grouped:
             continue
-        chosen = set(rng.sample(grouped, max(1, len(grouped) // 5)))
+        variants: dict[str, Lists] = {}
+        for variant in ("coded", "plain"):
+            qs = [Query(f"{fault_code(q.group)} {q.text}" if variant == "coded" else q.text,
+                        q.relevant, q.group.split("|")[0], q.as_of, q.exclude, q.group)
+                  for q in grouped if q.group]
+            got = []
+            for q in qs:
+                where = where_clause(x.s.tenant, q.machine_id, (), q.as_of, True)
+                lists, exact = search.retrieve(x.s.tenant, q.text, where, depth, q.machine_id)
+                got.append((lists, exact, node.embedder.embed_one(search.normalize(q.text))))
+            variants[variant] = (qs, got)
+        qs, got = variants["coded"]
+        chosen = set(rng.sample(range(len(qs)), max(1, len(qs) // 5)))
         groups = {qs[n].group for n in chosen}
         for n in sorted(chosen):
-            lists, exact, n_exact, _vec = retrieved[x.s.name][n]
-            w = code if n_exact else plain
-            ranked = [i for i in _rank(lists, exact, n_exact, w)[:K] if i in qs[n].relevant]
+            lists, exact, _vec = got[n]
+            ranked = [i for i in _rank(lists, exact, code if exact else plain,
+                                       query=qs[n].text)[:K] if i in qs[n].relevant]
             target = ranked[0] if ranked else sorted(qs[n].relevant)[0]
             node.memory.feedback.store(Feedback(
                 tenant_id=x.s.tenant, memory_id=target, verdict=Verdict.FIXED,
-                query=qs[n].text, author="bench", origin_node="bench/node"), outbox=False)
-        plan.append((x, [(n, q.group in groups) for n, q in enumerate(qs) if n not in chosen]))
+                query=qs[n].text, machine_id=qs[n].machine_id, author="bench",
+                origin_node="bench/node"), outbox=False)
+        plan.append((x, variants, [(n, q.group in groups) for n, q in enumerate(qs)
+                                   if n not in chosen]))
 
     # The verdicts on each query's candidates and its MRR without them, read once.
-    known: dict[tuple[str, int], tuple[dict[str, Any], float]] = {}
-    for x, todo in plan:
-        for n, _same in todo:
-            lists, exact, n_exact, _vec = retrieved[x.s.name][n]
-            ids = [str(r["id"]) for rows in lists.values() for r in rows]
-            w = code if n_exact else plain
-            known[(x.s.name, n)] = (node.memory.feedback.for_memories(x.s.tenant, ids),
-                                    _metrics(_rank(lists, exact, n_exact, w), x.s.queries[n])[0])
+    known: dict[tuple[str, str, int], tuple[dict[str, Any], float]] = {}
+    for x, variants, todo in plan:
+        for variant, (qs, got) in variants.items():
+            for n, _same in todo:
+                lists, exact, _vec = got[n]
+                ids = [str(r["id"]) for rows in lists.values() for r in rows]
+                ranked = _rank(lists, exact, code if exact else plain, query=qs[n].text)
+                known[(x.s.name, variant, n)] = (
+                    node.memory.feedback.for_memories(x.s.tenant, ids),
+                    _metrics(ranked, qs[n])[0])
 
-    def replay(x: Scored, todo: list[tuple[int, bool]],
-               p: tuple[float, float, float]) -> dict[bool, list[float]]:
-        """``{same group?: [MRR rise per query]}``."""
-        f = replace(Fusion(), confirm_boost=p[0], confirm_similarity=p[1], confirm_floor=p[2])
-        out: dict[bool, list[float]] = {True: [], False: []}
-        for n, same in todo:
-            q = x.s.queries[n]
-            lists, exact, n_exact, vec = retrieved[x.s.name][n]
-            w = code if n_exact else plain
-            verdicts, before = known[(x.s.name, n)]
-            after = _metrics(_rank(lists, exact, n_exact, w, verdicts, f, vec), q)[0]
-            out[same].append(after - before)
+    Rises = dict[str, dict[bool, list[float]]]
+
+    def replay(x: Scored, variants: dict[str, Lists], todo: list[tuple[int, bool]],
+               p: tuple[float, float, float]) -> Rises:
+        """``{variant: {same machine and code?: [MRR rise per query]}}``."""
+        f = replace(Fusion(), confirm_boost=p[0], plant_boost=p[0], confirm_similarity=p[1],
+                    confirm_floor=p[2])
+        out: Rises = {}
+        for variant, (qs, got) in variants.items():
+            d: dict[bool, list[float]] = out.setdefault(variant, {True: [], False: []})
+            for n, same in todo:
+                q = qs[n]
+                lists, exact, vec = got[n]
+                verdicts, before = known[(x.s.name, variant, n)]
+                after = _metrics(_rank(lists, exact, code if exact else plain, verdicts, f,
+                                       vec, q.text, q.machine_id), q)[0]
+                d[same].append(after - before)
         return out
 
-    results = {p: [(x, replay(x, todo, p)) for x, todo in plan] for p in CONFIRM_GRID}
+    results = {p: [(x, replay(x, variants, todo, p)) for x, variants, todo in plan]
+               for p in CONFIRM_GRID}
+
+    def mean(v: list[float]) -> float:
+        return sum(v) / max(1, len(v))
 
     def net(p: tuple[float, float, float]) -> float:
-        rises = [r for x, d in results[p] if x.source != "check" for r in d[True] + d[False]]
-        return sum(rises) / max(1, len(rises))
+        return mean([r for x, d in results[p] if x.source != "check"
+                     for by in d.values() for r in by[True] + by[False]])
 
     def label(p: tuple[float, float, float]) -> str:
         return f"boost {p[0]:g}, like at cosine >= {p[1]:g}, first above {p[2]:g} x best"
@@ -584,30 +636,23 @@ def _confirmations(node: Any, scored: list[Scored], retrieved: dict[str, Any],
     best = max(CONFIRM_GRID, key=net)
     out: list[Row] = []
     for x, d in results[best]:
-        same = sum(d[True]) / max(1, len(d[True]))
-        other = sum(d[False]) / max(1, len(d[False]))
-        out.append(row(f"{x.s.name}: confirmations, MRR@10 rise (same group)", same, "",
-                       target=">= +0.05", baseline="same queries, no feedback",
+        same, other = mean(d["coded"][True]), mean(d["coded"][False])
+        out.append(row(f"{x.s.name}: confirmations, MRR@10 rise (same machine and code)",
+                       same, "", target=">= +0.05", baseline="same queries, no feedback",
                        baseline_value=None, ok=same >= 0.05, higher_is_better=True,
-                       notes=f"{len(d[True])} queries of confirmed groups; on its "
-                             f"{len(d[False])} other queries {other:+.3f}; {label(best)}"
+                       notes=f"{len(d['coded'][True])} queries of a confirmed machine and "
+                             f"code; on its {len(d['coded'][False])} other queries "
+                             f"{other:+.3f}; the same queries without the code: "
+                             f"{mean(d['plain'][True]):+.3f} (others "
+                             f"{mean(d['plain'][False]):+.3f}); {label(best)}"
                              + (" (check set: not used to choose it)"
                                 if x.source == "check" else "")))
-    # The most a same-group rise gets on the tuning sets with any setting of the grid,
-    # whatever it costs elsewhere: how far the replay's target is from reach.
-    def same_rise(p: tuple[float, float, float]) -> float:
-        r = [v for x, d in results[p] if x.source != "check" for v in d[True]]
-        return sum(r) / max(1, len(r))
-
-    top = max(CONFIRM_GRID, key=same_rise)
     dflt = Fusion()
     ok = (best == (dflt.confirm_boost, dflt.confirm_similarity, dflt.confirm_floor))
     out.append(row("confirmation setting chosen on the tuning sets", net(best), "net MRR",
                    ok=ok,
                    notes=f"{label(best)}; the code's Fusion(): {dflt.confirm_boost:g}, "
-                         f"{dflt.confirm_similarity:g}, {dflt.confirm_floor:g}; the largest "
-                         f"same-group rise of the grid: {same_rise(top):+.3f} ({label(top)}; "
-                         f"net {net(top):+.4f})"))
+                         f"{dflt.confirm_similarity:g}, {dflt.confirm_floor:g}"))
     return out
 
 

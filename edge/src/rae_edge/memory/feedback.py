@@ -8,7 +8,9 @@ verdict answered (either verdict) is embedded once, at store time, so ranking ca
 whether a later query is "like that one" without embedding it again.
 
 Ranking reads :meth:`FeedbackService.for_memories`: confirmations (count, plants) per
-memory, the query vectors of its confirmations and those of its "not relevant" verdicts.
+memory, the query vectors of its confirmations and those of its "not relevant" verdicts,
+and the (machine, code) pairs it was confirmed for: the error codes and part numbers the
+confirmed query named, with the verdict's machine.
 Which memories carry any verdict is cached in memory, so a search whose candidates carry
 none costs no query.
 """
@@ -23,6 +25,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rae_edge.errors import InvalidInputError, NotFoundError
+from rae_edge.ingest.codes import find_codes
+from rae_edge.ingest.structure import find_parts
 from rae_edge.store.lance import sql_literal
 from rae_edge.write.facts import FeedbackFacts
 from rae_edge.write.targets import check_machine
@@ -44,6 +48,8 @@ class MemoryFeedback:
     plants: set[str] = field(default_factory=set)
     rejections: list[np.ndarray] = field(default_factory=list)  # unit query vectors
     confirmed: list[np.ndarray] = field(default_factory=list)  # unit query vectors
+    # (machine, code) a confirmation's query named on that machine (codes and part numbers)
+    codes: set[tuple[str | None, str]] = field(default_factory=set)
 
 
 class FeedbackService:
@@ -118,9 +124,10 @@ class FeedbackService:
         if not ids:
             return {}
         out: dict[str, MemoryFeedback] = {}
-        for mid, verdict, origin, vec in self.duck.query(
-                "SELECT memory_id, verdict, origin_node, query_vector FROM feedback "
-                "WHERE tenant_id = ? AND list_contains(?, memory_id)", [tenant_id, ids]):
+        for mid, verdict, origin, vec, query, machine in self.duck.query(
+                "SELECT memory_id, verdict, origin_node, query_vector, query, machine_id "
+                "FROM feedback WHERE tenant_id = ? AND list_contains(?, memory_id)",
+                [tenant_id, ids]):
             mf = out.setdefault(str(mid), MemoryFeedback())
             unit = None
             if vec is not None:
@@ -131,6 +138,9 @@ class FeedbackService:
                 mf.plants.add(str(origin).split("/", 1)[0])  # "site/node": one per plant
                 if unit is not None:
                     mf.confirmed.append(unit)
+                if query:  # the codes ranking's profile() reads of a query
+                    codes = find_codes(str(query))
+                    mf.codes.update((machine, c) for c in codes + find_parts(str(query), codes))
             elif unit is not None:
                 mf.rejections.append(unit)
         return out

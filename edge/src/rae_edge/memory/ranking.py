@@ -10,13 +10,16 @@ and the quality benchmark (bench/bench_quality.py) rank with the same code.
    (``score``: cosine similarity min-max scaled over the list, BM25 divided by the list's
    best, exact = share of the query's codes the memory names), or a learnt linear
    combiner (``learned``) over :data:`FEATURES` of each candidate (cosine, its gap to the
-   best, -log rank in each list, BM25 share of the best, in both lists, exact share),
-   trained with a listwise softmax loss by bench/bench_quality.py.
+   best, -log rank in each list, BM25 share of the best, in both lists, exact share, share
+   of the query's word stems in the candidate's text), trained with a listwise softmax
+   loss by bench/bench_quality.py.
 3. :func:`apply_feedback`: a memory confirmed "this fixed it" is raised a little for any
-   query (more for more confirmations and more plants) and put first, when it scores
-   close to the best, for a query like one it was confirmed for or one naming a code it
-   carries; one marked "not relevant" for a query like this one (cosine of the query
-   embeddings at or above ``reject_similarity``) is lowered, for that kind of query only.
+   query (more for more confirmations and more plants) and put first for a query on the
+   same machine naming an error code (or part number) a confirmation's query named, for
+   a query naming a code it carries (when it scores close to the best), and for a query
+   like one it was confirmed for (above ``confirm_floor``); one marked "not relevant" for
+   a query like this one (cosine of the query embeddings at or above
+   ``reject_similarity``) is lowered, for that kind of query only.
 4. :func:`pin_exact`: a memory naming a code or part number of the query that at most
    ``pin_top`` memories (within the prefilter) name is moved into the top ``pin_top``.
 
@@ -28,6 +31,7 @@ without it; the defaults are those learnt on all of them).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -43,7 +47,10 @@ if TYPE_CHECKING:
 Method = Literal["rrf", "score", "learned"]
 # What the learned combiner reads of each candidate (:func:`features`), in this order.
 FEATURES = ("vector similarity", "vector similarity below the best", "vector -log rank",
-            "BM25 share of the best", "BM25 -log rank", "in both lists", "exact share")
+            "BM25 share of the best", "BM25 -log rank", "in both lists", "exact share",
+            "query stems in the text")
+_WORD = re.compile(r"[a-z0-9]+")
+STEM = 5  # a word's first letters: "replaced"/"replacing", "bearings"/"bearing" match
 
 
 @dataclass(frozen=True)
@@ -72,23 +79,25 @@ class Fusion:
     # bench_quality: plain, the combiner learnt on all three tuning sources (each source's
     # figure comes from the one learnt without it); code-like, the grid's choice with it.
     plain: Weights = field(default_factory=lambda: Weights(
-        "learned", coef=(3.1632, 2.6552, 0.1922, -0.0361, 0.7173, -0.0656, 2.1478)))
+        "learned", coef=(1.88, 1.58, 0.219, -0.302, 0.655, -0.102, 2.15, 2.92)))
     code: Weights = field(default_factory=lambda: Weights("rrf", 0.25, 1.0, 1.0, 5.0))
     correction_boost: float = 1.3
     superseded_factor: float = 0.6
     candidates: int = 50  # per retriever, at least; 4 x k when k is larger
     pin_top: int = 3
     # x (1 + b * log2(1 + confirmations) + p * (plants - 1)). b: the replay's choice on the
-    # tuning sets (on the learnt score, exp of the logit: 1 = +0.69 to the logit per
-    # doubling; larger boosts lift other queries' wrong answers more than they help);
-    # p: not measurable on single-plant sets, set equal to b.
-    confirm_boost: float = 1.0
-    plant_boost: float = 1.0
+    # tuning sets (on the learnt score, exp of the logit: 0.05 = +0.05 to the logit per
+    # doubling: enough to order otherwise equal fixes; larger boosts lift other queries'
+    # wrong answers more than they help, and the same machine and code puts a fix first
+    # without it); p: not measurable on single-plant sets, set equal to b.
+    confirm_boost: float = 0.05
+    plant_boost: float = 0.05
     # A query like one a fix was confirmed for (cosine >= confirm_similarity): that fix
     # first when it scores at least confirm_floor x the best (the replay's choice: 2, i.e.
     # never: on the shared sets query similarity does not tell which fixes carry over);
     # a query naming a code the confirmed memory carries (same machine: the prefilter):
-    # first above confirm_code_floor x the best (a choice: no grouped set has codes).
+    # first above confirm_code_floor x the best (a choice: the replay's memories carry no
+    # codes, so it does not measure this one).
     confirm_similarity: float = 0.7
     confirm_floor: float = 2.0
     confirm_code_floor: float = 0.1
@@ -135,8 +144,10 @@ def _normalised(name: str, rows: Sequence[dict[str, Any]],
 
 
 def fuse(lists: Mapping[str, Sequence[dict[str, Any]]], w: Weights,
-         exact: Mapping[str, set[str]] | None = None, n_exact: int = 0) -> list[Candidate]:
-    """The lists (``vector``, ``text``, optional ``exact``) merged, best first."""
+         exact: Mapping[str, set[str]] | None = None, n_exact: int = 0,
+         query: str = "") -> list[Candidate]:
+    """The lists (``vector``, ``text``, optional ``exact``) merged, best first; ``query``
+    (as the user typed it) is read by the learned combiner only."""
     exact = exact or {}
     weights = {"vector": w.vector, "text": w.text, "exact": w.exact}
     fused: dict[str, Candidate] = {}
@@ -157,7 +168,7 @@ def fuse(lists: Mapping[str, Sequence[dict[str, Any]]], w: Weights,
             c.ranks[name] = rank
     cands = list(fused.values())
     if w.method == "learned" and cands:
-        logits = features(cands, lists, exact, n_exact) @ np.asarray(w.coef, dtype=float)
+        logits = features(cands, lists, exact, n_exact, query) @ np.asarray(w.coef, dtype=float)
         # exp of the logit over the best one: positive, so the multiplicative adjustments
         # (corrections, verdicts) read as shifts of the logit, as they do for the others.
         for c, s in zip(cands, np.exp(logits - logits.max()), strict=True):
@@ -166,10 +177,12 @@ def fuse(lists: Mapping[str, Sequence[dict[str, Any]]], w: Weights,
 
 
 def features(cands: Sequence[Candidate], lists: Mapping[str, Sequence[dict[str, Any]]],
-             exact: Mapping[str, set[str]], n_exact: int) -> np.ndarray:
+             exact: Mapping[str, set[str]], n_exact: int, query: str = "") -> np.ndarray:
     """One row of :data:`FEATURES` per candidate. Ranks are by value, ties sharing the
     best (two identical memories score the same); a candidate a retriever did not bring
-    gets that list's worst values: it ranks below the list's last."""
+    gets that list's worst values: it ranks below the list's last. The stem share reads
+    words both retrievers miss: BM25 matches whole tokens ("bearings" is not "bearing"),
+    the vector blurs a shared rare word."""
     vec = lists.get("vector") or ()
     txt = lists.get("text") or ()
     sims = {str(r["id"]): 1.0 - float(r.get("_distance", 1.0)) for r in vec}
@@ -188,7 +201,15 @@ def features(cands: Sequence[Candidate], lists: Mapping[str, Sequence[dict[str, 
     out[:, 4] = np.where(in_t, -np.log(_rank_of(bm, list(bm25.values()))), -math.log(len(txt) + 1))
     out[:, 5] = in_v & in_t
     out[:, 6] = [len(exact.get(i, ())) / max(1, n_exact) for i in ids]
+    asked = stems(query)
+    out[:, 7] = [len(asked & stems(str(c.row.get("text") or ""))) / len(asked) if asked
+                 else 0.0 for c in cands]
     return out
+
+
+def stems(text: str) -> set[str]:
+    """The text's words (two letters or more) cut to their first :data:`STEM` letters."""
+    return {w[:STEM] for w in _WORD.findall(text.lower()) if len(w) > 1}
 
 
 def _rank_of(values: np.ndarray, listed: Sequence[float]) -> np.ndarray:
@@ -198,13 +219,17 @@ def _rank_of(values: np.ndarray, listed: Sequence[float]) -> np.ndarray:
 
 
 def apply_feedback(cands: Sequence[Candidate], verdicts: Mapping[str, MemoryFeedback],
-                   query_vector: np.ndarray | None, f: Fusion) -> None:
+                   query_vector: np.ndarray | None, f: Fusion,
+                   asked: QueryProfile | None = None, machine_id: str | None = None) -> None:
     """Confirmed fixes up; memories judged not relevant to a query like this one down, for
     that kind of query only.
 
-    A confirmation lifts its memory a little for any query. It goes first for a query
-    naming a code it carries (the prefilter keeps the machine: same machine and code)
-    when it scores at least ``confirm_code_floor`` x the best candidate, and for a query
+    A confirmation lifts its memory a little for any query. It goes first, whatever its
+    score, for a query on machine ``machine_id`` naming a code of ``asked`` that a
+    confirmation's query named on the same machine (what fixed E-201 on this machine is
+    the first thing to try when E-201 comes back there; the memory need not name the
+    code). It also goes first for a query naming a code it carries when it scores at
+    least ``confirm_code_floor`` x the best candidate, and for a query
     like one it was confirmed for (cosine >= ``confirm_similarity``) above
     ``confirm_floor`` x the best: among similar candidates the confirmed fix ranks first
     (more confirmations and plants first among those)."""
@@ -212,6 +237,7 @@ def apply_feedback(cands: Sequence[Candidate], verdicts: Mapping[str, MemoryFeed
     if query_vector is not None:
         q = query_vector / max(float(np.linalg.norm(query_vector)), 1e-9)
     top = max((c.score for c in cands), default=0.0)
+    keys = {(machine_id, code) for code in asked.exact} if asked is not None else set()
     for c in cands:
         v = verdicts.get(str(c.row["id"]))
         if v is None:
@@ -221,7 +247,8 @@ def apply_feedback(cands: Sequence[Candidate], verdicts: Mapping[str, MemoryFeed
                      + f.plant_boost * max(0, len(v.plants) - 1))
             sim = max((float(r @ q) for r in v.confirmed), default=0.0) if q is not None \
                 else 0.0
-            named = bool(c.exact) and c.score >= f.confirm_code_floor * top
+            named = bool(keys & v.codes) or (
+                bool(c.exact) and c.score >= f.confirm_code_floor * top)
             like = sim >= f.confirm_similarity and c.score >= f.confirm_floor * top
             if top > 0 and (named or like):
                 # first; the fix confirmed for the query most like this one before others

@@ -7,12 +7,14 @@
    ``search_text``.
    When the query names error codes or part/serial numbers, a third retriever, ``exact``,
    finds the memories whose extracted fields (``memory_fields``) name them.
-3. Fusion with the weights of the query's type (:mod:`rae_edge.memory.ranking`: code-like
-   queries and plain language weigh the retrievers differently).
+3. Fusion with the weights of the query's type (:mod:`rae_edge.memory.ranking`: a query
+   whose code or part number a memory names, and plain language, weigh the retrievers
+   differently).
 4. Reflective memory outranks what it amends: corrections are boosted; a memory that a
    correction (in force at ``as_of``) amends is demoted and carries ``superseded_by``.
-5. Verdicts: confirmed fixes up (first among close candidates for a query like one they
-   were confirmed for, or naming a code they carry), "not relevant" down for queries like
+5. Verdicts: confirmed fixes up (first for a query on the same machine naming a code a
+   confirmation's query named; first among close candidates for a query naming a code
+   they carry), "not relevant" down for queries like
    the one it was given for; then a memory with a rare exact code of the query is kept in
    the top 3.
 
@@ -121,15 +123,17 @@ class HybridSearch:
         if mode == "hybrid" and prof.code_like:
             exact, lists["exact"] = self.exact(tenant_id, prof, where, list(lists.values()),
                                                machine_id, include_general)
-        weights = f.code if prof.code_like else f.plain
-        cands = fuse(lists, weights, exact, len(prof.exact))
+        # Code weights when a memory names the query's code; a code nobody logged (an
+        # alarm's first time) leaves plain language to rank.
+        weights = f.code if exact else f.plain
+        cands = fuse(lists, weights, exact, len(prof.exact), q)
         self._reflect(tenant_id, cands, as_of, f, where)
         verdicts = self.feedback.for_memories(
             tenant_id, [str(c.row["id"]) for c in cands])
         if verdicts:
             if vec is None and any(v.rejections or v.confirmed for v in verdicts.values()):
                 vec = self._embedder().embed_one(norm)
-            apply_feedback(cands, verdicts, vec, f)
+            apply_feedback(cands, verdicts, vec, f, prof, machine_id)
         cands.sort(key=lambda c: (-c.score, str(c.row["id"])))
         return norm, pin_exact(cands, f) if mode == "hybrid" else cands
 
