@@ -2,7 +2,8 @@
 
 Modules:
 - ``app``: builds the Litestar application around one :class:`rae_edge.node.EdgeNode`;
-- ``cli``: the ``rae-edge`` entry point, adding ``serve`` to the edge's own commands;
+- ``cli``: the ``rae-edge`` entry point (caps malloc arenas first, then runs ``serve``);
+- ``serve``: the ``rae-edge`` commands: ``serve`` and ``mcp`` added to the edge's own;
 - ``demo``: the README's demo command (``scripts/demo``): broker, central and the edge
   nodes of two sample plants as processes (run by ``rae_sync.supervisor``), URLs and
   tokens printed, Ctrl-C stops all; ``demo_plant``: one plant's settings, sample data and
