@@ -58,7 +58,8 @@ def _start_node(d: Path, log: Path, port: int) -> Part:
 
     def channel_up() -> bool:
         info = runtime.read(d)
-        return info is not None and runtime.admin_socket_answers(info)
+        # This node's file (not one a killed node left) and a socket that answers.
+        return info is not None and info.pid == part.pid and runtime.admin_socket_answers(info)
 
     part.wait_until(channel_up, "local admin channel", 90)
     return part

@@ -117,6 +117,12 @@ def remove(data_dir: Path, info: RuntimeInfo) -> None:
         Path(info.admin_socket).unlink()
 
 
+def remove_stale(data_dir: Path) -> None:
+    """Removes a runtime file left behind; only for the holder of the data folder's lock."""
+    with contextlib.suppress(FileNotFoundError):
+        (run_dir(data_dir) / RUNTIME_FILE).unlink()
+
+
 def admin_socket_answers(info: RuntimeInfo, timeout: float = 2.0) -> bool:
     """Whether a node listens on the runtime file's socket (False for a stale file)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:

@@ -55,6 +55,10 @@ class LocalAdminChannel:
 
     async def start(self) -> None:
         path = runtime.admin_socket_path(self.data_dir)
+        # A runtime file left by a killed node would name this socket (same path) with the
+        # dead node's pid and port from the moment it is bound: gone first (the caller holds
+        # the data folder's lock, so no live node wrote it).
+        runtime.remove_stale(self.data_dir)
         try:
             sock = runtime.bind_admin_socket(path)
         except OSError as exc:  # e.g. a temp folder of another user: commands need a token
