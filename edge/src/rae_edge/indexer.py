@@ -196,7 +196,7 @@ class Indexer:
                 r["search_text"] = self.abbreviations.expand(searchable)
             self._embed_rows(rows)
             table = pa.Table.from_pylist(rows, schema=SCHEMA)
-            lance.table.merge_insert("id").when_matched_update_all().execute(table)
+            lance.rewrite(table)
             done += len(rows)
             if progress:
                 progress(len(rows))

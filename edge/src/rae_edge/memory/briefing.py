@@ -12,7 +12,8 @@ by :func:`summarize` (no language model).
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+import threading
+from collections import OrderedDict, defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,7 @@ MAX_ALERTS = 10  # newest open drift alerts in a briefing
 MAX_ALERT_SUMMARY = 240
 MAX_MANUAL_ROWS = 100_000  # manual sections naming error codes, per tenant
 SUMMARY_INCIDENTS = 3
+CACHED_BRIEFINGS = 1024  # (machine, error code) pairs kept; ~30 KiB each at most
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SECTION_COLUMNS = ["id", "document_id", "section", "page", "error_codes", "text", "source"]
 
@@ -148,11 +150,39 @@ class BriefingBuilder:
         self.feedback = feedback
         self.drift = drift
         self._manual_cache: dict[
-            str, tuple[int, list[dict[str, Any]], dict[str, list[str]]]] = {}
-        self._drift_cache: dict[str, tuple[tuple[int, int], list[DriftAlert]]] = {}
+            str, tuple[tuple[int, int], list[dict[str, Any]], dict[str, list[str]]]] = {}
+        self._drift_cache: dict[str, tuple[tuple[int, int, int], list[DriftAlert]]] = {}
+        # Briefings of now (no ``as_of``) by (tenant, machine, error code), with the stamp
+        # of what they were built from: a scan of a machine nothing was written to since
+        # its last scan costs a dict lookup (see rae_edge.store.changes for why a matching
+        # stamp means the briefing is current).
+        self._built: OrderedDict[tuple[str, str, str | None],
+                                 tuple[tuple[Any, ...], Briefing]] = OrderedDict()
+        self._built_lock = threading.Lock()
 
     def build(self, tenant_id: str, machine: Machine, *, as_of: datetime | None = None,
               error_code: str | None = None) -> Briefing:
+        if as_of is not None:
+            return self._build(tenant_id, machine, as_of, error_code)
+        # Taken before anything is read: a write committed meanwhile moves it on.
+        stamp = (self.duck.changes.stamp(tenant_id, machine.id), self.lance.manual_writes,
+                 self.drift.generation, machine)
+        key = (tenant_id, machine.id, error_code)
+        with self._built_lock:
+            hit = self._built.get(key)
+            if hit is not None and hit[0] == stamp:
+                self._built.move_to_end(key)
+                return hit[1]
+        out = self._build(tenant_id, machine, None, error_code)
+        with self._built_lock:
+            self._built[key] = (stamp, out)
+            self._built.move_to_end(key)
+            while len(self._built) > CACHED_BRIEFINGS:
+                self._built.popitem(last=False)
+        return out
+
+    def _build(self, tenant_id: str, machine: Machine, as_of: datetime | None,
+               error_code: str | None) -> Briefing:
         duck = self.duck
         incidents, count = self._incidents(tenant_id, machine.id, as_of)
         incidents = self._with_text_codes(incidents)
@@ -172,7 +202,8 @@ class BriefingBuilder:
         codes = list(dict.fromkeys(
             ([error_code] if error_code else []) + [i.error_code for i in incidents
                                                     if i.error_code]))[:MAX_CODES]
-        version = self.lance.table.version  # one look per briefing (it is not free)
+        # What the manual sections and drift alerts were read from (tenant-wide caches).
+        version = (self.lance.manual_writes, self.duck.changes.tenant_stamp(tenant_id))
         sections = self._sections(tenant_id, machine.id, codes, by_target, as_of, version)
         incident_ids = {i.id for i in incidents}
         section_ids = {s.id for s in sections}
@@ -246,7 +277,7 @@ class BriefingBuilder:
 
     def _sections(self, tenant_id: str, machine_id: str, codes: list[str],
                   by_target: dict[str, list[Correction]], as_of: datetime | None,
-                  version: int) -> list[ManualSection]:
+                  version: tuple[int, int]) -> list[ManualSection]:
         if not codes:
             return []
         wanted = set(codes)
@@ -270,11 +301,11 @@ class BriefingBuilder:
             error_codes=list(r.get("error_codes") or []), text=r["text"],
             superseded_by=amended.get(r["id"], [])) for r in rows]
 
-    def _manual(self, tenant_id: str, version: int,
+    def _manual(self, tenant_id: str, version: tuple[int, int],
                 ) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
         """The tenant's manual sections that name error codes, and the corrections amending
-        each, cached per LanceDB version: every write makes a new version, and every
-        correction is indexed there, so the cache is never stale."""
+        each, cached per ``version``: LanceDB's writes of manual sections and the tenant's
+        change counter (which every stored correction moves), so never stale."""
         hit = self._manual_cache.get(tenant_id)
         if hit is not None and hit[0] == version:
             return hit[1], hit[2]
@@ -287,12 +318,12 @@ class BriefingBuilder:
         return rows, amended
 
     def _drift(self, tenant_id: str, machine_id: str, codes: set[str | None],
-               version: int) -> list[dict[str, Any]]:
+               version: tuple[int, int]) -> list[dict[str, Any]]:
         """Open drift alerts that concern the machine (it is in their evidence, or it had
-        their error code). The tenant's alerts are re-read only when a correction, an
-        alert or the LanceDB version changed since the last briefing: the monitor's
-        generation moves on with every change to the alerts (read before the alerts)."""
-        key = (self.drift.generation, version)
+        their error code). The tenant's alerts are re-read only when an alert, a
+        correction or a manual changed since the last briefing: the monitor's generation
+        moves on with every change to the alerts (read before the alerts)."""
+        key = (self.drift.generation, *version)
         hit = self._drift_cache.get(tenant_id)
         if hit is None or hit[0] != key:
             hit = (key, [a for a in self.drift.open_alerts(tenant_id)])

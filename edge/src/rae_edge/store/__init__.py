@@ -2,6 +2,7 @@
 
 - ``migrations``: numbered DuckDB schema steps and the current schema version;
 - ``duck``: :class:`DuckStore`, machines, incidents, corrections, audit log, outbox, tokens;
+- ``changes``: :class:`ChangeCounters`, what each committed write changed (cached briefings);
 - ``outbox``: the only writer of outbox rows: typed ``rae_sync`` messages, validated
   inside the caller's transaction (:func:`~rae_edge.store.outbox.enqueue`);
 - ``idempotency``: :class:`IdempotencyStore`, first answers kept per ``Idempotency-Key``;

@@ -19,6 +19,7 @@ import duckdb
 import pyarrow as pa
 
 from rae_edge.errors import SchemaTooNewError
+from rae_edge.store.changes import ChangeCounters
 from rae_edge.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from rae_edge.store.outbox import enqueue
 from rae_sync.domain import Correction, CorrectionMethod, Incident, Machine
@@ -50,6 +51,8 @@ class DuckStore:
         # Each tenant's machines (by QR code, by id), read once: every scan resolves a code
         # and the table is small; upsert_machines (its only writer) drops the tenant's entry.
         self._machines: dict[str, tuple[dict[str, Machine], dict[str, Machine]]] = {}
+        # What each write changed, told after its commit (cached briefings check it).
+        self.changes = ChangeCounters()
         self._con = duckdb.connect(str(path))
         self._migrate()
 
@@ -136,8 +139,10 @@ class DuckStore:
                             [m.tenant_id, m.id, m.name, m.qr_code, m.site, m.line],
                         )
             finally:
-                for tenant in {m.tenant_id for m in machines}:
+                tenants = {m.tenant_id for m in machines}
+                for tenant in tenants:
                     self._machines.pop(tenant, None)
+                self.changes.touch((t, None) for t in tenants)
 
     def _tenant_machines(self, tenant_id: str) -> tuple[dict[str, Machine], dict[str, Machine]]:
         with self._lock:
@@ -181,6 +186,7 @@ class DuckStore:
             added = self.store_incidents(cur, incidents)
             if outbox:
                 enqueue(cur, [IncidentMsg(incident=inc) for inc in added])
+        self.changes.touch((i.tenant_id, i.machine_id) for i in added)
         return added
 
     @staticmethod
@@ -254,6 +260,7 @@ class DuckStore:
             stored = self.store_correction(cur, c)
             if stored and outbox:
                 enqueue(cur, [CorrectionMsg(correction=c)])
+        self.changes.touch([(c.tenant_id, None)])
         return stored
 
     @staticmethod

@@ -89,6 +89,9 @@ class LanceStore:
             metadata_cache_size_bytes=METADATA_CACHE_BYTES))
         self._lock = threading.RLock()
         self._pending_adds = 0  # Lance versions written since the last optimize
+        # Writes that added or rewrote manual sections: what briefings read of this table
+        # (its version moves with every incident too, so cached briefings key on this).
+        self.manual_writes = 0
         self._fts_built = False
         if TABLE in self._db.list_tables().tables:
             self.table = self._db.open_table(TABLE)
@@ -114,6 +117,15 @@ class LanceStore:
         with self._lock:
             self.table.add(pa.Table.from_pylist(list(rows), schema=SCHEMA))
             self._pending_adds += 1
+            if any(r.get("kind") == "manual" for r in rows):
+                self.manual_writes += 1
+
+    def rewrite(self, rows: pa.Table) -> None:
+        """Replaces the stored rows with these (same ids), e.g. re-embedded ones."""
+        with self._lock:
+            self.table.merge_insert("id").when_matched_update_all().execute(rows)
+            self._pending_adds += 1
+            self.manual_writes += 1
 
     def refresh_indexes(self, force: bool = False) -> None:
         """After a batch of writes. Rows not yet in an index are still found (Lance scans

@@ -29,6 +29,7 @@ from datetime import datetime
 import duckdb
 
 from rae_edge.push_kinds import CorrectionPush, CorrectionView, PushBody
+from rae_edge.store.changes import Touch
 from rae_edge.store.outbox import OutboxMessage
 from rae_edge.sync_agent.batches import take_more
 from rae_edge.sync_agent.index_later import IndexLater
@@ -70,6 +71,9 @@ class RemoteCorrections:
 
     def tenants(self, items: Sequence[Correction]) -> list[str]:
         return sorted({c.tenant_id for c in items})
+
+    def touches(self, stored: Sequence[Correction]) -> list[Touch]:
+        return [(t, None) for t in self.tenants(stored)]
 
     def store(self, cur: duckdb.DuckDBPyConnection,
               items: Sequence[Correction]) -> list[Correction]:

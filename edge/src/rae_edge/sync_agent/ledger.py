@@ -132,6 +132,8 @@ class SyncLedger:
                     "corrections.id = m.id AND corrections.hlc = ''", [ids, hlcs, self.tenant_id])
             self._put(cur, "last_seq", last_seq, ("last_outbox_seq", last_outbox),
                       ("hlc", stamp))
+        if stamped:  # committed: the order of the tenant's corrections in briefings changed
+            self.duck.changes.touch([(self.tenant_id, None)])
         return [Sealed(int(r[0]), str(r[1]), str(r[3]), str(r[4]).encode("utf-8"))
                 for r in sent], problems
 

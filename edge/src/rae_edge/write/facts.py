@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import duckdb
 
 from rae_edge.push_kinds import CorrectionPush, CorrectionView, PushBody
+from rae_edge.store.changes import Touch
 from rae_edge.store.duck import DuckStore
 from rae_edge.store.outbox import OutboxMessage
 from rae_edge.write.writer import IndexPort
@@ -58,6 +59,9 @@ class IncidentFacts:
 
     def tenants(self, items: Sequence[Incident]) -> list[str]:
         return sorted({i.tenant_id for i in items})
+
+    def touches(self, stored: Sequence[Incident]) -> list[Touch]:
+        return [(i.tenant_id, i.machine_id) for i in stored]  # each one's machine only
 
     def store(self, cur: duckdb.DuckDBPyConnection, items: Sequence[Incident]) -> list[Incident]:
         return DuckStore.store_incidents(cur, items)
@@ -113,6 +117,9 @@ class CorrectionFacts:
     def tenants(self, items: Sequence[Correction]) -> list[str]:
         return sorted({c.tenant_id for c in items})
 
+    def touches(self, stored: Sequence[Correction]) -> list[Touch]:
+        return [(t, None) for t in self.tenants(stored)]
+
     def store(self, cur: duckdb.DuckDBPyConnection,
               items: Sequence[Correction]) -> list[Correction]:
         return [c for c in items if DuckStore.store_correction(cur, c)]
@@ -166,6 +173,9 @@ class DocumentFacts:
     def tenants(self, items: Sequence[Document]) -> list[str]:
         return sorted({d.tenant_id for d in items})
 
+    def touches(self, stored: Sequence[Document]) -> list[Touch]:
+        return [(t, None) for t in self.tenants(stored)]
+
     def store(self, cur: duckdb.DuckDBPyConnection, items: Sequence[Document]) -> list[Document]:
         for d in items:
             cur.execute(
@@ -205,6 +215,9 @@ class FeedbackFacts:
 
     def tenants(self, items: Sequence[Feedback]) -> list[str]:
         return sorted({f.tenant_id for f in items})
+
+    def touches(self, stored: Sequence[Feedback]) -> list[Touch]:
+        return [(t, None) for t in self.tenants(stored)]
 
     def store(self, cur: duckdb.DuckDBPyConnection, items: Sequence[Feedback]) -> list[Feedback]:
         stored: list[Feedback] = []

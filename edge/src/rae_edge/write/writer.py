@@ -35,6 +35,7 @@ import duckdb
 
 from rae_edge.metrics import WRITE_SECONDS
 from rae_edge.push_kinds import PushBody
+from rae_edge.store.changes import Touch
 from rae_edge.store.duck import DuckStore
 from rae_edge.store.idempotency import note_written
 from rae_edge.store.outbox import OutboxMessage, enqueue
@@ -111,6 +112,11 @@ class Fact(Protocol, Generic[T]):
     def ids(self, items: Sequence[T]) -> tuple[str, ...]: ...
 
     def tenants(self, items: Sequence[T]) -> list[str]: ...
+
+    def touches(self, stored: Sequence[T]) -> list[Touch]:
+        """Whose briefings the new facts change: (tenant, machine), or (tenant, None)
+        for all of a tenant's machines (see :mod:`rae_edge.store.changes`)."""
+        ...
 
     def store(self, cur: duckdb.DuckDBPyConnection, items: Sequence[T]) -> list[T]: ...
 
@@ -191,6 +197,9 @@ class Writer:
             queued = enqueue(cur, fact.messages(stored)) if queue and stored else 0
             drifts = bool(stored) and self._drift is not None and fact.drifts(cur, stored)
             self._mark(cur, fact.name, fact.ids(stored))
+        # Committed: cached briefings built from before it are stale from now on.
+        touched = fact.touches(stored)
+        self.duck.changes.touch(touched)
         new_ids = fact.ids(stored)
         self._note(fact, origin, "store", new_ids, len(stored))
         self._note(fact, origin, "outbox", new_ids, queued)
@@ -208,6 +217,7 @@ class Writer:
         # indexing (embedding, a LanceDB append, a full-text refresh) would double the
         # push latency; search finds it milliseconds later.
         fact.index(self._indexer(), items, stored)
+        self.duck.changes.touch(touched)  # again: what a briefing reads of LanceDB is in now
         self._note(fact, origin, "index", ids, len(items))
         refreshed = 0
         if drifts and self._drift is not None:
