@@ -187,6 +187,7 @@ class PushBus:
         self._since_trim = 0
         self._soon: queue.Queue[tuple[str, str, str, dict[str, Any]]] = queue.Queue()
         self._writer: threading.Thread | None = None
+        self._start_lock = threading.Lock()  # starts the writer thread once
 
     # -- publishing (any thread) ---------------------------------------------------------
     def publish(self, tenant_id: str, machine_id: str, type: str,
@@ -278,11 +279,13 @@ class PushBus:
         audit commit."""
         if not _TYPE_RE.match(type):
             raise InvalidInputError(f"invalid push message type {type!r}")
-        with self._lock:
-            if self._writer is None or not self._writer.is_alive():
-                self._writer = threading.Thread(target=self._write_soon, name="push-writer",
-                                                daemon=True)
-                self._writer.start()
+        writer = self._writer  # checked outside the lock (held across each disk flush)
+        if writer is None or not writer.is_alive():
+            with self._start_lock:
+                if self._writer is None or not self._writer.is_alive():
+                    self._writer = threading.Thread(target=self._write_soon,
+                                                    name="push-writer", daemon=True)
+                    self._writer.start()
         self._soon.put((tenant_id, machine_id, type, payload))
 
     def _write_soon(self) -> None:

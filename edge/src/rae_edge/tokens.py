@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
+import threading
+import weakref
+from dataclasses import dataclass, field
 
 from rae_edge.store.duck import DuckStore
 from rae_sync.domain import Role
@@ -39,16 +41,49 @@ def create_token(duck: DuckStore, tenant_id: str, role: Role, name: str = "") ->
     return token
 
 
+@dataclass
+class _Live:
+    """Live tokens already looked up, per store (every API call authenticates, and the
+    tokens table changes only through :func:`revoke_token` and :func:`create_token` in
+    this process: DuckDB lets one process open the file). Unknown tokens are never kept."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    generation: int = 0  # moves on with every revocation: a lookup from before is dropped
+    principals: dict[str, Principal] = field(default_factory=dict)
+
+
+_live: weakref.WeakKeyDictionary[DuckStore, _Live] = weakref.WeakKeyDictionary()
+_live_lock = threading.Lock()
+
+
+def _live_of(duck: DuckStore) -> _Live:
+    with _live_lock:
+        live = _live.get(duck)
+        if live is None:
+            live = _live[duck] = _Live()
+        return live
+
+
 def authenticate(duck: DuckStore, token: str) -> Principal | None:
     """The principal of a live token, or None (unknown or revoked)."""
     h = hash_token(token)
+    live = _live_of(duck)
+    known = live.principals.get(h)
+    if known is not None:
+        return known
+    with live.lock:
+        generation = live.generation
     rows = duck.query(
         "SELECT tenant_id, role, name FROM tokens WHERE hash = ? AND revoked_at IS NULL", [h]
     )
     if not rows:
         return None
     tenant_id, role, name = rows[0]
-    return Principal(str(tenant_id), Role(role), str(name), h)
+    principal = Principal(str(tenant_id), Role(role), str(name), h)
+    with live.lock:
+        if live.generation == generation:  # not revoked while we read
+            live.principals[h] = principal
+    return principal
 
 
 def revoke_token(duck: DuckStore, token_hash: str) -> bool:
@@ -58,4 +93,8 @@ def revoke_token(duck: DuckStore, token_hash: str) -> bool:
             "SELECT 1 FROM tokens WHERE hash = ? AND revoked_at IS NULL", [token_hash]
         ).fetchone()
         cur.execute("UPDATE tokens SET revoked_at = now() WHERE hash = ?", [token_hash])
+    known = _live_of(duck)
+    with known.lock:  # committed: refused from the next call on
+        known.generation += 1
+        known.principals.pop(token_hash, None)
     return live is not None

@@ -98,13 +98,13 @@ class FeedbackService:
             vec = [float(x) for x in self._embedder().embed_one(norm)]
         facts = FeedbackFacts(vectors={fb.id: vec} if vec is not None else {},
                               to_outbox=outbox)
-        stored = self.writer.write(facts, [fb], "api" if outbox else "remote")
-        if not stored:
-            return False
+        # Marked before it is stored: a briefing built right after the commit (and cached
+        # under the stamp the commit moved) must look its verdicts up. A marked memory
+        # without verdicts costs one query that finds none.
         with self._lock:
             if self._marked is not None:
                 self._marked.setdefault(fb.tenant_id, set()).add(fb.memory_id)
-        return True
+        return bool(self.writer.write(facts, [fb], "api" if outbox else "remote"))
 
     def _marked_ids(self, tenant_id: str) -> set[str]:
         with self._lock:

@@ -51,6 +51,10 @@ class DuckStore:
         # Each tenant's machines (by QR code, by id), read once: every scan resolves a code
         # and the table is small; upsert_machines (its only writer) drops the tenant's entry.
         self._machines: dict[str, tuple[dict[str, Machine], dict[str, Machine]]] = {}
+        # Its own lock (a reader must not wait for a writer's disk flush to resolve a QR
+        # code) and a generation: a fill that read before an upsert committed is dropped.
+        self._machines_lock = threading.Lock()
+        self._machines_gen = 0
         # What each write changed, told after its commit (cached briefings check it).
         self.changes = ChangeCounters()
         self._con = duckdb.connect(str(path))
@@ -140,24 +144,33 @@ class DuckStore:
                         )
             finally:
                 tenants = {m.tenant_id for m in machines}
-                for tenant in tenants:
-                    self._machines.pop(tenant, None)
+                with self._machines_lock:
+                    self._machines_gen += 1
+                    for tenant in tenants:
+                        self._machines.pop(tenant, None)
                 self.changes.touch((t, None) for t in tenants)
 
     def _tenant_machines(self, tenant_id: str) -> tuple[dict[str, Machine], dict[str, Machine]]:
-        with self._lock:
-            hit = self._machines.get(tenant_id)
-            if hit is None:
-                rows = self.query_dicts(
-                    "SELECT tenant_id, id, name, qr_code, site, line FROM machines "
-                    "WHERE tenant_id = ? ORDER BY id", [tenant_id])
-                by_id = {str(r["id"]): Machine(**r) for r in rows}
-                by_qr: dict[str, Machine] = {}
-                for m in by_id.values():
-                    if m.qr_code is not None:
-                        by_qr.setdefault(m.qr_code, m)
-                hit = self._machines[tenant_id] = (by_qr, by_id)
+        # Every scan resolves its code here: a dict lookup, never behind the writers' lock
+        # (under the load test scans queued there behind every commit's disk flush).
+        hit = self._machines.get(tenant_id)
+        if hit is not None:
             return hit
+        with self._machines_lock:
+            gen = self._machines_gen
+        rows = self.query_dicts(
+            "SELECT tenant_id, id, name, qr_code, site, line FROM machines "
+            "WHERE tenant_id = ? ORDER BY id", [tenant_id])
+        by_id = {str(r["id"]): Machine(**r) for r in rows}
+        by_qr: dict[str, Machine] = {}
+        for m in by_id.values():
+            if m.qr_code is not None:
+                by_qr.setdefault(m.qr_code, m)
+        hit = (by_qr, by_id)
+        with self._machines_lock:
+            if self._machines_gen == gen:  # no upsert committed since the read
+                self._machines[tenant_id] = hit
+        return hit
 
     def get_machine(self, tenant_id: str, machine_id: str) -> Machine | None:
         return self._tenant_machines(tenant_id)[1].get(machine_id)
