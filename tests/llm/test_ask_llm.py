@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from rae_edge.audit import stored_ids
 from rae_edge.llm import prompt
 from rae_edge.llm.ask import NO_EVIDENCE
 from rae_edge.llm.citations import CITE
@@ -92,7 +93,7 @@ def test_the_audit_entry_proves_what_the_model_saw(api: Api) -> None:
         "ORDER BY seq DESC LIMIT 1")
     actor, resource, ids = rows[0]
     assert actor.startswith("acme-technician#")
-    assert list(ids) == body["context_ids"]
+    assert list(stored_ids(ids)) == body["context_ids"]
     assert f"prompt_sha256={body['prompt_sha256']}" in resource
     assert f"model={api.node.settings.llm.model}" in resource
     # Anyone with the node can rebuild the exact request from the same pack and hash it.

@@ -14,7 +14,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from rae_edge.audit import GENESIS, AuditLog
+from rae_edge.audit import GENESIS, AuditLog, stored_ids
 from rae_edge.store.duck import DuckStore
 from tests.security.serve import rae_edge_inproc
 
@@ -56,7 +56,7 @@ def test_intact_log_verifies(tmp_path: Path) -> None:
 TAMPERINGS: dict[str, tuple[list[str], int]] = {
     # name: (SQL run directly on the file, the first seq verify must name)
     "edit_resource": (["UPDATE audit_log SET resource = '200 q=nothing' WHERE seq = 4"], 4),
-    "edit_memory_ids": (["UPDATE audit_log SET memory_ids = ['inc_x'] WHERE seq = 2"], 2),
+    "edit_memory_ids": (["""UPDATE audit_log SET memory_ids = '["inc_x"]' WHERE seq = 2"""], 2),
     "edit_actor_and_rehash_nothing_else": (
         ["UPDATE audit_log SET actor = 'tok:ffff' WHERE seq = 6"], 6),
     "delete_middle": (["DELETE FROM audit_log WHERE seq = 5"], 5),
@@ -90,7 +90,7 @@ def test_rehashed_edit_is_still_detected(tmp_path: Path) -> None:
     from rae_sync.domain import AuditEntry
     forged = AuditEntry.compute_hash(row["prev_hash"], 4, row["at"], row["tenant_id"],
                                      row["actor"], row["action"], "200 q=forged",
-                                     tuple(row["memory_ids"]))
+                                     stored_ids(row["memory_ids"]))
     duck.query("UPDATE audit_log SET resource = '200 q=forged', hash = ? WHERE seq = 4", [forged])
     report = AuditLog(duck).verify()
     duck.close()

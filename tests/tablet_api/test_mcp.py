@@ -16,6 +16,7 @@ from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
+from rae_edge.audit import stored_ids
 from rae_edge.sample_plant.loader import load_sample_plant
 from tests.tablet_api.live_node import Served, served_node
 from tests.voice.speech import ESPEAK, speak
@@ -49,7 +50,7 @@ def run(live: Served, who: str | None, *calls: tuple[str, Any]) -> list[Any]:
 def audit_rows(live: Served, action: str) -> list[tuple[str, list[str]]]:
     rows = live.node.duck.query("SELECT actor, memory_ids FROM audit_log WHERE action = ? "
                                 "ORDER BY seq", [action])
-    return [(str(r[0]), list(r[1])) for r in rows]
+    return [(str(r[0]), list(stored_ids(r[1]))) for r in rows]
 
 
 def test_tools_are_listed_with_typed_schemas(live: Served) -> None:

@@ -19,6 +19,7 @@ fail, never fork the chain).
 
 from __future__ import annotations
 
+import json
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
@@ -43,7 +44,7 @@ MAX_MEMORY_IDS = 1000  # a huge answer records its first ids; the count goes in 
 MAX_BATCH = 256  # entries per group commit (the rest wait for the next one)
 _INSERT = (f"INSERT INTO audit_log ({_COLUMNS}) SELECT " + ", ".join(
     f"unnest(?::{t}[])" for t in ("BIGINT", "VARCHAR", "TIMESTAMPTZ", "VARCHAR", "VARCHAR",
-                                  "VARCHAR", "VARCHAR[]", "VARCHAR", "VARCHAR")))
+                                  "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR")))
 
 
 def actor_of(principal: Principal) -> str:
@@ -253,7 +254,7 @@ class AuditLog:
                                prev_hash=prev, hash=digest)
             entries.append(entry)
             heads[p.tenant] = digest
-            rows += [seq, p.tenant, p.at, p.actor, p.action, p.resource, list(p.ids),
+            rows += [seq, p.tenant, p.at, p.actor, p.action, p.resource, ids_text(p.ids),
                      prev, digest]
             if p.outbox:
                 outbox.append(AuditEntryMsg(entry=entry))
@@ -330,8 +331,23 @@ def _load_heads(cur: duckdb.DuckDBPyConnection) -> tuple[int, dict[str, str]]:
     return int(row[0] if row else 0), {str(t): str(h) for t, h in heads}
 
 
+def ids_text(ids: Sequence[str]) -> str:
+    """Memory ids as the ``memory_ids`` column stores them: one JSON array (see schema
+    version 8 for why not a list column)."""
+    return json.dumps(list(ids), separators=(",", ":"))
+
+
+def stored_ids(value: Any) -> tuple[str, ...]:
+    """The ids of a ``memory_ids`` value (JSON text; a list from older readers)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = json.loads(value)
+    return tuple(str(i) for i in value)
+
+
 def _entry(r: dict[str, Any]) -> AuditEntry:
-    return AuditEntry(**{**r, "memory_ids": tuple(r["memory_ids"] or ())})
+    return AuditEntry(**{**r, "memory_ids": stored_ids(r["memory_ids"])})
 
 
 def verify_rows(
@@ -362,7 +378,10 @@ def verify_rows(
             return VerifyReport(False, i, expected_seq,
                                 f"entry {expected_seq} is missing (next is {seq}): deleted",
                                 dict(last_seq))
-        ids = tuple(r["memory_ids"] or ())
+        try:
+            ids = stored_ids(r["memory_ids"])
+        except ValueError:
+            return broken(f"entry {seq} has unreadable memory ids: it was edited")
         at = r["at"]
         digest = AuditEntry.compute_hash(str(r["prev_hash"]), seq, at, tenant, str(r["actor"]),
                                          str(r["action"]), str(r["resource"]), ids)
