@@ -11,8 +11,8 @@ and the quality benchmark (bench/bench_quality.py) rank with the same code.
    best, exact = share of the query's codes the memory names), or a learnt linear
    combiner (``learned``) over :data:`FEATURES` of each candidate (cosine, its gap to the
    best, -log rank in each list, BM25 share of the best, in both lists, exact share, share
-   of the query's word stems in the candidate's text), trained with a listwise softmax
-   loss by bench/bench_quality.py.
+   of the query's word stems and of its letter trigrams in the candidate's text), trained
+   with a listwise softmax loss by bench/bench_quality.py.
 3. :func:`apply_feedback`: a memory confirmed "this fixed it" is raised a little for any
    query (more for more confirmations and more plants) and put first for a query on the
    same machine naming an error code (or part number) a confirmation's query named, for
@@ -48,7 +48,7 @@ Method = Literal["rrf", "score", "learned"]
 # What the learned combiner reads of each candidate (:func:`features`), in this order.
 FEATURES = ("vector similarity", "vector similarity below the best", "vector -log rank",
             "BM25 share of the best", "BM25 -log rank", "in both lists", "exact share",
-            "query stems in the text")
+            "query stems in the text", "query trigrams in the text")
 _WORD = re.compile(r"[a-z0-9]+")
 STEM = 5  # a word's first letters: "replaced"/"replacing", "bearings"/"bearing" match
 
@@ -79,7 +79,7 @@ class Fusion:
     # bench_quality: plain, the combiner learnt on all three tuning sources (each source's
     # figure comes from the one learnt without it); code-like, the grid's choice with it.
     plain: Weights = field(default_factory=lambda: Weights(
-        "learned", coef=(1.88, 1.58, 0.219, -0.302, 0.655, -0.102, 2.15, 2.92)))
+        "learned", coef=(1.41, 1.19, 0.239, -0.368, 0.584, -0.0574, 1.34, 0.28, 4.05)))
     code: Weights = field(default_factory=lambda: Weights("rrf", 0.25, 1.0, 1.0, 5.0))
     correction_boost: float = 1.3
     superseded_factor: float = 0.6
@@ -202,14 +202,33 @@ def features(cands: Sequence[Candidate], lists: Mapping[str, Sequence[dict[str, 
     out[:, 5] = in_v & in_t
     out[:, 6] = [len(exact.get(i, ())) / max(1, n_exact) for i in ids]
     asked = stems(query)
-    out[:, 7] = [len(asked & stems(str(c.row.get("text") or ""))) / len(asked) if asked
-                 else 0.0 for c in cands]
+    grams = trigrams(query)
+    for n, c in enumerate(cands):
+        words = _WORD.findall(str(c.row.get("text") or "").lower())
+        out[n, 7] = len(asked & _stems(words)) / len(asked) if asked else 0.0
+        # substring tests in C: the same as intersecting the text's trigram set, without
+        # building it (a manual section is long, the query short)
+        joined = " " + " ".join(words) + " "
+        out[n, 8] = sum(g in joined for g in grams) / len(grams) if grams else 0.0
     return out
 
 
 def stems(text: str) -> set[str]:
     """The text's words (two letters or more) cut to their first :data:`STEM` letters."""
-    return {w[:STEM] for w in _WORD.findall(text.lower()) if len(w) > 1}
+    return _stems(_WORD.findall(text.lower()))
+
+
+def _stems(words: Sequence[str]) -> set[str]:
+    return {w[:STEM] for w in words if len(w) > 1}
+
+
+def trigrams(text: str) -> set[str]:
+    """The letter trigrams of the text's words, spaces marking where words begin and end
+    (" bea", "ing "): misspellings and abbreviations maintenance logs are full of ("brg",
+    "bearng", "replcd") share most of them with the word, where whole words and 5-letter
+    stems do not."""
+    t = " " + " ".join(_WORD.findall(text.lower())) + " "
+    return {t[i:i + 3] for i in range(len(t) - 2)} if t.strip() else set()
 
 
 def _rank_of(values: np.ndarray, listed: Sequence[float]) -> np.ndarray:
