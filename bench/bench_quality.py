@@ -422,6 +422,12 @@ def _evaluate(node: Any, tuning: list[tuple[str, EvalSet]], check: EvalSet,
         g = hybrid(x, *fixed)
         v, t = x.vector.mean(axis=0), x.text.mean(axis=0)
         n_code = sum(x.code_like)
+        mask = np.array(x.code_like, dtype=bool)
+        per = np.where(mask[:, None], x.grid[:, j, :], x.grid[:, i, :])
+        # Hindsight, per query: the better of the two single retrievers, and the best of
+        # those and this hybrid; what no choice per query (a query-adaptive weight) passes.
+        single = np.maximum(x.vector, x.text).mean(axis=0)
+        oracle = np.maximum(np.maximum(x.vector, x.text), per).mean(axis=0)
         for metric, k, target in (("MRR@10", 0, 0.02), ("Recall@5", 1, 0.0)):
             better = max(v[k], t[k])
             name = "vector-only" if v[k] >= t[k] else "BM25-only"
@@ -433,6 +439,9 @@ def _evaluate(node: Any, tuning: list[tuple[str, EvalSet]], check: EvalSet,
                 notes=f"margin {h[k] - better:+.3f}; vector-only {v[k]:.3f}, BM25-only "
                       f"{t[k]:.3f}; fixed-grid fusion chosen the same way "
                       f"({grid[fixed[0]].label()}): {g[k]:.3f}, margin {g[k] - better:+.3f}; "
+                      f"hindsight per query: better single {single[k]:.3f} "
+                      f"({single[k] - better:+.3f}), best of the three {oracle[k]:.3f} "
+                      f"({oracle[k] - better:+.3f}); "
                       f"plain queries: {grid[i].label()}; code-like ({n_code} of "
                       f"{len(x.code_like)}): {grid[j].label()}; {len(x.s.docs)} memories"))
 

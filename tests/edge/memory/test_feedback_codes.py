@@ -22,6 +22,7 @@ from rae_edge.memory.ranking import (
     features,
     fuse,
     profile,
+    trigrams,
 )
 from rae_edge.node import EdgeNode
 from rae_sync.domain import Incident, Machine, Verdict
@@ -99,6 +100,26 @@ def test_stem_share_reads_word_forms_the_retrievers_miss() -> None:
     assert by_id["a"][7] == pytest.approx(0.5)  # "repla" only
     assert features(cands, lists, {}, 0)[:, 7].tolist() == [0.0, 0.0]  # no query
     # A weight on it alone reorders; the default combiner weighs it up.
-    lean = Weights("learned", coef=(0, 0, 0, 0, 0, 0, 0, 5.0))
+    lean = Weights("learned", coef=(0, 0, 0, 0, 0, 0, 0, 5.0, 0))
     assert [c.row["id"] for c in fuse(lists, lean, query="replacing bearing")] == ["b", "a"]
     assert Fusion().plain.coef[7] > 0
+
+
+def test_trigram_share_reads_misspellings_and_abbreviations() -> None:
+    lists = {"vector": [_row("a", 0.1, 0, "Pump noisy"),
+                        _row("b", 0.2, 0, "brng replcd on pump"),
+                        _row("c", 0.3, 0, "")]}
+    cands = fuse(lists, Weights("rrf"))
+    assert FEATURES[8] == "query trigrams in the text"
+    assert trigrams("Brg!") == {" br", "brg", "rg "} and trigrams(" ,. ") == set()
+    x = features(cands, lists, {}, 0, "bearing replaced")
+    by_id = {c.row["id"]: row for c, row in zip(cands, x, strict=True)}
+    # " be", "bea", "ear", "ari", "rin", "ing", "ng ", "g r", " re", "rep", "epl", "pla",
+    # "lac", "ace", "ced", "ed ": b has "ng ", "g r", " re", "rep", "epl" (5 of 16); a, c
+    # none. Neither b's words nor their 5-letter stems match the query's.
+    assert by_id["b"][8] == pytest.approx(5 / 16) and by_id["b"][7] == 0.0
+    assert by_id["a"][8] == 0.0 and by_id["c"][8] == 0.0
+    assert features(cands, lists, {}, 0)[:, 8].tolist() == [0.0, 0.0, 0.0]  # no query
+    lean = Weights("learned", coef=(0, 0, 0, 0, 0, 0, 0, 0, 5.0))
+    assert [c.row["id"] for c in fuse(lists, lean, query="bearing replaced")] == ["b", "a", "c"]
+    assert Fusion().plain.coef[8] > 0

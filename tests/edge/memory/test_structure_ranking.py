@@ -126,8 +126,8 @@ def test_learned_fusion_scores_by_its_features() -> None:
     assert x.shape == (3, len(FEATURES))
     by_id = {c.row["id"]: row for c, row in zip(cands, x, strict=True)}
     assert by_id["a"][0] == pytest.approx(0.9) and by_id["c"][3] == pytest.approx(1.0)
-    lean_vec = fuse(lists, Weights("learned", coef=(5.0, 0, 0, 0, 0, 0, 0, 0)))
-    lean_text = fuse(lists, Weights("learned", coef=(0, 0, 0, 5.0, 0, 0, 0, 0)))
+    lean_vec = fuse(lists, Weights("learned", coef=(5.0, 0, 0, 0, 0, 0, 0, 0, 0)))
+    lean_text = fuse(lists, Weights("learned", coef=(0, 0, 0, 5.0, 0, 0, 0, 0, 0)))
     assert [c.row["id"] for c in lean_vec] == ["a", "b", "c"]
     assert [c.row["id"] for c in lean_text] == ["c", "b", "a"]
     # exp of the logit over the best: the best scores 1, the others less, all positive.

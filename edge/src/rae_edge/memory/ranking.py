@@ -11,8 +11,8 @@ and the quality benchmark (bench/bench_quality.py) rank with the same code.
    best, exact = share of the query's codes the memory names), or a learnt linear
    combiner (``learned``) over :data:`FEATURES` of each candidate (cosine, its gap to the
    best, -log rank in each list, BM25 share of the best, in both lists, exact share, share
-   of the query's word stems in the candidate's text), trained with a listwise softmax
-   loss by bench/bench_quality.py.
+   of the query's word stems and of its letter trigrams in the candidate's text), trained
+   with a listwise softmax loss by bench/bench_quality.py.
 3. :func:`apply_feedback`: a memory confirmed "this fixed it" is raised a little for any
    query (more for more confirmations and more plants) and put first for a query on the
    same machine naming an error code (or part number) a confirmation's query named, for
@@ -48,7 +48,7 @@ Method = Literal["rrf", "score", "learned"]
 # What the learned combiner reads of each candidate (:func:`features`), in this order.
 FEATURES = ("vector similarity", "vector similarity below the best", "vector -log rank",
             "BM25 share of the best", "BM25 -log rank", "in both lists", "exact share",
-            "query stems in the text")
+            "query stems in the text", "query trigrams in the text")
 _WORD = re.compile(r"[a-z0-9]+")
 STEM = 5  # a word's first letters: "replaced"/"replacing", "bearings"/"bearing" match
 
@@ -77,10 +77,11 @@ class Fusion:
     """Weights of the fusion, per query type, and of the reflective/feedback adjustments."""
 
     # bench_quality: plain, the combiner learnt on all three tuning sources (each source's
-    # figure comes from the one learnt without it); code-like, the grid's choice with it.
+    # figure comes from the one learnt without it); code-like, the grid's choice with it
+    # (15:15 run; 9 code-like queries decide it: vector 1 there, 0.25 in earlier runs).
     plain: Weights = field(default_factory=lambda: Weights(
-        "learned", coef=(1.88, 1.58, 0.219, -0.302, 0.655, -0.102, 2.15, 2.92)))
-    code: Weights = field(default_factory=lambda: Weights("rrf", 0.25, 1.0, 1.0, 5.0))
+        "learned", coef=(1.48, 1.24, 0.22, -0.438, 0.613, -0.0988, 1.32, 0.252, 4.09)))
+    code: Weights = field(default_factory=lambda: Weights("rrf", 1.0, 1.0, 1.0, 5.0))
     correction_boost: float = 1.3
     superseded_factor: float = 0.6
     candidates: int = 50  # per retriever, at least; 4 x k when k is larger
@@ -202,14 +203,37 @@ def features(cands: Sequence[Candidate], lists: Mapping[str, Sequence[dict[str, 
     out[:, 5] = in_v & in_t
     out[:, 6] = [len(exact.get(i, ())) / max(1, n_exact) for i in ids]
     asked = stems(query)
-    out[:, 7] = [len(asked & stems(str(c.row.get("text") or ""))) / len(asked) if asked
-                 else 0.0 for c in cands]
+    grams = tuple(trigrams(query))
+    for n, c in enumerate(cands):
+        words = _WORD.findall(str(c.row.get("text") or "").lower())
+        out[n, 7] = len(asked & _stems(words)) / len(asked) if asked else 0.0
+        if grams:
+            # substring tests in C: the same as intersecting the text's trigram set,
+            # without building it (a manual section is long, the query short)
+            out[n, 8] = sum(map((" " + " ".join(words) + " ").__contains__, grams))
+    if grams:
+        out[:, 8] /= len(grams)
+    else:
+        out[:, 8] = 0.0
     return out
 
 
 def stems(text: str) -> set[str]:
     """The text's words (two letters or more) cut to their first :data:`STEM` letters."""
-    return {w[:STEM] for w in _WORD.findall(text.lower()) if len(w) > 1}
+    return _stems(_WORD.findall(text.lower()))
+
+
+def _stems(words: Sequence[str]) -> set[str]:
+    return {w[:STEM] for w in words if len(w) > 1}
+
+
+def trigrams(text: str) -> set[str]:
+    """The letter trigrams of the text's words, spaces marking where words begin and end
+    (" bea", "ing "): misspellings and abbreviations maintenance logs are full of ("brg",
+    "bearng", "replcd") share most of them with the word, where whole words and 5-letter
+    stems do not."""
+    t = " " + " ".join(_WORD.findall(text.lower())) + " "
+    return {t[i:i + 3] for i in range(len(t) - 2)} if t.strip() else set()
 
 
 def _rank_of(values: np.ndarray, listed: Sequence[float]) -> np.ndarray:
