@@ -12,11 +12,7 @@ no connection; plain MQTT is refused off loopback and needs an explicit flag on 
 
 from __future__ import annotations
 
-import getpass
 import os
-import shutil
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -27,61 +23,33 @@ import paho.mqtt.client as mqtt
 import pytest
 from pydantic import ValidationError
 
-from rae_central.cli import main as central_main
 from rae_central.config import CentralSettings
 from rae_central.db import migrate
 from rae_central.worker import IngestWorker
 from rae_sync.identity import NodeIdentity
 from rae_sync.messages import CorrectionMsg
 from tests.central.edge_sim import EdgeSim, wait_for
+from tests.fixtures.secure_stack import SecureBroker, central_cli
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 NODES = {"a": ("acme", "plant-1", "node-a"), "b": ("acme", "plant-2", "node-b")}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _cli(*argv: str) -> None:
-    assert central_main(list(argv)) == 0, argv
-
-
 @pytest.fixture
-def secure(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-           ) -> Iterator[dict[str, Any]]:
-    if not Path(MOSQUITTO).exists():
-        pytest.skip("mosquitto is not installed")
+def secure(pg_url: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
     migrate.upgrade(pg_url)
-    port = _free_port()
-    url = f"mqtts://127.0.0.1:{port}"
-    pki, key = tmp_path / "pki", tmp_path / "central-key.pem"
-    _cli("pki", "init", "--dir", str(pki), "--host", "127.0.0.1", "--host", "localhost")
-    monkeypatch.setenv("RAE_CENTRAL_MQTT_PKI_DIR", str(pki))
+    broker = SecureBroker(tmp_path)
+    url, key = broker.url, tmp_path / "central-key.pem"
     ids = {}
-    for name, (t, s, n) in NODES.items():
-        out = tmp_path / f"{name}.identity.json"
-        _cli("enroll", "--database-url", pg_url, "--signing-key", str(key), "--tenant", t,
-             "--site", s, "--node", n, "--out", str(out), "--mqtt-url", url)
-        ids[name] = out
-    _cli("broker-config", "--database-url", pg_url, "--signing-key", str(key), "--out",
-         str(tmp_path / "broker"), "--port", str(port), "--bind", "127.0.0.1",
-         "--run-as", getpass.getuser())
-    conf = tmp_path / "broker" / "mosquitto.conf"
-    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, (
-                (tmp_path / "broker" / "mosquitto.log").read_text())
-            time.sleep(0.1)
-    settings = CentralSettings(database_url=pg_url, mqtt_url=url, mqtt_pki_dir=pki,
+    with broker.enrolling():
+        for name, (tenant, site, node) in NODES.items():
+            out = tmp_path / f"{name}.identity.json"
+            central_cli("enroll", "--database-url", pg_url, "--signing-key", str(key),
+                        "--tenant", tenant, "--site", site, "--node", node, "--out", str(out),
+                        "--mqtt-url", url)
+            ids[name] = out
+    broker.configure(pg_url, key, pki_from_env=True)
+    broker.start()
+    settings = CentralSettings(database_url=pg_url, mqtt_url=url, mqtt_pki_dir=broker.pki,
                                signing_key_file=key,
                                ingest={"fanout_sweep_s": 1.0},
                                vectors={"qdrant": str(tmp_path / "qdrant")})
@@ -91,12 +59,12 @@ def secure(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     try:
         wait_for(lambda: worker.transport.connected, 20, "central's worker over TLS")
         time.sleep(0.5)
-        yield {"url": url, "port": port, "ids": ids, "pki": pki, "pg_url": pg_url}
+        yield {"url": url, "port": broker.port, "ids": ids, "pki": broker.pki,
+               "pg_url": pg_url}
     finally:
         worker.stop()
         t.join(15)
-        proc.terminate()
-        proc.wait(10)
+        broker.kill()
 
 
 def _raw(identity: NodeIdentity, port: int, client_id: str, *, cert: bool = True

@@ -29,15 +29,15 @@ import contextlib
 import os
 import random
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rae_sync.supervisor import Part, children
+from rae_sync.supervisor import children
 from tests.fixtures.postgres import PgServer
+from tests.fixtures.secure_stack import SecureBroker
 from tests.fixtures.stack import Stack
 
 SHORT_KINDS = ("broker-stop", "worker-kill", "worker-stop", "pg-kill", "pg-stop",
@@ -49,45 +49,6 @@ PART_OF = {"broker-kill": "broker", "broker-stop": "broker", "worker-kill": "cen
            "worker-stop": "central worker", "pg-kill": "PostgreSQL", "pg-stop": "PostgreSQL",
            "node-kill": "node", "node-stop": "node", "node-offline": "node offline",
            "clock-skew": "clock skew"}
-
-
-class SecureBroker:
-    """mosquitto on the configuration ``rae-central broker-config`` wrote (TLS, client
-    certificates, per-node ACL), as a :class:`rae_sync.supervisor.Part`."""
-
-    def __init__(self, folder: Path, port: int, mosquitto: str) -> None:
-        self.folder = folder
-        self.port = port
-        self.url = f"mqtts://127.0.0.1:{port}"
-        self._argv = [mosquitto, "-c", str(folder / "mosquitto.conf")]
-        self.part: Part | None = None
-
-    @property
-    def running(self) -> bool:
-        return self.part is not None and self.part.running
-
-    def start(self, timeout: float = 20.0) -> None:
-        if self.running:
-            return
-        self.part = Part("mosquitto", self._argv, self.folder / "mosquitto.out",
-                         die_with_parent=False).start()
-
-        def listening() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return True
-            except OSError:
-                return False
-
-        self.part.wait_until(listening, "its TLS listener", timeout)
-
-    def kill(self) -> None:
-        if self.part is not None:
-            self.part.kill()
-
-    def signal(self, sig: int) -> None:
-        if self.part is not None and self.part.running:
-            os.killpg(self.part.pid, sig)
 
 
 @dataclass

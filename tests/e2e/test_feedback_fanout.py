@@ -3,7 +3,7 @@ secure deployment an operator builds, everything a real process: ``rae-central p
 ``enroll`` (identities with certificate, key and broker password), ``broker-config``
 (mosquitto with TLS, client certificates and a per-node ACL), ``rae-central serve`` (two
 workers, on its own client certificate), two ``rae-edge serve --enroll FILE`` nodes (the
-broker's ``mqtts://`` URL from the identity) and PostgreSQL (:mod:`tests.fixtures.stack`).
+broker's ``mqtts://`` URL from the identity) and PostgreSQL (:mod:`tests.fixtures.secure_stack`).
 
 - a confirmation posted at plant A is audited there, stored at central exactly once,
   arrives at plant B once (not back at A), and puts the confirmed one of two otherwise
@@ -15,29 +15,19 @@ broker's ``mqtts://`` URL from the identity) and PostgreSQL (:mod:`tests.fixture
 
 from __future__ import annotations
 
-import getpass
-import shutil
-import socket
-import subprocess
-import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
-from bench.nodeproc import free_port
-from rae_central.cli import main as central_main
 from rae_sync.identity import NodeIdentity
-from tests.fixtures.mosquitto import Mosquitto
 from tests.fixtures.postgres import PgServer
+from tests.fixtures.secure_stack import secure_stack
 from tests.fixtures.stack import Stack, wait_for
 
 pytestmark = pytest.mark.faults  # real processes, like the other e2e tests
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 PRESS = {"id": "press-7", "name": "Press 7", "qr_code": "QR-PRESS-7", "site": "any"}
 # Two fixes with the same words on different days: equal for every retriever.
 TWIN = {"machine_id": "press-7", "symptom": "Ram drifts down under load",
@@ -50,69 +40,11 @@ INCIDENTS = [{**TWIN, "occurred_at": "2026-01-10T08:00:00+00:00"},
              {**TWIN, "occurred_at": "2026-02-10T08:00:00+00:00"}, LEAK, FITTING]
 
 
-def _cli(*argv: str) -> None:
-    assert central_main(list(argv)) == 0, argv
-
-
-@dataclass
-class TlsBroker:
-    """mosquitto on the configuration ``rae-central broker-config`` wrote."""
-
-    url: str
-    port: int
-    folder: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.folder / "mosquitto.conf")],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
-            except OSError:
-                log = self.folder / "mosquitto.log"
-                assert self.proc.poll() is None and time.monotonic() < deadline, (
-                    log.read_text() if log.exists() else "mosquitto did not start")
-                time.sleep(0.1)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
 @pytest.fixture(scope="module")
 def plants(tmp_path_factory: pytest.TempPathFactory, pg_server: PgServer) -> Iterator[Stack]:
-    if not Path(MOSQUITTO).exists():
-        pytest.skip("mosquitto is not installed")
-    if not pg_server.is_running():
-        pg_server.start()
-    folder = tmp_path_factory.mktemp("secure-plants")
-    port = free_port()
-    pki = folder / "pki"
-    _cli("pki", "init", "--dir", str(pki), "--host", "127.0.0.1", "--host", "localhost")
-    broker = TlsBroker(f"mqtts://127.0.0.1:{port}", port, folder / "broker")
-    stack = Stack(folder / "stack", pg_server, cast(Mosquitto, broker),
-                  central_env={"RAE_CENTRAL_MQTT_PKI_DIR": str(pki),
-                               "RAE_CENTRAL_ALLOW_PLAIN_MQTT": "false"})
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("RAE_CENTRAL_MQTT_PKI_DIR", str(pki))  # enroll issues certificates
-            for name in ("a", "b"):
-                stack.add_node(name, start=False, mqtt_flag=False)
-        _cli("broker-config", "--database-url", stack.database_url, "--signing-key",
-             str(stack.central.signing_key), "--pki-dir", str(pki), "--out",
-             str(broker.folder), "--port", str(port), "--bind", "127.0.0.1",
-             "--run-as", getpass.getuser())
-        broker.start()
-        stack.start_central()
-        stack.start_nodes()
+    with secure_stack(tmp_path_factory.mktemp("secure-plants"), pg_server, ["a", "b"]
+                      ) as (stack, _broker):
         yield stack
-    finally:
-        stack.close()
-        broker.kill()
 
 
 def _search(stack: Stack, node: str, q: str) -> list[dict[str, Any]]:

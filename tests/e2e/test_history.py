@@ -2,8 +2,8 @@
 ``RAE_HISTORY_SECONDS`` (default 180) under a random fault schedule, and the recorded
 history must hold at the end.
 
-Everything is a real process on the secure deployment an operator builds (as in
-:mod:`tests.e2e.test_feedback_fanout`): ``rae-central pki init``, ``enroll``,
+Everything is a real process on the secure deployment an operator builds
+(:func:`tests.fixtures.secure_stack.secure_stack`): ``rae-central pki init``, ``enroll``,
 ``broker-config`` (mosquitto with TLS, client certificates, per-node ACL),
 ``rae-central serve`` (two ingest workers), PostgreSQL, and three
 ``rae-edge serve --enroll FILE`` nodes, one of them under libfaketime for its clock skew.
@@ -36,32 +36,26 @@ the schedule (timings of a real run vary, the faults and their order do not).
 
 from __future__ import annotations
 
-import getpass
 import os
 import random
-import shutil
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
 
 import pytest
 
-from bench.nodeproc import free_port
-from rae_central.cli import main as central_main
 from tests.e2e.history_check import Row, central_rows, landings, node_rows, problems, retry_copies
-from tests.e2e.history_faults import ALL_KINDS, PART_OF, Nemesis, SecureBroker, schedule
+from tests.e2e.history_faults import ALL_KINDS, PART_OF, Nemesis, schedule
 from tests.e2e.history_load import Writer
 from tests.faults.test_clock_setback import LIBFAKETIME, SLEEP_SHIM
-from tests.fixtures.mosquitto import Mosquitto
 from tests.fixtures.postgres import PgServer
+from tests.fixtures.secure_stack import SecureBroker, secure_stack
 from tests.fixtures.stack import Stack, wait_for
 
 pytestmark = pytest.mark.faults
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 PLANTS = ["a", "b", "c"]
 MACHINES = [{"id": f"line-{i}", "name": f"Line {i}", "qr_code": f"QR-LINE-{i}", "site": "any"}
             for i in range(4)]
@@ -69,10 +63,6 @@ INCIDENTS = [{"machine_id": f"line-{i}", "occurred_at": f"2026-0{i + 1}-03T08:15
               "error_code": f"E40{i}", "symptom": f"feeder {i} jams, sensor reads zero",
               "action": f"Replaced sensor {i}"} for i in range(3)]
 QUIESCE_S = 150.0  # bounded wait for every acknowledged correction everywhere
-
-
-def _cli(*argv: str) -> None:
-    assert central_main(list(argv)) == 0, argv
 
 
 @pytest.fixture
@@ -83,16 +73,12 @@ def seed() -> int:
 
 
 @pytest.fixture
-def secure_stack(tmp_path: Path, pg_server: PgServer, seed: int
-                 ) -> Iterator[tuple[Stack, SecureBroker, Path, str]]:
+def secure_plants(tmp_path: Path, pg_server: PgServer, seed: int
+                  ) -> Iterator[tuple[Stack, SecureBroker, Path, str]]:
     """Central, broker and three plants on TLS with per-node ACL; the skewed plant (drawn
     from the seed) runs under libfaketime reading its offset from the yielded file."""
-    if not Path(MOSQUITTO).exists():
-        pytest.skip("mosquitto is not installed")
     if LIBFAKETIME is None:
         pytest.skip("libfaketime is not installed (Debian package 'faketime')")
-    if not pg_server.is_running():
-        pg_server.start()
     began = time.monotonic()
     skewed = random.Random(seed).choice(PLANTS)
     skew_file = tmp_path / "faketime-offset"
@@ -104,38 +90,18 @@ def secure_stack(tmp_path: Path, pg_server: PgServer, seed: int
                 "FAKETIME_CACHE_DURATION": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1",
                 "PYTHONPATH": os.pathsep.join(
                     p for p in (str(shim), os.environ.get("PYTHONPATH", "")) if p)}
-    port = free_port()
-    pki = tmp_path / "pki"
-    _cli("pki", "init", "--dir", str(pki), "--host", "127.0.0.1", "--host", "localhost")
-    broker = SecureBroker(tmp_path / "broker", port, MOSQUITTO)
-    stack = Stack(tmp_path / "stack", pg_server, cast(Mosquitto, broker),
-                  central_env={"RAE_CENTRAL_MQTT_PKI_DIR": str(pki),
-                               "RAE_CENTRAL_ALLOW_PLAIN_MQTT": "false"})
     try:
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("RAE_CENTRAL_MQTT_PKI_DIR", str(pki))  # enroll issues certificates
-            for name in PLANTS:
-                stack.add_node(name, start=False, mqtt_flag=False,
-                               env=fake_env if name == skewed else None)
-        _cli("broker-config", "--database-url", stack.database_url, "--signing-key",
-             str(stack.central.signing_key), "--pki-dir", str(pki), "--out",
-             str(broker.folder), "--port", str(port), "--bind", "127.0.0.1",
-             "--run-as", getpass.getuser())
-        broker.start()
-        stack.start_central()
-        stack.start_nodes()
-        print(f"stack up in {time.monotonic() - began:.0f}s")
-        yield stack, broker, skew_file, skewed
+        with secure_stack(tmp_path, pg_server, PLANTS, {skewed: fake_env}) as (stack, broker):
+            print(f"stack up in {time.monotonic() - began:.0f}s")
+            yield stack, broker, skew_file, skewed
     finally:
-        stack.close()
-        broker.kill()
         if not pg_server.is_running():
             pg_server.start()
 
 
 def test_every_acknowledged_correction_everywhere_once_in_one_order_under_faults(
-        secure_stack: tuple[Stack, SecureBroker, Path, str], seed: int) -> None:
-    stack, broker, skew_file, skewed = secure_stack
+        secure_plants: tuple[Stack, SecureBroker, Path, str], seed: int) -> None:
+    stack, broker, skew_file, skewed = secure_plants
     duration = float(os.environ.get("RAE_HISTORY_SECONDS", "180"))
     rng = random.Random(seed)
     assert rng.choice(PLANTS) == skewed  # the fixture's draw, made again

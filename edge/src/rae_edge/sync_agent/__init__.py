@@ -8,7 +8,8 @@ Modules:
   MQTT thread (one write per batch), acked up only once applied;
 - ``index_later``: :class:`IndexLater`, corrections from other plants made searchable in
   the background (a start-up sweep covers a crash);
-- ``batches``: :func:`take_more`, the batch a background worker takes from its queue;
+- ``batches``: :class:`BatchThread`, the background worker both are (its thread, queue,
+  start and stop) and :func:`take_more`, the batch it takes from its queue;
 - ``ledger``: :class:`SyncLedger`, the agent's durable state in DuckDB (seq, HLC, sealed
   envelopes until acked, unsendable rows, applied down messages);
 - ``codec``: outbox rows → wire messages;

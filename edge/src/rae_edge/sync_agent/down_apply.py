@@ -19,8 +19,6 @@ A message queued here and lost in a crash was never acked: it comes again on the
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,7 +29,7 @@ import duckdb
 from rae_edge.push_kinds import CorrectionPush, CorrectionView, PushBody
 from rae_edge.store.changes import Touch
 from rae_edge.store.outbox import OutboxMessage
-from rae_edge.sync_agent.batches import take_more
+from rae_edge.sync_agent.batches import BatchThread
 from rae_edge.sync_agent.index_later import IndexLater
 from rae_edge.sync_agent.ledger import SyncLedger
 from rae_edge.write.facts import CorrectionFacts
@@ -121,77 +119,51 @@ class _Down:
     msg: CorrectionMsg | FeedbackMsg
 
 
-class DownApplier:
-    """Queues verified down messages and applies them in batches on its own thread."""
+class DownApplier(BatchThread[_Down]):
+    """Queues verified down messages and applies them in batches on its own thread;
+    :meth:`stop` leaves what is still queued, which was not acked and comes again from
+    central."""
 
     def __init__(self, *, tenant_id: str, ledger: SyncLedger, writer: FactWriter,
                  feedback: Callable[[Feedback], object], clock: HybridClock,
                  on_applied: Callable[[list[Applied], int], None], batch: int = 256,
                  index: IndexLater | None = None) -> None:
+        super().__init__("rae-sync-apply", batch)
         self.tenant_id = tenant_id
         self.ledger = ledger
         self.writer = writer
         self._feedback = feedback
         self.clock = clock
         self.on_applied = on_applied  # (acked items, how many corrections were new)
-        self.batch = batch
         self.index = index  # None: not indexed (an agent run without the model, tests)
-        self._queue: queue.Queue[_Down | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
         self._last_large = 0.0  # when the last large batch was applied
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="rae-sync-apply",
-                                            daemon=True)
-            self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stops after the batch in hand; what is still queued was not acked and comes
-        again from central."""
-        self._stop.set()
-        self._queue.put(None)
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
 
     def put(self, env: Envelope, msg: CorrectionMsg | FeedbackMsg) -> None:
         """From the MQTT handler: returns at once."""
         self._queue.put(_Down(env, msg))
-
-    @property
-    def waiting(self) -> int:
-        return self._queue.qsize()
 
     def busy(self, quiet_s: float = 2.0) -> bool:
         """Whether a catch-up is under way: down messages waiting, or a batch of at least
         :data:`LARGE` applied in the last ``quiet_s`` (live traffic comes a few at a time)."""
         return self.waiting > 0 or time.monotonic() - self._last_large < quiet_s
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            first = self._queue.get()
-            if first is None:
-                continue
-            items = take_more(self._queue, first, self.batch)
-            try:
-                self.apply(items)
-            except Exception:
-                if len(items) == 1:  # not acked: central keeps it and sends it again
-                    log.exception("sync: applying a down message failed; central keeps it "
-                                  "and sends it again")
-                    continue
-                # one bad message must not hold back the others: one by one
-                log.warning("sync: applying %d down messages at once failed; one by one",
-                            len(items), exc_info=True)
-                for item in items:
-                    try:
-                        self.apply([item])
-                    except Exception:
-                        log.exception("sync: applying down message %s failed; central "
-                                      "keeps it and sends it again", item.env.message_id)
+    def handle(self, items: list[_Down]) -> None:
+        try:
+            self.apply(items)
+        except Exception:
+            if len(items) == 1:  # not acked: central keeps it and sends it again
+                log.exception("sync: applying a down message failed; central keeps it "
+                              "and sends it again")
+                return
+            # one bad message must not hold back the others: one by one
+            log.warning("sync: applying %d down messages at once failed; one by one",
+                        len(items), exc_info=True)
+            for item in items:
+                try:
+                    self.apply([item])
+                except Exception:
+                    log.exception("sync: applying down message %s failed; central "
+                                  "keeps it and sends it again", item.env.message_id)
 
     def apply(self, items: Sequence[_Down]) -> None:
         """Applies a batch (in order; the corrections among them in one write), marks it

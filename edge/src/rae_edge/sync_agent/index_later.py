@@ -19,7 +19,6 @@ margin for a write whose transaction was still open.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rae_edge.store.duck import DuckStore
-from rae_edge.sync_agent.batches import take_more
+from rae_edge.sync_agent.batches import BatchThread
 from rae_edge.write.writer import IndexPort
 from rae_sync.domain import Correction, CorrectionMethod
 
@@ -39,38 +38,21 @@ _COLS = ("tenant_id, id, machine_id, text, author, target_id, method, valid_from
          "origin_node, audio_sha256, hlc")
 
 
-class IndexLater:
-    """Indexes corrections in the background (see the module docstring)."""
+class IndexLater(BatchThread[Correction]):
+    """Indexes corrections in the background (see the module docstring); :meth:`stop`
+    leaves the rest to the next start's sweep."""
 
     def __init__(self, duck: DuckStore, indexer: IndexPort, *, batch: int = 128,
                  busy: Callable[[], bool] = lambda: False, busy_wait_s: float = 0.2,
                  max_wait_s: float = 60.0) -> None:
+        super().__init__("rae-sync-index", batch)
         self.duck = duck
         self.indexer = indexer
-        self.batch = batch
         self.busy = busy  # True while the applier has work: indexing waits
         self.busy_wait_s = busy_wait_s
         self.max_wait_s = max_wait_s  # a busy applier holds indexing back this long at most
-        self._queue: queue.Queue[Correction | None] = queue.Queue()
-        self._stop = threading.Event()
         self._pending = 0  # handed over, not yet indexed (or given up on)
         self._cv = threading.Condition()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="rae-sync-index",
-                                            daemon=True)
-            self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stops after the batch in hand; the rest is indexed by the next start's sweep."""
-        self._stop.set()
-        self._queue.put(None)
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
 
     def put(self, corrections: Sequence[Correction]) -> None:
         with self._cv:
@@ -83,28 +65,27 @@ class IndexLater:
         with self._cv:
             return self._cv.wait_for(lambda: self._pending == 0, timeout)
 
-    def _run(self) -> None:
+    def before_first(self) -> None:
         try:
             self.sweep()
         except Exception:  # the next start sweeps again from the same point
             log.exception("sync: indexing corrections stored before this start failed")
-        while not self._stop.is_set():
-            first = self._queue.get()
-            if first is None:
-                continue
-            held = time.monotonic()
-            while (self.busy() and not self._stop.is_set()
-                   and time.monotonic() - held < self.max_wait_s):
-                time.sleep(self.busy_wait_s)
-            items = take_more(self._queue, first, self.batch)
-            try:
-                self.indexer.index_corrections(items)
-            except Exception:  # stored and acked: the next start's sweep indexes them
-                log.exception("sync: indexing %d corrections failed; the next start "
-                              "indexes them", len(items))
-            with self._cv:
-                self._pending -= len(items)
-                self._cv.notify_all()
+
+    def hold(self) -> None:
+        held = time.monotonic()
+        while (self.busy() and not self.stopping
+               and time.monotonic() - held < self.max_wait_s):
+            time.sleep(self.busy_wait_s)
+
+    def handle(self, items: list[Correction]) -> None:
+        try:
+            self.indexer.index_corrections(items)
+        except Exception:  # stored and acked: the next start's sweep indexes them
+            log.exception("sync: indexing %d corrections failed; the next start "
+                          "indexes them", len(items))
+        with self._cv:
+            self._pending -= len(items)
+            self._cv.notify_all()
 
     def sweep(self) -> int:
         """Indexes the corrections created since the last sweep; returns how many it
@@ -115,7 +96,7 @@ class IndexLater:
                  else datetime(1970, 1, 1, tzinfo=UTC))
         added = 0
         offset = 0
-        while not self._stop.is_set():
+        while not self.stopping:
             got = self.duck.query_dicts(
                 f"SELECT {_COLS} FROM corrections WHERE created_at >= ? ORDER BY created_at, "
                 "tenant_id, id LIMIT ? OFFSET ?", [since, self.batch, offset])
@@ -123,7 +104,7 @@ class IndexLater:
                 break
             offset += len(got)
             added += self.indexer.index_corrections([_correction(r) for r in got])
-        if self._stop.is_set():
+        if self.stopping:
             return added
         with self.duck.transaction() as cur:
             cur.execute("INSERT INTO sync_state VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
