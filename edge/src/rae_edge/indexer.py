@@ -11,7 +11,7 @@ its end (or not, with ``refresh=False``, when the caller indexes many batches an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -102,12 +102,14 @@ class Indexer:
     # -- indexing -------------------------------------------------------------------
     def index_incidents(self, incidents: Sequence[Incident], *, refresh: bool = True,
                         progress: Callable[[int], None] | None = None,
-                        vectors: Mapping[str, Sequence[float]] | None = None) -> int:
+                        vectors: Mapping[str, Sequence[float]] | None = None,
+                        fresh: Collection[str] = ()) -> int:
         """Indexes incidents not yet indexed; returns how many rows were added.
         ``vectors``: ids already embedded by the caller (their ``search_text`` with this
-        model), so they are not embedded twice."""
+        model), so they are not embedded twice; ``fresh``: ids known not to be indexed
+        (just stored for the first time), not looked up."""
         return self.index_rows([self.incident_row(i) for i in incidents], refresh=refresh,
-                               progress=progress, vectors=vectors)
+                               progress=progress, vectors=vectors, fresh=fresh)
 
     def index_chunks(self, chunks: Sequence[DocumentChunk], *, refresh: bool = True,
                      progress: Callable[[int], None] | None = None) -> int:
@@ -125,13 +127,14 @@ class Indexer:
 
     def index_rows(self, rows: Sequence[Row], *, refresh: bool = True,
                    progress: Callable[[int], None] | None = None,
-                   vectors: Mapping[str, Sequence[float]] | None = None) -> int:
+                   vectors: Mapping[str, Sequence[float]] | None = None,
+                   fresh: Collection[str] = ()) -> int:
         """Embeds ``search_text`` of the rows not stored yet and appends them.
 
         ``progress`` is called with the number of rows handled after each batch;
         ``vectors`` holds rows (by id) the caller embedded already.
         """
-        new = self.new_rows(rows)
+        new = self.new_rows(rows, fresh)
         if vectors:
             for r in new:
                 vec = vectors.get(str(r["id"]))
@@ -213,14 +216,17 @@ class Indexer:
         """Folds new rows into the indexes and compacts (after ``refresh=False`` calls)."""
         self.lance.refresh_indexes(force=True)
 
-    def new_rows(self, rows: Sequence[Row]) -> list[Row]:
-        """The rows whose (tenant, id) is neither stored nor earlier in ``rows``."""
+    def new_rows(self, rows: Sequence[Row], fresh: Collection[str] = ()) -> list[Row]:
+        """The rows whose (tenant, id) is neither stored nor earlier in ``rows``; ids in
+        ``fresh`` are known not to be stored (no lookup: under load each lookup scanned the
+        id column of every fragment, queued on LanceDB's two worker threads)."""
         unique: dict[tuple[str, str], Row] = {}
         for r in rows:
             unique.setdefault((r["tenant_id"], r["id"]), r)
         by_tenant: dict[str, list[str]] = {}
         for tenant, rid in unique:
-            by_tenant.setdefault(tenant, []).append(rid)
+            if rid not in fresh:
+                by_tenant.setdefault(tenant, []).append(rid)
         present: set[tuple[str, str]] = set()
         for tenant, ids in by_tenant.items():
             for start in range(0, len(ids), _ID_QUERY_BATCH):

@@ -72,9 +72,10 @@ class IncidentFacts:
     def index(self, indexer: IndexPort, items: Sequence[Incident],
               stored: Sequence[Incident]) -> None:
         # All of them, not only the new: one stored by a run that stopped before indexing
-        # is indexed now (the indexer skips the ones present).
+        # is indexed now (the indexer skips the ones present). The newly stored ones
+        # cannot be indexed yet (indexing follows the store), so only repeats are looked up.
         indexer.index_incidents(list(items), refresh=self.refresh, progress=self.progress,
-                                vectors=self._vectors())
+                                vectors=self._vectors(), fresh={i.id for i in stored})
 
     def pushes(self, stored: Sequence[Incident]) -> list[tuple[str, PushBody]]:
         first = stored[:self.max_announced]

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -70,7 +70,7 @@ class IndexPort(Protocol):
 
     def index_incidents(self, incidents: Sequence[Incident], *, refresh: bool = True,
                         progress: Callable[[int], None] | None = None,
-                        vectors: Any = None) -> int: ...
+                        vectors: Any = None, fresh: Collection[str] = ()) -> int: ...
 
     def index_corrections(self, corrections: Sequence[Correction], *,
                           refresh: bool = True,
