@@ -201,7 +201,10 @@ def landings(faults: list[Fault], acks: list[Ack], places: dict[str, list[Row]],
     """Per fault: acks around it and the acknowledged corrections still on their way when
     it began: up (acked before, stored at central after) and down (acked at another plant
     before, applied at a plant after; at the faulted node for a node fault, at any plant
-    otherwise). The skewed plant's own clock does not date its applications."""
+    otherwise). A node offline for minutes has, besides, everything the other plants
+    acknowledge while it is away on its way to it: down counts those too (acked before it
+    came back, applied at it after it went). The skewed plant's own clock does not date
+    its applications."""
     central = {r.id: r for r in places["central"]}
     applied = {p: {r.id: r.at for r in places[p] if r.origin != plant_of[p]}
                for p in plant_of if p != skewed}
@@ -211,7 +214,9 @@ def landings(faults: list[Fault], acks: list[Ack], places: dict[str, list[Row]],
         before = [a for a in acks if a.acked_at < f.start]
         up = [a for a in before if (not node_fault or a.plant == f.target)
               and a.id in central and central[a.id].at >= f.start]
-        down = [a for a in before for p in ([f.target] if node_fault else list(applied))
+        sent = ([a for a in acks if a.acked_at < f.end] if f.kind == "node-offline"
+                else before)
+        down = [a for a in sent for p in ([f.target] if node_fault else list(applied))
                 if p in applied and a.plant != p and applied[p].get(a.id, 0.0) >= f.start]
         ahead = 0
         if f.kind == "clock-skew":

@@ -21,9 +21,10 @@ Everything is a real process on the secure deployment an operator builds
   everywhere, and once in each plant's push log; no retry stored a second copy; every
   part (broker, central worker, PostgreSQL, a node, the offline node, the clock) was hit
   at least once while corrections were in flight (acknowledged before the fault began,
-  reaching central or the faulted node after; each fault waits for a fresh ack first, but
-  a 3 s stop can still fall between two writes), the broker kill inside the node's offline
-  window.
+  reaching central or the faulted node after; for the offline node also those the others
+  acknowledged while it was away, which must reach it after; each fault waits for a fresh
+  ack first, but a 3 s stop can still fall between two writes), the broker kill inside the
+  node's offline window.
 
 A node killed between a correction's write and its kept ``Idempotency-Key`` answer is the
 case that once (seed 171451979) made a retry store a second correction; the key is now
