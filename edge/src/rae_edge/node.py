@@ -62,6 +62,9 @@ class EdgeNode:
         self.writer = Writer(self.duck, sync_on=settings.sync_on, wake=self._wake_sync,
                              indexer=lambda: self.indexer, push=self.push,
                              drift=lambda: self.drift)
+        # Pushes a write owed when the node last stopped (crashed between its commit and
+        # its push): sent before anything else is served.
+        self.push.send_owed()
         self.alarm_deps = AlarmDeps(tenant_id=self.tenant_id, duck=self.duck,
                                     data_dir=self.data_dir, push=self.push,
                                     memory=lambda: self.memory)

@@ -34,6 +34,11 @@ either (the publisher gets the error). What a subscription reads back from DuckD
 stored before it registered (its backlog) is recorded by :meth:`Subscription.messages`
 before it yields; if that fails the subscription raises (the socket closes).
 
+Owed pushes: a write stores the pushes it owes (:meth:`PushBus.hold`) in its own
+transaction, and the transaction that stores them as messages removes them; what a crash
+or a failed push left owed is sent when the node starts (:meth:`PushBus.send_owed`). So a
+fact acknowledged to its writer reaches the tablets exactly once, through any crash.
+
 Retention: messages older than ``retention_days`` or beyond the newest ``retention_rows``
 are trimmed now and then; a tablet resuming from a trimmed cursor is told so (``gap``).
 """
@@ -52,6 +57,8 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import duckdb
 
 from rae_edge.audit import AuditLog, AuditRequest, memory_ids
 from rae_edge.errors import InvalidInputError
@@ -201,10 +208,12 @@ class PushBus:
         return self._publish_many([(tenant_id, machine_id, type, payload)])[0]
 
     def _publish_many(self, items: Sequence[tuple[str, str, str, dict[str, Any]]],
-                      ) -> list[int]:
+                      settle: Sequence[int] = ()) -> list[int]:
         """Stores messages and the audit entries of their deliveries to readers in one
         transaction (one disk flush), then hands each over in cursor order; returns their
-        cursors. If the entries cannot be written, nothing is stored or handed over."""
+        cursors. If the entries cannot be written, nothing is stored or handed over.
+        ``settle``: owed pushes (:meth:`hold`) these messages pay, removed in the same
+        transaction; if none of them is still owed (sent already), nothing is stored."""
         bodies = [json.dumps(payload, default=_json_default) for *_, payload in items]
         at = datetime.now(UTC)
         values = ", ".join(["(?, ?, ?, ?, ?)"] * len(items))
@@ -221,6 +230,10 @@ class PushBus:
             appending = (self.audit.appending() if readers and self.audit is not None
                          else contextlib.nullcontext())
             with appending as app, self.duck.transaction() as cur:
+                if settle and not cur.execute(
+                        "DELETE FROM push_pending WHERE list_contains(?, id) RETURNING id",
+                        [list(settle)]).fetchall():
+                    return []
                 rows = cur.execute(
                     "INSERT INTO push_messages (tenant_id, machine_id, type, payload, created_at)"
                     f" VALUES {values} RETURNING seq, tenant_id, machine_id, type, payload",
@@ -258,12 +271,52 @@ class PushBus:
         """Publishes a typed message (:mod:`rae_edge.push_kinds`); returns its cursor."""
         return self.publish(tenant_id, body.machine_id, body.TYPE, body.data())
 
-    def send_many(self, items: Sequence[tuple[str, PushBody]]) -> list[int]:
+    def send_many(self, items: Sequence[tuple[str, PushBody]],
+                  settle: Sequence[int] = ()) -> list[int]:
         """Publishes typed messages ``(tenant, body)`` in one transaction (one disk flush,
-        as a bulk write's pushes need); returns their cursors."""
+        as a bulk write's pushes need); returns their cursors. ``settle``: the ids
+        :meth:`hold` gave for them, no longer owed once these are stored (when another
+        thread sent them already, these are not stored: they would repeat)."""
+        if not items and not settle:
+            return []
+        return self._publish_many([(t, b.machine_id, b.TYPE, b.data()) for t, b in items],
+                                  settle)
+
+    # -- owed pushes: what a write promised its tablets, across a crash ------------------
+    @staticmethod
+    def hold(cur: duckdb.DuckDBPyConnection, items: Sequence[tuple[str, PushBody]],
+             ) -> list[int]:
+        """Records, in the caller's transaction (a write's store step), the pushes that
+        write owes; returns their ids, for :meth:`send_many`'s ``settle``. A crash between
+        the write's commit and its push leaves them owed: :meth:`send_owed` sends them
+        when the node starts again, so a stored fact is never left unannounced."""
         if not items:
             return []
-        return self._publish_many([(t, b.machine_id, b.TYPE, b.data()) for t, b in items])
+        values = ", ".join(["(?, ?, ?, ?)"] * len(items))
+        params: list[Any] = []
+        for tenant_id, body in items:
+            params += [tenant_id, body.machine_id, body.TYPE,
+                       json.dumps(body.data(), default=_json_default)]
+        rows = cur.execute("INSERT INTO push_pending (tenant_id, machine_id, type, payload) "
+                           f"VALUES {values} RETURNING id", params).fetchall()
+        return sorted(int(r[0]) for r in rows)
+
+    def send_owed(self) -> int:
+        """Sends the pushes writes still owe (their node stopped between a write's commit
+        and its push, or the push failed); each once, oldest first. Returns how many."""
+        rows = self.duck.query("SELECT id, tenant_id, machine_id, type, payload "
+                               "FROM push_pending ORDER BY id")
+        sent = 0
+        for id_, tenant_id, machine_id, type, payload in rows:
+            # One at a time, each with its own settle: a message is stored only if its
+            # owed row was still there, whoever else sends owed pushes meanwhile.
+            sent += len(self._publish_many(
+                [(str(tenant_id), str(machine_id), str(type), json.loads(payload))],
+                [int(id_)]))
+        if sent:
+            log.warning("push bus: sent %d push message(s) owed since before a restart",
+                        sent)
+        return sent
 
     def send_soon(self, tenant_id: str, body: PushBody) -> None:
         """:meth:`publish_soon` of a typed message."""

@@ -280,6 +280,23 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE audit_log_v8 RENAME TO audit_log;
         """,
     ),
+    (
+        9,
+        # pushes a write owes its tablets: stored in the write's own transaction, removed
+        # in the one that stores the push (rae_edge.push.PushBus.hold / settle), so a crash
+        # between the two leaves them here to be sent when the node starts again
+        """
+        CREATE SEQUENCE push_pending_seq START 1;
+        CREATE TABLE push_pending (
+            id BIGINT PRIMARY KEY DEFAULT nextval('push_pending_seq'),
+            tenant_id VARCHAR NOT NULL,
+            machine_id VARCHAR NOT NULL,
+            type VARCHAR NOT NULL,
+            payload JSON NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        );
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

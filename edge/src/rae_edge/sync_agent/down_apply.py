@@ -100,6 +100,9 @@ class RemoteCorrections:
               stored: Sequence[Correction]) -> None:
         CorrectionFacts(index_it=self.index_it).index(indexer, items, stored)
 
+    def promised(self, stored: Sequence[Correction]) -> list[tuple[str, PushBody]]:
+        return self.pushes(stored)
+
     def pushes(self, stored: Sequence[Correction]) -> list[tuple[str, PushBody]]:
         return [(c.tenant_id, CorrectionPush(machine_id=c.machine_id, text=c.text,
                                              target_id=c.target_id,

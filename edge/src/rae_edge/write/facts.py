@@ -13,7 +13,13 @@ from dataclasses import dataclass
 
 import duckdb
 
-from rae_edge.push_kinds import CorrectionPush, CorrectionView, PushBody
+from rae_edge.push_kinds import (
+    CorrectionPush,
+    CorrectionView,
+    IncidentPush,
+    IncidentView,
+    PushBody,
+)
 from rae_edge.store.changes import Touch
 from rae_edge.store.duck import DuckStore
 from rae_edge.store.outbox import OutboxMessage
@@ -77,6 +83,15 @@ class IncidentFacts:
         indexer.index_incidents(list(items), refresh=self.refresh, progress=self.progress,
                                 vectors=self._vectors(), fresh={i.id for i in stored})
 
+    def promised(self, stored: Sequence[Incident]) -> list[tuple[str, PushBody]]:
+        # Without the most similar past incident (a lookup): what a crash right after the
+        # commit still announces.
+        if self.announce is None and self.announce_many is None:
+            return []
+        return [(i.tenant_id, IncidentPush(machine_id=i.machine_id,
+                                           incident=IncidentView.of(i)))
+                for i in stored[:self.max_announced]]
+
     def pushes(self, stored: Sequence[Incident]) -> list[tuple[str, PushBody]]:
         first = stored[:self.max_announced]
         if self.announce_many is not None and first:
@@ -136,6 +151,9 @@ class CorrectionFacts:
             indexer.index_corrections(list(items), vectors=self.vectors()
                                       if self.vectors is not None else None)
 
+    def promised(self, stored: Sequence[Correction]) -> list[tuple[str, PushBody]]:
+        return self.pushes(stored)
+
     def pushes(self, stored: Sequence[Correction]) -> list[tuple[str, PushBody]]:
         return [(c.tenant_id, CorrectionPush(machine_id=c.machine_id, text=c.text,
                                              target_id=c.target_id,
@@ -192,6 +210,9 @@ class DocumentFacts:
               stored: Sequence[Document]) -> None:
         return None
 
+    def promised(self, stored: Sequence[Document]) -> list[tuple[str, PushBody]]:
+        return self.pushes(stored)
+
     def pushes(self, stored: Sequence[Document]) -> list[tuple[str, PushBody]]:
         return []
 
@@ -242,6 +263,9 @@ class FeedbackFacts:
     def index(self, indexer: IndexPort, items: Sequence[Feedback],
               stored: Sequence[Feedback]) -> None:
         return None
+
+    def promised(self, stored: Sequence[Feedback]) -> list[tuple[str, PushBody]]:
+        return self.pushes(stored)
 
     def pushes(self, stored: Sequence[Feedback]) -> list[tuple[str, PushBody]]:
         return []

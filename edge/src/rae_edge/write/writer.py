@@ -9,7 +9,9 @@ every origin (API, ingest, typed, voiced, another plant, and later sources):
    request being served written (``mark``: :func:`rae_edge.store.idempotency.note_written`);
 2. ``wake_sync``: the sync agent is woken at once when rows were queued (it would poll);
 3. ``push``: one typed push message per new fact (:mod:`rae_edge.push_kinds`), all of one
-   write stored in one transaction;
+   write stored in one transaction; step 1 stored them as owed (``Fact.promised``,
+   :meth:`rae_edge.push.PushBus.hold`) and this transaction settles them, so a crash
+   between the two leaves them to be sent when the node starts;
 4. ``index``: searchable rows (LanceDB) for the facts (after the push: indexing takes
    longer than everything before it, and the briefing reads DuckDB);
 5. ``drift``: the tenant's drift alerts are recomputed when the new facts can change them
@@ -82,7 +84,11 @@ class PushPort(Protocol):
 
     def send(self, tenant_id: str, body: PushBody) -> int: ...
 
-    def send_many(self, items: Sequence[tuple[str, PushBody]]) -> list[int]: ...
+    def send_many(self, items: Sequence[tuple[str, PushBody]],
+                  settle: Sequence[int] = ()) -> list[int]: ...
+
+    def hold(self, cur: duckdb.DuckDBPyConnection,
+             items: Sequence[tuple[str, PushBody]]) -> list[int]: ...
 
 
 class DriftPort(Protocol):
@@ -124,7 +130,16 @@ class Fact(Protocol, Generic[T]):
 
     def index(self, indexer: IndexPort, items: Sequence[T], stored: Sequence[T]) -> None: ...
 
-    def pushes(self, stored: Sequence[T]) -> list[tuple[str, PushBody]]: ...
+    def promised(self, stored: Sequence[T]) -> list[tuple[str, PushBody]]:
+        """The pushes the new facts owe the tablets, built inside the store transaction
+        and stored there (no lookups): what a crash right after the commit sends when the
+        node starts again."""
+        ...
+
+    def pushes(self, stored: Sequence[T]) -> list[tuple[str, PushBody]]:
+        """The pushes sent after the commit, in place of :meth:`promised` (the same, or
+        completed by lookups: a new incident's most similar past one)."""
+        ...
 
 
 class FactWriter(Protocol):
@@ -197,6 +212,8 @@ class Writer:
             queued = enqueue(cur, fact.messages(stored)) if queue and stored else 0
             drifts = bool(stored) and self._drift is not None and fact.drifts(cur, stored)
             self._mark(cur, fact.name, fact.ids(stored))
+            promised = fact.promised(stored) if stored else []
+            owed = self._push.hold(cur, promised)
         # Committed: cached briefings built from before it are stale from now on.
         touched = fact.touches(stored)
         self.duck.changes.touch(touched)
@@ -207,10 +224,15 @@ class Writer:
             self._wake()
         self._note(fact, origin, "wake_sync", new_ids, int(queued > 0))
         pushed = 0
-        bodies = fact.pushes(stored)
+        try:
+            bodies = fact.pushes(stored) if stored else []
+        except Exception:  # a lookup that completes them failed: the promised ones go
+            log.exception("building the pushes of %d %s facts failed", len(stored),
+                          fact.name)
+            bodies = promised
         try:  # one transaction for all (a bulk write's pushes: one disk flush, not one each)
-            pushed = len(self._push.send_many(bodies))
-        except Exception:  # a tablet that missed a push sees the fact when it reloads
+            pushed = len(self._push.send_many(bodies, settle=owed))
+        except Exception:  # still owed: sent when the node starts again
             log.exception("push of %d %s messages failed", len(bodies), fact.name)
         self._note(fact, origin, "push", new_ids, pushed)
         # Indexed after the push: the fact is in every briefing (DuckDB) once committed, and
