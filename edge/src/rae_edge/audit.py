@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import threading
-import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -122,18 +121,6 @@ class _Chain:
         self.heads: dict[str, str] = {}
 
 
-_chains: weakref.WeakKeyDictionary[DuckStore, _Chain] = weakref.WeakKeyDictionary()
-_chains_lock = threading.Lock()
-
-
-def _chain_of(duck: DuckStore) -> _Chain:
-    with _chains_lock:
-        chain = _chains.get(duck)
-        if chain is None:
-            chain = _chains[duck] = _Chain()
-        return chain
-
-
 class Appender:
     """Appends entries inside a caller's transaction (:meth:`AuditLog.appending`)."""
 
@@ -164,7 +151,7 @@ class AuditLog:
     def __init__(self, duck: DuckStore, outbox: bool = False) -> None:
         self.duck = duck
         self.outbox = outbox
-        self._chain = _chain_of(duck)
+        self._chain = duck.shared(_Chain)
 
     def record(
         self,

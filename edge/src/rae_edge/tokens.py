@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 import threading
-import weakref
 from dataclasses import dataclass, field
 
 from rae_edge.store.duck import DuckStore
@@ -52,22 +51,10 @@ class _Live:
     principals: dict[str, Principal] = field(default_factory=dict)
 
 
-_live: weakref.WeakKeyDictionary[DuckStore, _Live] = weakref.WeakKeyDictionary()
-_live_lock = threading.Lock()
-
-
-def _live_of(duck: DuckStore) -> _Live:
-    with _live_lock:
-        live = _live.get(duck)
-        if live is None:
-            live = _live[duck] = _Live()
-        return live
-
-
 def authenticate(duck: DuckStore, token: str) -> Principal | None:
     """The principal of a live token, or None (unknown or revoked)."""
     h = hash_token(token)
-    live = _live_of(duck)
+    live = duck.shared(_Live)
     known = live.principals.get(h)
     if known is not None:
         return known
@@ -93,7 +80,7 @@ def revoke_token(duck: DuckStore, token_hash: str) -> bool:
             "SELECT 1 FROM tokens WHERE hash = ? AND revoked_at IS NULL", [token_hash]
         ).fetchone()
         cur.execute("UPDATE tokens SET revoked_at = now() WHERE hash = ?", [token_hash])
-    known = _live_of(duck)
+    known = duck.shared(_Live)
     with known.lock:  # committed: refused from the next call on
         known.generation += 1
         known.principals.pop(token_hash, None)

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import duckdb
 import pyarrow as pa
@@ -40,6 +40,9 @@ _INCIDENT_ARROW = pa.schema([
     ("content_hash", pa.string())])
 
 
+S = TypeVar("S")
+
+
 class DuckStore:
     """The node's relational store (one file, ``node.duckdb``)."""
 
@@ -57,10 +60,22 @@ class DuckStore:
         self._machines_gen = 0
         # What each write changed, told after its commit (cached briefings check it).
         self.changes = ChangeCounters()
+        self._shared: dict[type[Any], Any] = {}
+        self._shared_lock = threading.Lock()
         self._con = duckdb.connect(str(path))
         self._migrate()
 
     # -- plumbing ---------------------------------------------------------------
+    def shared(self, kind: type[S]) -> S:
+        """The one ``kind()`` of this store, made on first use: state that everything
+        using the store must share (the audit chain's head, the live tokens), living as
+        long as the store."""
+        with self._shared_lock:
+            found = self._shared.get(kind)
+            if found is None:
+                found = self._shared[kind] = kind()
+            return cast(S, found)
+
     def close(self) -> None:
         with self._lock:
             self._con.close()
