@@ -30,7 +30,10 @@ def _pushed(node: EdgeNode) -> list[str]:
 
 
 def _owed(node: EdgeNode) -> int:
-    return int(node.duck.query("SELECT count(*) FROM push_pending")[0][0])
+    """Owed pushes no message paid yet."""
+    return int(node.duck.query(
+        "SELECT count(*) FROM push_pending p WHERE NOT EXISTS "
+        "(SELECT 1 FROM push_messages m WHERE m.owed = p.id)")[0][0])
 
 
 _CRASH = textwrap.dedent("""
@@ -104,14 +107,25 @@ def test_a_push_sent_normally_is_not_owed_and_a_failed_one_is_sent_on_start(
     assert _owed(restarted) == 0
 
 
-def test_an_owed_push_is_stored_once_whoever_sends_it_first(tmp_path: Path) -> None:
+def test_paid_pushes_are_dropped_by_the_retention_pass_and_unpaid_ones_kept(
+        tmp_path: Path) -> None:
     node = EdgeNode(_settings(tmp_path / "n"))
-    c = Correction(tenant_id=T, machine_id="M1", text="cleaned the lens", author="ana",
-                   origin_node="node-1")
-    body = [(T, CorrectionPush(machine_id="M1", text=c.text, correction=CorrectionView.of(c)))]
+    paid, unpaid = (Correction(tenant_id=T, machine_id="M1", text=t, author="ana",
+                               origin_node="node-1") for t in ("cleaned the lens", "new belt"))
+
+    def body(c: Correction) -> list[tuple[str, CorrectionPush]]:
+        return [(T, CorrectionPush(machine_id="M1", text=c.text,
+                                   correction=CorrectionView.of(c)))]
+
     with node.duck.transaction() as cur:
-        owed = node.push.hold(cur, body)
-    assert node.push.send_owed() == 1  # a restart's pass got there first
-    assert node.push.send_many(body, settle=owed) == []  # the writer's own push: not again
-    assert node.push.send_many(body, settle=owed) == []
-    assert Counter(_pushed(node)) == Counter({c.id: 1})
+        token = node.push.hold(cur, body(paid))
+        node.push.hold(cur, body(unpaid))
+    node.push.send_many(body(paid), owed=token)
+    node.push.trim()
+    assert _owed(node) == 1  # the unpaid one stays owed
+    assert int(node.duck.query("SELECT count(*) FROM push_pending")[0][0]) == 1
+    assert node.push.send_owed() == 1
+    assert node.push.send_owed() == 0
+    assert Counter(_pushed(node)) == Counter({paid.id: 1, unpaid.id: 1})
+    node.push.trim()
+    assert node.duck.query("SELECT count(*) FROM push_pending")[0][0] == 0

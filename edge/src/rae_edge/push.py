@@ -35,8 +35,8 @@ stored before it registered (its backlog) is recorded by :meth:`Subscription.mes
 before it yields; if that fails the subscription raises (the socket closes).
 
 Owed pushes: a write stores the pushes it owes (:meth:`PushBus.hold`) in its own
-transaction, and the transaction that stores them as messages removes them; what a crash
-or a failed push left owed is sent when the node starts (:meth:`PushBus.send_owed`). So a
+transaction under one token, and the messages that pay them carry it (``owed``); what a
+crash or a failed push left unpaid is sent when the node starts (:meth:`PushBus.send_owed`). So a
 fact acknowledged to its writer reaches the tablets exactly once, through any crash.
 
 Retention: messages older than ``retention_days`` or beyond the newest ``retention_rows``
@@ -53,6 +53,7 @@ import queue
 import re
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -208,18 +209,17 @@ class PushBus:
         return self._publish_many([(tenant_id, machine_id, type, payload)])[0]
 
     def _publish_many(self, items: Sequence[tuple[str, str, str, dict[str, Any]]],
-                      settle: Sequence[int] = ()) -> list[int]:
+                      owed: str | None = None) -> list[int]:
         """Stores messages and the audit entries of their deliveries to readers in one
         transaction (one disk flush), then hands each over in cursor order; returns their
         cursors. If the entries cannot be written, nothing is stored or handed over.
-        ``settle``: owed pushes (:meth:`hold`) these messages pay, removed in the same
-        transaction; if none of them is still owed (sent already), nothing is stored."""
+        ``owed``: the token of the owed pushes (:meth:`hold`) these messages pay."""
         bodies = [json.dumps(payload, default=_json_default) for *_, payload in items]
         at = datetime.now(UTC)
-        values = ", ".join(["(?, ?, ?, ?, ?)"] * len(items))
+        values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(items))
         params: list[Any] = []
         for (tenant_id, machine_id, type, _), body in zip(items, bodies, strict=True):
-            params += [tenant_id, machine_id, type, body, at]
+            params += [tenant_id, machine_id, type, body, at, owed]
         with self._lock:
             # Who gets what is known before the insert (tenant, machine, its line): the
             # deliveries' audit entries then go in the same transaction as the messages.
@@ -230,13 +230,9 @@ class PushBus:
             appending = (self.audit.appending() if readers and self.audit is not None
                          else contextlib.nullcontext())
             with appending as app, self.duck.transaction() as cur:
-                if settle and not cur.execute(
-                        "DELETE FROM push_pending WHERE list_contains(?, id) RETURNING id",
-                        [list(settle)]).fetchall():
-                    return []
                 rows = cur.execute(
-                    "INSERT INTO push_messages (tenant_id, machine_id, type, payload, created_at)"
-                    f" VALUES {values} RETURNING seq, tenant_id, machine_id, type, payload",
+                    "INSERT INTO push_messages (tenant_id, machine_id, type, payload, created_at,"
+                    f" owed) VALUES {values} RETURNING seq, tenant_id, machine_id, type, payload",
                     params).fetchall()
                 # Built from what was stored (each cursor with its own row), in cursor order.
                 msgs = sorted((PushMessage(int(seq), str(t), str(m), str(ty), json.loads(body),
@@ -272,47 +268,50 @@ class PushBus:
         return self.publish(tenant_id, body.machine_id, body.TYPE, body.data())
 
     def send_many(self, items: Sequence[tuple[str, PushBody]],
-                  settle: Sequence[int] = ()) -> list[int]:
+                  owed: str | None = None) -> list[int]:
         """Publishes typed messages ``(tenant, body)`` in one transaction (one disk flush,
-        as a bulk write's pushes need); returns their cursors. ``settle``: the ids
-        :meth:`hold` gave for them, no longer owed once these are stored (when another
-        thread sent them already, these are not stored: they would repeat)."""
-        if not items and not settle:
+        as a bulk write's pushes need); returns their cursors. ``owed``: the token
+        :meth:`hold` gave for them (they pay those owed pushes)."""
+        if not items:
             return []
         return self._publish_many([(t, b.machine_id, b.TYPE, b.data()) for t, b in items],
-                                  settle)
+                                  owed)
 
     # -- owed pushes: what a write promised its tablets, across a crash ------------------
     @staticmethod
     def hold(cur: duckdb.DuckDBPyConnection, items: Sequence[tuple[str, PushBody]],
-             ) -> list[int]:
+             ) -> str | None:
         """Records, in the caller's transaction (a write's store step), the pushes that
-        write owes; returns their ids, for :meth:`send_many`'s ``settle``. A crash between
-        the write's commit and its push leaves them owed: :meth:`send_owed` sends them
-        when the node starts again, so a stored fact is never left unannounced."""
+        write owes, under one token it returns, for :meth:`send_many`'s ``owed``. A crash
+        between the write's commit and its push leaves them unpaid: :meth:`send_owed`
+        sends them when the node starts again, so a stored fact is never unannounced.
+        (One insert in a transaction the write makes anyway, and no delete: paid ones are
+        dropped with the retention pass.)"""
         if not items:
-            return []
-        values = ", ".join(["(?, ?, ?, ?)"] * len(items))
+            return None
+        token = uuid.uuid4().hex
+        values = ", ".join(["(?, ?, ?, ?, ?)"] * len(items))
         params: list[Any] = []
         for tenant_id, body in items:
-            params += [tenant_id, body.machine_id, body.TYPE,
+            params += [token, tenant_id, body.machine_id, body.TYPE,
                        json.dumps(body.data(), default=_json_default)]
-        rows = cur.execute("INSERT INTO push_pending (tenant_id, machine_id, type, payload) "
-                           f"VALUES {values} RETURNING id", params).fetchall()
-        return sorted(int(r[0]) for r in rows)
+        cur.execute("INSERT INTO push_pending (id, tenant_id, machine_id, type, payload) "
+                    f"VALUES {values}", params)
+        return token
 
     def send_owed(self) -> int:
         """Sends the pushes writes still owe (their node stopped between a write's commit
-        and its push, or the push failed); each once, oldest first. Returns how many."""
-        rows = self.duck.query("SELECT id, tenant_id, machine_id, type, payload "
-                               "FROM push_pending ORDER BY id")
-        sent = 0
-        for id_, tenant_id, machine_id, type, payload in rows:
-            # One at a time, each with its own settle: a message is stored only if its
-            # owed row was still there, whoever else sends owed pushes meanwhile.
-            sent += len(self._publish_many(
-                [(str(tenant_id), str(machine_id), str(type), json.loads(payload))],
-                [int(id_)]))
+        and its push, or the push failed), oldest first; returns how many. Called when
+        the node starts, before it serves: no write is between its two steps then."""
+        rows = self.duck.query(
+            "SELECT p.id, p.tenant_id, p.machine_id, p.type, p.payload FROM push_pending p "
+            "WHERE NOT EXISTS (SELECT 1 FROM push_messages m WHERE m.owed = p.id) "
+            "ORDER BY p.created_at, p.id")
+        by_token: dict[str, list[tuple[str, str, str, dict[str, Any]]]] = {}
+        for token, tenant_id, machine_id, type, payload in rows:
+            by_token.setdefault(str(token), []).append(
+                (str(tenant_id), str(machine_id), str(type), json.loads(payload)))
+        sent = sum(len(self._publish_many(items, token)) for token, items in by_token.items())
         if sent:
             log.warning("push bus: sent %d push message(s) owed since before a restart",
                         sent)
@@ -448,6 +447,10 @@ class PushBus:
         """Deletes messages past retention; returns how many."""
         cutoff = datetime.now(UTC) - self.retention
         with self.duck.transaction() as cur:
+            # Owed pushes that were paid go first (one whose message is trimmed below must
+            # not look unpaid); unpaid ones stay until the node sends them.
+            cur.execute("DELETE FROM push_pending WHERE id IN "
+                        "(SELECT owed FROM push_messages WHERE owed IS NOT NULL)")
             before = cur.execute("SELECT count(*) FROM push_messages").fetchone()
             cur.execute(
                 "DELETE FROM push_messages WHERE created_at < ? OR seq <= "

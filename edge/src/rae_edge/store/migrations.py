@@ -282,19 +282,19 @@ MIGRATIONS: list[tuple[int, str]] = [
     ),
     (
         9,
-        # pushes a write owes its tablets: stored in the write's own transaction, removed
-        # in the one that stores the push (rae_edge.push.PushBus.hold / settle), so a crash
-        # between the two leaves them here to be sent when the node starts again
+        # pushes a write owes its tablets: stored in the write's own transaction under one
+        # token, which the messages that pay them carry (``owed``), so a crash between the
+        # two leaves them to be sent when the node starts (rae_edge.push.PushBus.hold)
         """
-        CREATE SEQUENCE push_pending_seq START 1;
         CREATE TABLE push_pending (
-            id BIGINT PRIMARY KEY DEFAULT nextval('push_pending_seq'),
+            id VARCHAR NOT NULL,
             tenant_id VARCHAR NOT NULL,
             machine_id VARCHAR NOT NULL,
             type VARCHAR NOT NULL,
             payload JSON NOT NULL,
             created_at TIMESTAMPTZ NOT NULL DEFAULT now()
         );
+        ALTER TABLE push_messages ADD COLUMN owed VARCHAR;
         """,
     ),
 ]

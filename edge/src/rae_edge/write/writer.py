@@ -10,8 +10,8 @@ every origin (API, ingest, typed, voiced, another plant, and later sources):
 2. ``wake_sync``: the sync agent is woken at once when rows were queued (it would poll);
 3. ``push``: one typed push message per new fact (:mod:`rae_edge.push_kinds`), all of one
    write stored in one transaction; step 1 stored them as owed (``Fact.promised``,
-   :meth:`rae_edge.push.PushBus.hold`) and this transaction settles them, so a crash
-   between the two leaves them to be sent when the node starts;
+   :meth:`rae_edge.push.PushBus.hold`) and these messages pay them, so a crash between
+   the two leaves them to be sent when the node starts;
 4. ``index``: searchable rows (LanceDB) for the facts (after the push: indexing takes
    longer than everything before it, and the briefing reads DuckDB);
 5. ``drift``: the tenant's drift alerts are recomputed when the new facts can change them
@@ -85,10 +85,10 @@ class PushPort(Protocol):
     def send(self, tenant_id: str, body: PushBody) -> int: ...
 
     def send_many(self, items: Sequence[tuple[str, PushBody]],
-                  settle: Sequence[int] = ()) -> list[int]: ...
+                  owed: str | None = None) -> list[int]: ...
 
     def hold(self, cur: duckdb.DuckDBPyConnection,
-             items: Sequence[tuple[str, PushBody]]) -> list[int]: ...
+             items: Sequence[tuple[str, PushBody]]) -> str | None: ...
 
 
 class DriftPort(Protocol):
@@ -231,7 +231,7 @@ class Writer:
                           fact.name)
             bodies = promised
         try:  # one transaction for all (a bulk write's pushes: one disk flush, not one each)
-            pushed = len(self._push.send_many(bodies, settle=owed))
+            pushed = len(self._push.send_many(bodies, owed=owed))
         except Exception:  # still owed: sent when the node starts again
             log.exception("push of %d %s messages failed", len(bodies), fact.name)
         self._note(fact, origin, "push", new_ids, pushed)
