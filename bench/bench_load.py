@@ -82,6 +82,7 @@ async def _load(node: NodeProcess, token: str, seconds: float,
     why: dict[str, int] = {}  # error causes: HTTP status or exception class
     pushes = 0
     rss: list[tuple[float, float]] = []
+    stores: list[tuple[float, dict[str, float]]] = []  # at the start, after the first minute
     stop = asyncio.Event()
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
     async with httpx.AsyncClient(base_url=node.url, headers=headers, timeout=30,
@@ -150,7 +151,10 @@ async def _load(node: NodeProcess, token: str, seconds: float,
         async def sample_rss() -> None:
             t0 = time.perf_counter()
             while not stop.is_set():
-                rss.append((round(time.perf_counter() - t0, 1), rss_mib(node.pid)))
+                at = round(time.perf_counter() - t0, 1)
+                rss.append((at, rss_mib(node.pid)))
+                if not stores or (at >= 60.0 and len(stores) == 1):
+                    stores.append((at, _store_memory(await _scrape(client))))
                 await asyncio.sleep(5)
 
         before = await _scrape(client)
@@ -168,8 +172,11 @@ async def _load(node: NodeProcess, token: str, seconds: float,
         cpu = {"node": (cpu_seconds([node.pid]) - cpu0[0]) / wall,
                "generator": (time.process_time() - cpu0[1]) / wall}
         await asyncio.gather(*drivers, *tablets, return_exceptions=True)
-        spent = _spent(before, await _scrape(client))
+        end = await _scrape(client)
+        spent = _spent(before, end)
+        stores.append((round(wall, 1), _store_memory(end)))
     return {"lat": lat, "errors": errors, "pushes": pushes, "rss": rss, "sent": sent,
+            "stores": stores,
             "why": why, "seconds": seconds, "cpu": cpu, "spent": spent}
 
 
@@ -181,6 +188,15 @@ async def _scrape(client: httpx.AsyncClient) -> dict[tuple[str, tuple[str, ...]]
     r.raise_for_status()
     return {(s.name, tuple(f"{k}={v}" for k, v in sorted(s.labels.items()))): s.value
             for fam in text_string_to_metric_families(r.text) for s in fam.samples}
+
+
+def _store_memory(scraped: dict[tuple[str, tuple[str, ...]], float]) -> dict[str, float]:
+    """MiB held by DuckDB (by use) and LanceDB's caches, from a scrape."""
+    out = {f"duckdb {labels[0].split('=', 1)[1]}": v / 2**20
+           for (name, labels), v in scraped.items()
+           if name == "rae_duckdb_memory_bytes" and v > 0}
+    out["lancedb caches"] = scraped.get(("rae_lancedb_cache_bytes", ()), 0.0) / 2**20
+    return out
 
 
 # where the time goes: histogram (name, the label that names a part)
@@ -258,6 +274,13 @@ def run(quick: bool = False, seconds: float | None = None) -> list[Row]:
                         target="<= 10 %", ok=growth <= 0.10,
                         notes=f"{after_minute[0]:.0f} MiB at 60 s, {rss_vals[-1]:.0f} MiB at "
                               "the end"))
+    if len(res["stores"]) >= 2:  # where a growing RSS sits: the stores' own memory
+        _, first = res["stores"][1 if len(res["stores"]) > 2 else 0]
+        t_end, last = res["stores"][-1]
+        for part in sorted(set(first) | set(last)):
+            rows.append(row(f"memory in {part}", last.get(part, 0.0), "MiB",
+                            notes=f"{first.get(part, 0.0):.1f} MiB after the first minute "
+                                  f"(or at the start), {t_end:.0f} s: at the end"))
     busy = sum(s for _, s, _ in res["spent"] if s > 0) or 1.0
     for part, secs, count in res["spent"][:12]:
         rows.append(row(f"time in {part}", secs, "s",

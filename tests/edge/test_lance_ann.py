@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
+import rae_edge.store.lance as lance_mod
 from rae_edge.store.lance import OPTIMIZE_EVERY, LanceStore
 
 ROWS = 1200
@@ -68,3 +70,32 @@ def test_forced_refresh_builds_the_ann_index_before_returning(tmp_path: Path) ->
     store.refresh_indexes(force=True)  # a bulk load: searched with the index right after
     assert store._upkeep is None and store.ann_builds == 1
     assert store._has_vector_index(), f"no ANN index after {time.perf_counter() - t0:.1f} s"
+
+
+def test_stale_index_caches_are_renewed_and_nothing_is_lost(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every optimize leaves the index files it replaced in the caches; once they hold
+    more than the bound (here 1 MiB) and twice the fresh size, the store reopens the table
+    on fresh caches, and every row written before and after is still found."""
+    monkeypatch.setattr(lance_mod, "CACHE_RENEW_MIN_BYTES", 2**20)
+    rng = np.random.default_rng(5)
+    store = LanceStore(tmp_path / "lance")
+    store.add(_rows(rng, 0, 500))
+    store.refresh_indexes(force=True)
+    seen: list[int] = []
+    n = 500
+    for _ in range(12):
+        for _ in range(OPTIMIZE_EVERY):
+            store.add(_rows(rng, n, 1))
+            n += 1
+        store.refresh_indexes()
+        assert store.wait_for_upkeep(timeout=120)
+        store.text_search("row", "kind = 'incident'", 5, ["id"])  # loads the new indexes
+        seen.append(store.cache_bytes())
+    assert store.cache_renewals >= 1, seen
+    assert min(seen) < max(seen)
+    store.add(_rows(rng, n, 1))  # through the renewed handle
+    assert store.count() == n + 1
+    for probe in (0, 600, n - 1, n):
+        hits = store.text_search(f"row {probe}", "kind = 'incident'", 3, ["id"])
+        assert f"inc_{probe:06d}" in [h["id"] for h in hits], probe

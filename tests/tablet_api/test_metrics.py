@@ -165,6 +165,12 @@ def test_series_exist_and_move_with_work(node_url: tuple[str, EdgeNode, dict[str
             before, steps, fact="incident", step=step) >= 1, step
     assert value(after, "rae_write_step_seconds_sum", fact="incident", step="index") > value(
         before, "rae_write_step_seconds_sum", fact="incident", step="index")
+    # The stores' own memory (where a growing RSS sits): DuckDB's tables hold the rows
+    # written above, LanceDB's caches the indexes the searches of the writes loaded.
+    duck = {dict(labels)["tag"]: v for (n, labels), v in after.items()
+            if n == "rae_duckdb_memory_bytes"}
+    assert "BASE_TABLE" in duck and sum(duck.values()) > 0
+    assert value(after, "rae_lancedb_cache_bytes") > 0
 
 
 def test_another_host_needs_an_admin_token(

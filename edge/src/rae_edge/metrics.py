@@ -6,7 +6,8 @@ queues read at scrape time.
 - :data:`WRITE_SECONDS`: each step of every write (:class:`rae_edge.write.Writer`);
 - :class:`NodeCollector`: push sockets and messages, outbox depth and age (the sync lag),
   the sync agent's counters, voice notes by status (the transcription queue), ingest jobs
-  by status and the progress of running ones; read from the node when scraped;
+  by status and the progress of running ones, the memory DuckDB and LanceDB's caches
+  hold; read from the node when scraped;
 - :func:`register`: the hook for parts that bring their own state. An alarm connector
   registers a collector of its sources' state and keeps the returned callable to
   unregister on stop, e.g.::
@@ -41,6 +42,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 if TYPE_CHECKING:
     from rae_edge.store.duck import DuckStore
+    from rae_edge.store.lance import LanceStore
 
 EMBED_SECONDS = Histogram(
     "rae_embedding_seconds", "Wall time of one call of the embedding model (a batch)",
@@ -112,6 +114,9 @@ class MetricsHost(Protocol):
     def duck(self) -> DuckStore: ...
 
     @property
+    def lance(self) -> LanceStore: ...
+
+    @property
     def push(self) -> _Sockets: ...
 
     @property
@@ -157,6 +162,18 @@ class NodeCollector:
             notes.add_metric([str(status)], float(n))
         yield notes
         yield from self._jobs()
+        yield from self._store_memory()
+
+    def _store_memory(self) -> Iterator[Metric]:
+        # The stores' own memory, next to the process RSS: what a growing node holds.
+        duck = GaugeMetricFamily("rae_duckdb_memory_bytes", "Memory held by DuckDB's buffer "
+                                 "manager, by use", labels=["tag"])
+        for tag, used in self.node.duck.query(
+                "SELECT tag, memory_usage_bytes FROM duckdb_memory() ORDER BY tag"):
+            duck.add_metric([str(tag)], float(used))
+        yield duck
+        yield _gauge("rae_lancedb_cache_bytes", "Bytes in LanceDB's index and metadata "
+                     "caches", self.node.lance.cache_bytes())
 
     def _sync(self) -> Iterator[Metric]:
         agent = self.node.sync
