@@ -196,7 +196,11 @@ def _store_memory(scraped: dict[tuple[str, tuple[str, ...]], float]) -> dict[str
            for (name, labels), v in scraped.items()
            if name == "rae_duckdb_memory_bytes" and v > 0}
     out["lancedb caches"] = scraped.get(("rae_lancedb_cache_bytes", ()), 0.0) / 2**20
+    out[RENEWALS] = scraped.get(("rae_lancedb_cache_renewals_total", ()), 0.0)
     return out
+
+
+RENEWALS = "lancedb cache renewals"  # a count among the MiB of _store_memory
 
 
 # where the time goes: histogram (name, the label that names a part)
@@ -277,7 +281,9 @@ def run(quick: bool = False, seconds: float | None = None) -> list[Row]:
     if len(res["stores"]) >= 2:  # where a growing RSS sits: the stores' own memory
         _, first = res["stores"][1 if len(res["stores"]) > 2 else 0]
         t_end, last = res["stores"][-1]
-        for part in sorted(set(first) | set(last)):
+        rows.append(row(RENEWALS, last.get(RENEWALS, 0.0), "count",
+                        notes="stale index files dropped with the caches holding them"))
+        for part in sorted((set(first) | set(last)) - {RENEWALS}):
             rows.append(row(f"memory in {part}", last.get(part, 0.0), "MiB",
                             notes=f"{first.get(part, 0.0):.1f} MiB after the first minute "
                                   f"(or at the start), {t_end:.0f} s: at the end"))

@@ -76,8 +76,10 @@ def test_stale_index_caches_are_renewed_and_nothing_is_lost(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every optimize leaves the index files it replaced in the caches; once they hold
     more than the bound (here 1 MiB) and twice the fresh size, the store reopens the table
-    on fresh caches, and every row written before and after is still found."""
+    on fresh caches (here with no pause between renewals), and every row written before
+    and after is still found."""
     monkeypatch.setattr(lance_mod, "CACHE_RENEW_MIN_BYTES", 2**20)
+    monkeypatch.setattr(lance_mod, "CACHE_RENEW_MIN_INTERVAL_S", 0.0)
     rng = np.random.default_rng(5)
     store = LanceStore(tmp_path / "lance")
     store.add(_rows(rng, 0, 500))

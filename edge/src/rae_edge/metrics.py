@@ -174,6 +174,10 @@ class NodeCollector:
         yield duck
         yield _gauge("rae_lancedb_cache_bytes", "Bytes in LanceDB's index and metadata "
                      "caches", self.node.lance.cache_bytes())
+        renewals = CounterMetricFamily("rae_lancedb_cache_renewals", "Times LanceDB's "
+                                       "caches were dropped for fresh ones (stale index files)")
+        renewals.add_metric([], float(self.node.lance.cache_renewals))
+        yield renewals
 
     def _sync(self) -> Iterator[Metric]:
         agent = self.node.sync
