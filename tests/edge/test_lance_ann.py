@@ -76,10 +76,9 @@ def test_stale_index_caches_are_renewed_and_nothing_is_lost(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every optimize leaves the index files it replaced in the caches; once they hold
     more than the bound (here 1 MiB) and twice the fresh size, the store reopens the table
-    on fresh caches (here with no pause between renewals), and every row written before
+    on fresh caches, and every row written before
     and after is still found."""
     monkeypatch.setattr(lance_mod, "CACHE_RENEW_MIN_BYTES", 2**20)
-    monkeypatch.setattr(lance_mod, "CACHE_RENEW_MIN_INTERVAL_S", 0.0)
     rng = np.random.default_rng(5)
     store = LanceStore(tmp_path / "lance")
     store.add(_rows(rng, 0, 500))
@@ -101,3 +100,24 @@ def test_stale_index_caches_are_renewed_and_nothing_is_lost(
     for probe in (0, 600, n - 1, n):
         hits = store.text_search(f"row {probe}", "kind = 'incident'", 3, ["id"])
         assert f"inc_{probe:06d}" in [h["id"] for h in hits], probe
+
+
+def test_caches_of_a_store_whose_indexes_outgrow_them_are_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same stream of writes on a store estimated to need more than the caches hold
+    (as ~1M rows would): its full caches evict by themselves, and are never dropped."""
+    monkeypatch.setattr(lance_mod, "CACHE_RENEW_MIN_BYTES", 2**20)
+    monkeypatch.setattr(lance_mod, "INDEX_BYTES_PER_ROW", 2**20)  # 500 rows: "500 MiB"
+    rng = np.random.default_rng(5)
+    store = LanceStore(tmp_path / "lance")
+    store.add(_rows(rng, 0, 500))
+    store.refresh_indexes(force=True)
+    n = 500
+    for _ in range(8):
+        for _ in range(OPTIMIZE_EVERY):
+            store.add(_rows(rng, n, 1))
+            n += 1
+        store.refresh_indexes()
+        assert store.wait_for_upkeep(timeout=120)
+        store.text_search("row", "kind = 'incident'", 5, ["id"])
+    assert store.cache_bytes() > 2**20 and store.cache_renewals == 0

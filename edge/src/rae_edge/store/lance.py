@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import warnings
 from collections.abc import Sequence
 from datetime import datetime
@@ -40,13 +39,13 @@ METADATA_CACHE_BYTES = 32 * 2**20
 # Each optimize writes fresh index files, and the caches keep the ones they replaced until
 # evicted by size: at 10 single-incident writes/s (an optimize every ~1.6 s) the caches
 # grew by 126 MiB in 4 minutes of the load test, on a store whose indexes take ~30 MiB.
-# Once they hold more than this, and twice what the current indexes took right after the
-# last renewal, the upkeep thread opens the table anew on fresh caches (warmed before
-# they serve), and the old ones go with the last query still using them. At most once per
-# CACHE_RENEW_MIN_INTERVAL_S: on a store whose indexes outgrow the cache (~1M memories)
-# the fresh size is only what the warm-up touched, and renewals must not churn it.
+# Once they hold more than this and twice what the live indexes take (as measured after
+# the last renewal, or estimated from the row count: ~70 MiB at 100k rows), the upkeep
+# thread opens the table anew on fresh caches (warmed before they serve), and the old ones
+# go with the last query still using them. The estimate keeps a store whose indexes
+# outgrow the caches (~1M rows) from renewing them at all: full, they evict by themselves.
 CACHE_RENEW_MIN_BYTES = 64 * 2**20
-CACHE_RENEW_MIN_INTERVAL_S = 120.0
+INDEX_BYTES_PER_ROW = 768
 
 SCHEMA = pa.schema(
     [
@@ -114,7 +113,6 @@ class LanceStore:
         self._session = _session()
         self._db = lancedb.connect(str(path), session=self._session)
         self._warm_bytes = 0  # what the caches held right after the last renewal
-        self._renewed_at = time.monotonic()
         self.cache_renewals = 0
         self._lock = threading.RLock()
         self._pending_adds = 0  # Lance versions written since the last optimize
@@ -203,8 +201,8 @@ class LanceStore:
         self._renew_stale_caches()
 
     def _renew_stale_caches(self) -> None:
-        if (self.cache_bytes() <= max(CACHE_RENEW_MIN_BYTES, 2 * self._warm_bytes)
-                or time.monotonic() - self._renewed_at < CACHE_RENEW_MIN_INTERVAL_S):
+        live = max(self._warm_bytes, self.count() * INDEX_BYTES_PER_ROW)
+        if self.cache_bytes() <= max(CACHE_RENEW_MIN_BYTES, 2 * live):
             return
         session = _session()
         db = lancedb.connect(str(self.path), session=session)
@@ -214,7 +212,6 @@ class LanceStore:
             table.checkout_latest()  # type: ignore[no-untyped-call]
             self._session, self._db, self.table = session, db, table
         self._warm_bytes = int(session.size_bytes)
-        self._renewed_at = time.monotonic()
         self.cache_renewals += 1
 
     def wait_for_upkeep(self, timeout: float | None = None) -> bool:
