@@ -101,14 +101,15 @@ class RemoteCorrections:
         CorrectionFacts(index_it=self.index_it).index(indexer, items, stored)
 
     def promised(self, stored: Sequence[Correction]) -> list[tuple[str, PushBody]]:
-        return self.pushes(stored)
-
-    def pushes(self, stored: Sequence[Correction]) -> list[tuple[str, PushBody]]:
         return [(c.tenant_id, CorrectionPush(machine_id=c.machine_id, text=c.text,
                                              target_id=c.target_id,
                                              correction=CorrectionView.of(c),
                                              origin=self.origins.get(c.id)))
                 for c in stored]
+
+    def pushes(self, stored: Sequence[Correction],
+               promised: Sequence[tuple[str, PushBody]]) -> list[tuple[str, PushBody]]:
+        return list(promised)  # complete as promised: nothing to look up
 
 
 def _row(c: Correction) -> tuple[str | datetime | None, ...]:

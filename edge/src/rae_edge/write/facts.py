@@ -92,7 +92,9 @@ class IncidentFacts:
                                            incident=IncidentView.of(i)))
                 for i in stored[:self.max_announced]]
 
-    def pushes(self, stored: Sequence[Incident]) -> list[tuple[str, PushBody]]:
+    def pushes(self, stored: Sequence[Incident],
+               promised: Sequence[tuple[str, PushBody]]) -> list[tuple[str, PushBody]]:
+        # The promised ones completed: each with its most similar past incident.
         first = stored[:self.max_announced]
         if self.announce_many is not None and first:
             bodies = self.announce_many(first, self._vectors())
@@ -152,14 +154,15 @@ class CorrectionFacts:
                                       if self.vectors is not None else None)
 
     def promised(self, stored: Sequence[Correction]) -> list[tuple[str, PushBody]]:
-        return self.pushes(stored)
-
-    def pushes(self, stored: Sequence[Correction]) -> list[tuple[str, PushBody]]:
         return [(c.tenant_id, CorrectionPush(machine_id=c.machine_id, text=c.text,
                                              target_id=c.target_id,
                                              correction=CorrectionView.of(c),
                                              origin=self.origin))
                 for c in stored]
+
+    def pushes(self, stored: Sequence[Correction],
+               promised: Sequence[tuple[str, PushBody]]) -> list[tuple[str, PushBody]]:
+        return list(promised)  # complete as promised: nothing to look up
 
 
 @dataclass(frozen=True)
@@ -211,10 +214,11 @@ class DocumentFacts:
         return None
 
     def promised(self, stored: Sequence[Document]) -> list[tuple[str, PushBody]]:
-        return self.pushes(stored)
-
-    def pushes(self, stored: Sequence[Document]) -> list[tuple[str, PushBody]]:
         return []
+
+    def pushes(self, stored: Sequence[Document],
+               promised: Sequence[tuple[str, PushBody]]) -> list[tuple[str, PushBody]]:
+        return list(promised)
 
 
 @dataclass(frozen=True)
@@ -265,7 +269,8 @@ class FeedbackFacts:
         return None
 
     def promised(self, stored: Sequence[Feedback]) -> list[tuple[str, PushBody]]:
-        return self.pushes(stored)
-
-    def pushes(self, stored: Sequence[Feedback]) -> list[tuple[str, PushBody]]:
         return []
+
+    def pushes(self, stored: Sequence[Feedback],
+               promised: Sequence[tuple[str, PushBody]]) -> list[tuple[str, PushBody]]:
+        return list(promised)

@@ -136,9 +136,11 @@ class Fact(Protocol, Generic[T]):
         node starts again."""
         ...
 
-    def pushes(self, stored: Sequence[T]) -> list[tuple[str, PushBody]]:
-        """The pushes sent after the commit, in place of :meth:`promised` (the same, or
-        completed by lookups: a new incident's most similar past one)."""
+    def pushes(self, stored: Sequence[T],
+               promised: Sequence[tuple[str, PushBody]]) -> list[tuple[str, PushBody]]:
+        """The pushes sent after the commit in place of ``promised`` (what
+        :meth:`promised` built): the same, or completed by lookups (a new incident's most
+        similar past one)."""
         ...
 
 
@@ -225,7 +227,7 @@ class Writer:
         self._note(fact, origin, "wake_sync", new_ids, int(queued > 0))
         pushed = 0
         try:
-            bodies = fact.pushes(stored) if stored else []
+            bodies = fact.pushes(stored, promised) if stored else []
         except Exception:  # a lookup that completes them failed: the promised ones go
             log.exception("building the pushes of %d %s facts failed", len(stored),
                           fact.name)
