@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -93,6 +94,10 @@ class HybridSearch:
         self.feedback = feedback
         self.fields = fields
         self.fusion = fusion or Fusion()
+        # The full-text query runs beside the query's embedding and vector search (it needs
+        # neither; ONNX and LanceDB both release the GIL): a search costs the longer of
+        # the two, not their sum. Threads start on first use, end with this object.
+        self._text_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fts")
 
     def normalize(self, q: str) -> str:
         return self.abbreviations.expand(" ".join(q.split()))
@@ -114,11 +119,12 @@ class HybridSearch:
         prof = profile(q)
         lists: dict[str, list[dict[str, Any]]] = {}
         vec: np.ndarray | None = None
+        text = self._text_soon(norm, where, n) if mode in ("hybrid", "text") else None
         if mode in ("hybrid", "vector"):
             vec = self._embedder().embed_one(norm)
             lists["vector"] = self.lance.vector_search(vec.tolist(), where, n, COLUMNS)
-        if mode in ("hybrid", "text"):
-            lists["text"] = self._text(norm, where, n)
+        if text is not None:
+            lists["text"] = text.result()
         exact: dict[str, set[str]] = {}
         if mode == "hybrid" and prof.code_like:
             exact, lists["exact"] = self.exact(tenant_id, prof, where, list(lists.values()),
@@ -166,14 +172,18 @@ class HybridSearch:
         fuse these with several weightings without searching again)."""
         norm = self.normalize(query)
         prof = profile(query)
+        text = self._text_soon(norm, where, n)
         vec = self._embedder().embed_one(norm)
         lists = {"vector": self.lance.vector_search(vec.tolist(), where, n, COLUMNS),
-                 "text": self._text(norm, where, n)}
+                 "text": text.result()}
         exact: dict[str, set[str]] = {}
         if prof.code_like:
             exact, lists["exact"] = self.exact(tenant_id, prof, where, list(lists.values()),
                                                machine_id)
         return lists, exact
+
+    def _text_soon(self, query: str, where: str, n: int) -> Future[list[dict[str, Any]]]:
+        return self._text_pool.submit(self._text, query, where, n)
 
     def _text(self, query: str, where: str, n: int) -> list[dict[str, Any]]:
         try:
