@@ -29,7 +29,11 @@ log = logging.getLogger(__name__)
 TABLE = "memories"
 DIM = 384
 ANN_MIN_ROWS = 50_000  # below this, exact (flat) search with prefilters is fast enough
-OPTIMIZE_EVERY = 16  # add() batches between two optimize() calls
+# add() batches between two optimize() calls. Each optimize takes ~0.2 s of both cores at
+# 100k rows, and the writes it overlaps wait: at 16, `POST /corrections` p95 at 100k was
+# 47-54 ms (p50 31), at 64 35 ms (p50 27). Far fewer (at most one per 30 s under the load
+# test: ~300 one-row fragments) made every query slow enough for the load test to collapse.
+OPTIMIZE_EVERY = 64
 # LanceDB's caches are unbounded by default, and every add() leaves metadata of a version
 # that is never read again: ~55 MiB per 1,000 single-incident writes, so a node's memory
 # grew for as long as it ran. The indexes of 100k memories (ANN, full text, bitmaps) take
@@ -44,7 +48,7 @@ METADATA_CACHE_BYTES = 32 * 2**20
 # thread opens the table anew on fresh caches (warmed before they serve), and the old ones
 # go with the last query still using them. The estimate keeps a store whose indexes
 # outgrow the caches (~1M rows) from renewing them at all: full, they evict by themselves.
-CACHE_RENEW_MIN_BYTES = 64 * 2**20
+CACHE_RENEW_MIN_BYTES = 32 * 2**20
 INDEX_BYTES_PER_ROW = 768
 
 SCHEMA = pa.schema(
