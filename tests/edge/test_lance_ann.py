@@ -72,27 +72,34 @@ def test_forced_refresh_builds_the_ann_index_before_returning(tmp_path: Path) ->
     assert store._has_vector_index(), f"no ANN index after {time.perf_counter() - t0:.1f} s"
 
 
-def test_stale_index_caches_are_renewed_and_nothing_is_lost(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every optimize leaves the index files it replaced in the caches; once they hold
-    more than the bound (here 1 MiB) and twice the fresh size, the store reopens the table
-    on fresh caches, and every row written before
-    and after is still found."""
-    monkeypatch.setattr(lance_mod, "CACHE_RENEW_MIN_BYTES", 2**20)
-    rng = np.random.default_rng(5)
-    store = LanceStore(tmp_path / "lance")
+def _stream_of_writes(store: LanceStore, rng: np.random.Generator, rounds: int,
+                      ) -> tuple[int, list[int]]:
+    """500 rows, then ``rounds`` optimizes' worth of one-row writes, each round searched
+    (which loads the new indexes); returns the rows written and the cache size per round."""
     store.add(_rows(rng, 0, 500))
     store.refresh_indexes(force=True)
     seen: list[int] = []
     n = 500
-    for _ in range(12):
+    for _ in range(rounds):
         for _ in range(OPTIMIZE_EVERY):
             store.add(_rows(rng, n, 1))
             n += 1
         store.refresh_indexes()
         assert store.wait_for_upkeep(timeout=120)
-        store.text_search("row", "kind = 'incident'", 5, ["id"])  # loads the new indexes
+        store.text_search("row", "kind = 'incident'", 5, ["id"])
         seen.append(store.cache_bytes())
+    return n, seen
+
+
+def test_stale_index_caches_are_renewed_and_nothing_is_lost(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every optimize leaves the index files it replaced in the caches; once they hold
+    more than the bound (here 1 MiB) and twice the fresh size, the store reopens the table
+    on fresh caches, and every row written before and after is still found."""
+    monkeypatch.setattr(lance_mod, "CACHE_RENEW_MIN_BYTES", 2**20)
+    rng = np.random.default_rng(5)
+    store = LanceStore(tmp_path / "lance")
+    n, seen = _stream_of_writes(store, rng, 12)
     assert store.cache_renewals >= 1, seen
     assert min(seen) < max(seen)
     store.add(_rows(rng, n, 1))  # through the renewed handle
@@ -110,14 +117,5 @@ def test_caches_of_a_store_whose_indexes_outgrow_them_are_kept(
     monkeypatch.setattr(lance_mod, "INDEX_BYTES_PER_ROW", 2**20)  # 500 rows: "500 MiB"
     rng = np.random.default_rng(5)
     store = LanceStore(tmp_path / "lance")
-    store.add(_rows(rng, 0, 500))
-    store.refresh_indexes(force=True)
-    n = 500
-    for _ in range(8):
-        for _ in range(OPTIMIZE_EVERY):
-            store.add(_rows(rng, n, 1))
-            n += 1
-        store.refresh_indexes()
-        assert store.wait_for_upkeep(timeout=120)
-        store.text_search("row", "kind = 'incident'", 5, ["id"])
+    _stream_of_writes(store, rng, 8)
     assert store.cache_bytes() > 2**20 and store.cache_renewals == 0
