@@ -171,6 +171,7 @@ def test_series_exist_and_move_with_work(node_url: tuple[str, EdgeNode, dict[str
             if n == "rae_duckdb_memory_bytes"}
     assert "BASE_TABLE" in duck and sum(duck.values()) > 0
     assert value(after, "rae_lancedb_cache_bytes") > 0
+    assert value(after, "rae_lancedb_index_cache_capacity_bytes") >= 256 * 2**20
     assert ("rae_lancedb_cache_renewals_total", ()) in after
 
 

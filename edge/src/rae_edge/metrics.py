@@ -174,8 +174,11 @@ class NodeCollector:
         yield duck
         yield _gauge("rae_lancedb_cache_bytes", "Bytes in LanceDB's index and metadata "
                      "caches", self.node.lance.cache_bytes())
+        yield _gauge("rae_lancedb_index_cache_capacity_bytes", "The most LanceDB's index "
+                     "cache holds (grows with the table)", self.node.lance.cache_capacity)
         renewals = CounterMetricFamily("rae_lancedb_cache_renewals", "Times LanceDB's "
-                                       "caches were dropped for fresh ones (stale index files)")
+                                       "caches were replaced by fresh ones (stale index "
+                                       "files, or a larger index cache for a larger table)")
         renewals.add_metric([], float(self.node.lance.cache_renewals))
         yield renewals
 

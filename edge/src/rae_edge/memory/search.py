@@ -150,8 +150,8 @@ class HybridSearch:
         """The memories (within the prefilter) naming the query's codes or part numbers:
         ``({id: values named}, rows ranked by how many they name)``. Rows the other
         retrievers brought (``have``) passed the same prefilter and are reused; only the
-        others are read from LanceDB (a read by id scans the table: keep it rare, so another
-        machine's are dropped before, by the machine stored with the fields)."""
+        others are read from LanceDB, by id (indexed), and only this machine's: another
+        machine's are dropped before, by the machine stored with the fields."""
         found = self.fields.exact(tenant_id, prof.exact, machine_id,
                                               include_general)
         if not found:

@@ -1,9 +1,10 @@
 """LanceDB store: every searchable memory (incidents, manual sections, shift entries, work
 orders, corrections) as text + vector in one table, ``memories``.
 
-Indexes: BITMAP on ``machine_id``, ``kind`` and ``tenant_id`` (prefilters), the native
-full-text index on ``search_text`` (the abbreviation-expanded text; ``text`` keeps the
-original), and an ANN index once the table is large enough for it to pay.
+Indexes: BITMAP on ``machine_id``, ``kind`` and ``tenant_id`` (prefilters), BTREE on ``id``
+(reads by id), the native full-text index on ``search_text`` (the abbreviation-expanded
+text; ``text`` keeps the original), and an ANN index once the table is large enough for it
+to pay.
 LanceDB has no bound parameters, so every value in a ``where`` goes through
 :func:`sql_literal`, which quotes it; ids are also checked against a strict pattern.
 """
@@ -11,6 +12,7 @@ LanceDB has no bound parameters, so every value in a ``where`` goes through
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import warnings
 from collections.abc import Sequence
@@ -37,8 +39,12 @@ OPTIMIZE_EVERY = 64
 # LanceDB's caches are unbounded by default, and every add() leaves metadata of a version
 # that is never read again: ~55 MiB per 1,000 single-incident writes, so a node's memory
 # grew for as long as it ran. The indexes of 100k memories (ANN, full text, bitmaps) take
-# ~70 MiB in all, so they stay cached.
-INDEX_CACHE_BYTES = 256 * 2**20
+# ~70 MiB in all, so they stay cached; past ~170k rows the index cache grows with the
+# table (:func:`index_cache_bytes`): at 1M rows (~660 MiB of indexes) a cache of 256 MiB
+# reloaded the ANN partitions from disk on every query, and a vector search took 1.1 s
+# instead of 47 ms.
+INDEX_CACHE_BYTES = 256 * 2**20  # the least the index cache holds
+INDEX_CACHE_SHARE = 0.25  # of the machine's memory: the most it may grow to
 METADATA_CACHE_BYTES = 32 * 2**20
 # Each optimize writes fresh index files, and the caches keep the ones they replaced until
 # evicted by size: at 10 single-incident writes/s (an optimize every ~1.6 s) the caches
@@ -49,7 +55,7 @@ METADATA_CACHE_BYTES = 32 * 2**20
 # go with the last query still using them. The estimate keeps a store whose indexes
 # outgrow the caches (~1M rows) from renewing them at all: full, they evict by themselves.
 CACHE_RENEW_MIN_BYTES = 32 * 2**20
-INDEX_BYTES_PER_ROW = 768
+INDEX_BYTES_PER_ROW = 768  # measured: 660 MiB of warm caches at 1.01M rows, 70 at 100k
 
 SCHEMA = pa.schema(
     [
@@ -85,9 +91,26 @@ def sql_literal(value: str | int | float | datetime) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _session() -> lancedb.Session:
-    return lancedb.Session(index_cache_size_bytes=INDEX_CACHE_BYTES,
+def _session(index_bytes: int) -> lancedb.Session:
+    return lancedb.Session(index_cache_size_bytes=index_bytes,
                            metadata_cache_size_bytes=METADATA_CACHE_BYTES)
+
+
+def index_cache_bytes(rows: int, ceiling: int) -> int:
+    """The index cache for a table of ``rows`` rows: room for its live indexes twice over
+    (each optimize writes new index files; the ones it replaced wait in the cache until
+    evicted or renewed), at least :data:`INDEX_CACHE_BYTES`, at most ``ceiling``."""
+    return max(INDEX_CACHE_BYTES, min(ceiling, 2 * rows * INDEX_BYTES_PER_ROW))
+
+
+def memory_share(share: float = INDEX_CACHE_SHARE) -> int:
+    """``share`` of this machine's physical memory, in bytes (8 GiB assumed where the
+    system does not tell)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 8 * 2**30
+    return int(total * share)
 
 
 def _warm(table: Any) -> None:
@@ -108,13 +131,18 @@ def in_list(column: str, values: Sequence[str]) -> str:
 class LanceStore:
     """The node's vector + full-text store (folder ``lance/``)."""
 
-    def __init__(self, path: Path, ann_min_rows: int = ANN_MIN_ROWS) -> None:
+    def __init__(self, path: Path, ann_min_rows: int = ANN_MIN_ROWS,
+                 cache_ceiling: int | None = None) -> None:
+        """``cache_ceiling``: the most the index cache may grow to (a quarter of the
+        machine's memory unless given)."""
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.ann_min_rows = ann_min_rows
+        self.cache_ceiling = memory_share() if cache_ceiling is None else cache_ceiling
         self.ann_builds = 0  # ANN indexes this store built (a rebuild would count again)
         self._upkeep: threading.Thread | None = None  # background optimize / ANN build
-        self._session = _session()
+        self.cache_capacity = INDEX_CACHE_BYTES
+        self._session = _session(self.cache_capacity)
         self._db = lancedb.connect(str(path), session=self._session)
         self._warm_bytes = 0  # what the caches held right after the last renewal
         self.cache_renewals = 0
@@ -126,6 +154,14 @@ class LanceStore:
         self._fts_built = False
         if TABLE in self._db.list_tables().tables:
             self.table = self._db.open_table(TABLE)
+            want = index_cache_bytes(self.count(), self.cache_ceiling)
+            if want > self.cache_capacity:  # a large store: sized before anything is cached
+                self.cache_capacity = want
+                self._session = _session(want)
+                self._db = lancedb.connect(str(path), session=self._session)
+                self.table = self._db.open_table(TABLE)
+            if not any(ix.columns == ["id"] for ix in self.table.list_indices()):
+                self._create_id_index()  # a store made before the index was
         else:
             self.table = self._db.create_table(TABLE, schema=SCHEMA)
             self._create_scalar_indexes()
@@ -137,6 +173,14 @@ class LanceStore:
             warnings.simplefilter("ignore")
             for col in ("tenant_id", "machine_id", "kind"):
                 self.table.create_scalar_index(col, index_type="BITMAP", replace=True)
+        self._create_id_index()
+
+    def _create_id_index(self) -> None:
+        # Reads by id (a correction of a found memory, an exact code's memory, existing
+        # ids) scanned the table without it: 24-70 ms at 1M rows, 3-4 ms with it.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.table.create_scalar_index("id", index_type="BTREE", replace=True)
 
     def cache_bytes(self) -> int:
         """Bytes held in this store's index and metadata caches."""
@@ -205,16 +249,25 @@ class LanceStore:
         self._renew_stale_caches()
 
     def _renew_stale_caches(self) -> None:
-        live = max(self._warm_bytes, self.count() * INDEX_BYTES_PER_ROW)
-        if self.cache_bytes() <= max(CACHE_RENEW_MIN_BYTES, 2 * live):
+        """New caches when the old ones hold mostly replaced index files, or when the live
+        indexes would take more than 3/4 of the index cache (then one sized for the
+        table: the next growth comes after half as many rows again)."""
+        rows = self.count()
+        live = max(self._warm_bytes, rows * INDEX_BYTES_PER_ROW)
+        want = index_cache_bytes(rows, self.cache_ceiling)
+        grow = (want > self.cache_capacity
+                and 4 * rows * INDEX_BYTES_PER_ROW > 3 * self.cache_capacity)
+        if not grow and self.cache_bytes() <= max(CACHE_RENEW_MIN_BYTES, 2 * live):
             return
-        session = _session()
+        capacity = want if grow else self.cache_capacity
+        session = _session(capacity)
         db = lancedb.connect(str(self.path), session=session)
         table = db.open_table(TABLE)
         _warm(table)  # loads the current indexes, off the request path
         with self._lock:  # no add() in between: the new handle sees every row written
             table.checkout_latest()  # type: ignore[no-untyped-call]
             self._session, self._db, self.table = session, db, table
+            self.cache_capacity = capacity
         self._warm_bytes = int(session.size_bytes)
         self.cache_renewals += 1
 
