@@ -24,7 +24,8 @@ def _rows(rng: np.random.Generator, start: int, n: int) -> list[dict[str, Any]]:
             for i, v in enumerate(vecs)]
 
 
-def test_ann_index_is_built_in_the_background_once_and_never_rebuilt(tmp_path: Path) -> None:
+def test_ann_index_is_built_in_the_background_once_and_never_rebuilt(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(7)
     store = LanceStore(tmp_path / "lance", ann_min_rows=ROWS)
     store.add(_rows(rng, 0, ROWS))
@@ -57,10 +58,26 @@ def test_ann_index_is_built_in_the_background_once_and_never_rebuilt(tmp_path: P
     hit = store.vector_search(late["vector"], "tenant_id = 'acme'", 1, ["id"])
     assert [h["id"] for h in hit] == [late["id"]]
 
-    # A reopened store sees the index and does not build another.
+    # A reopened store sees the index and does not build another; it loads the indexes
+    # into its caches in the background, before any search asks (the upkeep slot).
+    warmed: list[int] = []
+    real_warm = lance_mod._warm
+
+    def warm(table: Any) -> None:
+        real_warm(table)
+        warmed.append(1)
+
+    monkeypatch.setattr(lance_mod, "_warm", warm)
     again = LanceStore(tmp_path / "lance", ann_min_rows=ROWS)
+    assert again._upkeep is not None and again._upkeep.name == "lance-warm"
+    assert again.wait_for_upkeep(timeout=60)
+    assert warmed == [1] and again.cache_bytes() > 0
     again.refresh_indexes(force=True)
     assert again.ann_builds == 0 and again._has_vector_index()
+    # A store without an ANN index has nothing worth loading ahead.
+    small = LanceStore(tmp_path / "small")
+    small.add(_rows(rng, 0, 10))
+    assert LanceStore(tmp_path / "small")._upkeep is None and warmed == [1]
 
 
 def test_forced_refresh_builds_the_ann_index_before_returning(tmp_path: Path) -> None:
