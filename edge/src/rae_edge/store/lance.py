@@ -53,7 +53,8 @@ METADATA_CACHE_BYTES = 32 * 2**20
 # the last renewal, or estimated from the row count: ~70 MiB at 100k rows), the upkeep
 # thread opens the table anew on fresh caches (warmed before they serve), and the old ones
 # go with the last query still using them. The estimate keeps a store whose indexes
-# outgrow the caches (~1M rows) from renewing them at all: full, they evict by themselves.
+# outgrow the most the caches may take (past ``cache_ceiling``) from renewing them at all:
+# full, they evict by themselves.
 CACHE_RENEW_MIN_BYTES = 32 * 2**20
 INDEX_BYTES_PER_ROW = 768  # measured: 660 MiB of warm caches at 1.01M rows, 70 at 100k
 
